@@ -1,0 +1,48 @@
+"""`cxrvlm` command line: thin; each subcommand lives in the module that does the work.
+
+A subcommand module exposes `configure(parser: argparse.ArgumentParser)` and `run(args) -> int`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# subcommand -> (module, one-line help). Modules are imported only when their command runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "curate": ("cxrvlm.curate.command", "turn public CXR datasets into a multi-task dataset (train/val/test jsonl + card)"),
+    "train-mask-tokenizer": ("cxrvlm.tokens.seg_train", "train the VQ-VAE mask tokenizer on binary lung masks"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cxrvlm import __version__
+
+    parser = argparse.ArgumentParser(prog="cxrvlm", description="Chest X-ray multi-task vision-language model.")
+    parser.add_argument("--version", action="version", version=f"cxrvlm {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).configure(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"cxrvlm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
