@@ -12,11 +12,13 @@ import sys
 # subcommand -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
     "curate": ("cxrvlm.curate.command", "turn public CXR datasets into a multi-task dataset (train/val/test jsonl + card)"),
+    "train": ("cxrvlm.train.command", "train a model on a curated dataset (multi-task mixture, stages, resume)"),
     "train-mask-tokenizer": ("cxrvlm.tokens.seg_train", "train the VQ-VAE mask tokenizer on binary lung masks"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command`'s module is imported (to add its arguments), so start-up stays fast."""
     from cxrvlm import __version__
 
     parser = argparse.ArgumentParser(prog="cxrvlm", description="Chest X-ray multi-task vision-language model.")
@@ -26,12 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
-        importlib.import_module(module).configure(p)
+        if name == command:
+            importlib.import_module(module).configure(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.command:

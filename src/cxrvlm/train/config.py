@@ -1,0 +1,139 @@
+"""Training configuration: a JSON file plus `key=value` overrides on the command line.
+
+Stages are config (M4CXR: projector warm-up, then full/LoRA fine-tuning; LiteGPT: localisation, then
+classification): each stage names its steps, frozen modules, optional LoRA and the tasks it draws from.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class StageConfig:
+    name: str = "joint"
+    steps: int = 1000
+    freeze: list[str] = field(default_factory=list)  # module name prefixes kept frozen, e.g. ["vision", "decoder"]
+    lora: dict[str, Any] | None = None  # peft LoraConfig kwargs, e.g. {"r": 16, "target_modules": ["qkv"]}
+    tasks: list[str] | None = None  # None: every task of the data
+    lr: float | None = None  # None: TrainConfig.lr
+
+
+@dataclass
+class TrainConfig:
+    model: str = "cxrvlm-tiny"  # registered name or checkpoint folder
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    data: str = "runs/curated"  # a folder written by `cxrvlm curate`
+    tasks: list[str] | None = None
+    mixture: str = "inverse"  # inverse | proportional | temperature | fixed
+    mixture_temperature: float = 2.0
+    mixture_ratios: dict[str, float] = field(default_factory=dict)
+    batch_size: int = 16  # global batch; split across processes
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    seed: int = 0
+    augment: bool = True  # intensity augmentation only: geometry would move the boxes the text encodes
+    tokenizer_vocab_size: int = 4000  # BPE merges trained on the curated text when the model is new
+    log_every: int = 10
+    eval_every: int = 200
+    eval_examples_per_task: int = 32
+    save_every: int = 200
+    tensorboard: bool = False
+    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+    def stage_at(self, step: int) -> tuple[int, StageConfig]:
+        """(index, stage) that global step `step` belongs to."""
+        start = 0
+        for i, stage in enumerate(self.stages):
+            if step < start + stage.steps:
+                return i, stage
+            start += stage.steps
+        return len(self.stages) - 1, self.stages[-1]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}; valid keys: {', '.join(sorted(known))}")
+        d = dict(d)
+        if "stages" in d:
+            stage_keys = {f.name for f in fields(StageConfig)}
+            stages = []
+            for i, s in enumerate(d["stages"]):
+                bad = sorted(set(s) - stage_keys)
+                if bad:
+                    raise ValueError(f"stage {i}: unknown key(s) {bad}; valid keys: {', '.join(sorted(stage_keys))}")
+                stages.append(StageConfig(**s))
+            if not stages:
+                raise ValueError("config: 'stages' is empty")
+            d["stages"] = stages
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        for s in self.stages:
+            if s.steps < 0:
+                raise ValueError(f"stage {s.name!r}: steps must be >= 0, got {s.steps}")
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Config from a JSON file (or defaults when None), then `key=value` overrides (dotted keys reach into
+    dicts and stages: `stages.0.steps=20`, `model_overrides.depth=2`; values parse as JSON, else as strings)."""
+    d: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ValueError(f"config file {p} not found")
+        try:
+            d = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"config file {p}: not valid JSON ({e})") from None
+    if "stages" not in d:
+        d["stages"] = [asdict(StageConfig())]
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not key=value")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        _set_dotted(d, key.strip(), value)
+    return TrainConfig.from_dict(d)
+
+
+def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node: Any = d
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ValueError(f"override {key!r}: {part!r} is not an index of a list of {len(node)}")
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, {})
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ValueError(f"override {key!r}: {last!r} is not an index of a list of {len(node)}")
+        node[int(last)] = value
+    else:
+        node[last] = value

@@ -1,0 +1,85 @@
+"""Curated examples grouped by task, and the images they need, read once and kept at the model's input size."""
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from cxrvlm.io import read_image
+from cxrvlm.io.transforms import resize_to
+from cxrvlm.tasks.base import Example
+
+log = logging.getLogger(__name__)
+
+
+def read_split(data_dir: str | Path, split: str) -> list[Example]:
+    """Examples of `split` ("train", "val", "test") from a `cxrvlm curate` folder."""
+    path = Path(data_dir) / f"{split}.jsonl"
+    if not path.is_file():
+        raise ValueError(f"{path} not found: point --data / data= at a folder written by `cxrvlm curate`")
+    examples = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                examples.append(Example.from_json(json.loads(line)))
+            except (json.JSONDecodeError, ValueError, TypeError) as e:
+                raise ValueError(f"{path}:{lineno}: not a curated example ({e})") from None
+    return examples
+
+
+class TaskData:
+    """Examples of one split grouped by task, optionally restricted to `tasks`."""
+
+    def __init__(self, examples: list[Example], tasks: list[str] | None = None, source: str = "") -> None:
+        by_task: dict[str, list[Example]] = defaultdict(list)
+        for ex in examples:
+            if tasks is None or ex.task in tasks:
+                by_task[ex.task].append(ex)
+        if tasks is not None:
+            missing = sorted(set(tasks) - set(by_task))
+            if missing:
+                raise ValueError(f"{source or 'data'}: no examples for task(s) {missing}; it has {sorted(by_task)}")
+        if not by_task:
+            raise ValueError(f"{source or 'data'}: no examples")
+        self.by_task = dict(sorted(by_task.items()))
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {t: len(v) for t, v in self.by_task.items()}
+
+    def get(self, task: str, index: int) -> Example:
+        return self.by_task[task][index]
+
+
+class ImageCache:
+    """Images read with `cxrvlm.io.read_image`, resized to `size` x `size` and kept as uint8 (64 KB at 256 px)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._cache: dict[str, np.ndarray] = {}
+
+    def get(self, path: str) -> np.ndarray:
+        """float32 size x size in [0, 1]."""
+        if path not in self._cache:
+            pixels = read_image(path).pixels
+            small = resize_to(pixels, (self.size, self.size))
+            self._cache[path] = np.clip(np.round(small * 255), 0, 255).astype(np.uint8)
+        return self._cache[path].astype(np.float32) / 255.0
+
+    def views(self, example: Example) -> list[np.ndarray]:
+        return [self.get(p) for p in example.images]
+
+
+def augment_intensity(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Brightness, contrast and gamma jitter: changes exposure, never geometry (boxes and masks stay valid)."""
+    gamma = float(np.exp(rng.uniform(-0.3, 0.3)))
+    contrast = float(rng.uniform(0.8, 1.2))
+    brightness = float(rng.uniform(-0.08, 0.08))
+    out = np.power(np.clip(pixels, 0.0, 1.0), gamma)
+    out = (out - 0.5) * contrast + 0.5 + brightness
+    return np.clip(out, 0.0, 1.0).astype(np.float32)

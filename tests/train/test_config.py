@@ -1,0 +1,37 @@
+import json
+
+import pytest
+
+from cxrvlm.train.config import load_config
+
+
+def test_defaults_and_dotted_overrides(tmp_path):
+    cfg = load_config(None, ["stages.0.steps=7", "model_overrides.depth=2", "mixture=proportional", "lr=0.01"])
+    assert cfg.total_steps == 7 and cfg.model_overrides == {"depth": 2}
+    assert cfg.mixture == "proportional" and cfg.lr == 0.01
+
+
+def test_stages_from_file(tmp_path):
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps({"stages": [{"name": "warmup", "steps": 5, "freeze": ["decoder"]}, {"name": "all", "steps": 10}]}))
+    cfg = load_config(p)
+    assert [s.name for s in cfg.stages] == ["warmup", "all"]
+    assert cfg.stage_at(4)[1].name == "warmup" and cfg.stage_at(5)[1].name == "all"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [(["bogus=1"], "unknown config key"), (["stages.0.bogus=1"], "stage 0: unknown key"), (["lr"], "not key=value"),
+     (["batch_size=0"], "batch_size"), (["stages.3.steps=1"], "not an index")],
+)
+def test_bad_config_is_a_clear_error(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(None, overrides)
+
+
+def test_missing_or_invalid_file(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        load_config(tmp_path / "nope.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_config(tmp_path / "bad.json")
