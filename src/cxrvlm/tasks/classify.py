@@ -1,0 +1,170 @@
+"""Classification: TB diagnosis and finding classification, answered with one word from a fixed candidate set.
+
+Two kinds of example, each on one frontal view (the first one with a path):
+- "tb" (PaliGemma-CXR): prefix "What is the diagnosis of the X-ray image?", suffix "tuberculosis" or "normal".
+  Made when the study's "Tuberculosis" label is known. A TB-negative study with another positive finding (sick but
+  not TB, as in TBX11K) gets no "tb" example: "normal" would be false and the set has no third answer.
+- "finding": prefix "What is the diagnosis of the X-ray image? Options: no finding, tuberculosis, covid-19, ...",
+  over the fixed set `FINDING_CANDIDATES` (the same prompt for every study of every source). Each positive label
+  is mapped to the narrowest candidate it implies (SARS -> viral pneumonia, Streptococcus -> bacterial pneumonia,
+  see `_text.PARENT`); candidates implied by a narrower one are dropped (COVID-19 implies viral pneumonia and
+  pneumonia). Made when exactly one candidate is left: no diagnosis in the set (e.g. cardiomegaly only) or two
+  (a co-infection) leave the single answer undetermined, and the study gets no "finding" example. Labels outside
+  the set (ARDS beside COVID-19) do not count.
+
+Class probabilities come from the decoder's likelihood of each candidate (inference puts them in
+`Prediction.extra["probs"]`), so AUROC is computable.
+
+target keys: "label" (answer phrase), "candidates" (list of phrases, the fixed set of its kind), "positives" (every
+positive label's phrase), "kind" ("tb" or "finding"). `metric()` scores each kind with its own candidate set.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from cxrvlm.records import Study, View
+from cxrvlm.tasks import _text
+from cxrvlm.tasks.base import Example, Prediction, register_task
+
+log = logging.getLogger(__name__)
+
+NAME = "classify"
+TB_LABEL = "Tuberculosis"
+TB_PROMPT = "What is the diagnosis of the X-ray image?"
+TB_CANDIDATES = ("normal", "tuberculosis")
+FINDING_PROMPT = TB_PROMPT + " Options: {options}."
+FINDING_CANDIDATES = ("no finding", "tuberculosis", "covid-19", "viral pneumonia", "bacterial pneumonia",
+                      "fungal pneumonia", "pneumonia")
+# Every answer the task can produce; parse accepts these when it is not given the prompt's candidates.
+ALL_CANDIDATES = frozenset(TB_CANDIDATES) | frozenset(FINDING_CANDIDATES)
+
+
+def prompt(kind: str = "tuberculosis") -> str:
+    """The prefix: `prompt("tuberculosis")` for TB screening, `prompt("finding")` for the diagnosis set."""
+    if kind in ("tuberculosis", "tb"):
+        return TB_PROMPT
+    if kind == "finding":
+        return FINDING_PROMPT.format(options=", ".join(FINDING_CANDIDATES))
+    raise ValueError(f"classify.prompt: unknown kind {kind!r}; valid: 'tuberculosis', 'finding'")
+
+
+def answer_set(kind: str = "tuberculosis") -> list[str]:
+    """The fixed answer set of a kind (for scoring each candidate's likelihood)."""
+    prompt(kind)  # validates kind
+    return list(TB_CANDIDATES if kind in ("tuberculosis", "tb") else FINDING_CANDIDATES)
+
+
+def _candidate_chain(label: str) -> list[str]:
+    """The finding candidates a label implies, narrowest first: "SARS" -> ["viral pneumonia", "pneumonia"]."""
+    out: list[str] = []
+    name: str | None = label
+    while name is not None:
+        p = _text.phrase(name)
+        if p in FINDING_CANDIDATES and p not in out:
+            out.append(p)
+        name = _text.PARENT.get(name)
+    return out
+
+
+def finding_answer(study: Study) -> str | None:
+    """The study's single diagnosis among FINDING_CANDIDATES, or None when it is not determined."""
+    positives = [k for k in study.positive_labels() if k != _text.NO_FINDING]
+    if not positives:
+        return "no finding" if study.labels.get(_text.NO_FINDING) == 1.0 else None
+    chains = [c for c in map(_candidate_chain, positives) if c]
+    left = {c[0] for c in chains} - {x for c in chains for x in c[1:]}
+    return left.pop() if len(left) == 1 else None
+
+
+def _tb_example(study: Study, view: View) -> Example | None:
+    tb = study.labels.get(TB_LABEL)
+    if tb not in (0.0, 1.0):
+        return None
+    others = [k for k in _text.leaf_positives(study) if k not in (TB_LABEL, _text.NO_FINDING)]
+    if tb == 0.0 and others:
+        log.debug("classify: %s is TB-negative but shows %s; no 'normal' answer", study.study_id, others)
+        return None
+    answer = "tuberculosis" if tb == 1.0 else "normal"
+    target = {"label": answer, "candidates": list(TB_CANDIDATES), "kind": "tb",
+              "positives": [_text.phrase(k) for k in study.positive_labels()]}
+    return _text.make_example(NAME, study, [view], TB_PROMPT, answer, target, {"kind": "tb"})
+
+
+def _finding_example(study: Study, view: View) -> Example | None:
+    answer = finding_answer(study)
+    if answer is None:
+        return None
+    target = {"label": answer, "candidates": list(FINDING_CANDIDATES), "kind": "finding",
+              "positives": [_text.phrase(k) for k in study.positive_labels()]}
+    return _text.make_example(NAME, study, [view], prompt("finding"), answer, target, {"kind": "finding"})
+
+
+def format(study: Study, rng: random.Random) -> list[Example]:
+    """Study -> up to two classification examples (tb, finding) on its first frontal view. `rng` is unused: the
+    answer is fully determined by the labels."""
+    view = _text.first_frontal(study)
+    if view is None:
+        return []
+    made = [_tb_example(study, view), _finding_example(study, view)]
+    return [e for e in made if e is not None]
+
+
+def parse(text: str, image_size: tuple[int, int] | None = None,
+          candidates: Sequence[str] | None = None) -> Prediction:
+    """Model text -> `Prediction.label`, one of `candidates` (or of every answer the task knows) after case,
+    whitespace and punctuation normalisation; anything else is invalid. Never raises."""
+    reason = _text.check_output(text)
+    if reason:
+        return Prediction(NAME, valid=False, reason=reason, text=text if isinstance(text, str) else "")
+    allowed = {_text.normalise(c) for c in candidates} if candidates else ALL_CANDIDATES
+    label = _text.normalise(text)
+    if label not in allowed:
+        shown = label if len(label) <= 60 else label[:60] + "..."
+        return Prediction(NAME, valid=False, reason=f"answer {shown!r} is not one of the candidates", text=text)
+    return Prediction(NAME, text=text, label=label, answer=label)
+
+
+class ClassifyMetric:
+    """Each kind scored over its own candidate set: "tb" as a binary screening test (positive "tuberculosis",
+    operating point, sensitivity/specificity), "finding" over FINDING_CANDIDATES (macro one-vs-rest AUROC).
+    Keys are prefixed "tb_" / "finding_"; a kind with no case is left out."""
+
+    def __init__(self, threshold: float | None = None, **kwargs: Any) -> None:
+        from cxrvlm.metrics import ClassificationMetric
+
+        self.by_kind = {
+            "tb": ClassificationMetric(TB_CANDIDATES, positive="tuberculosis", threshold=threshold, **kwargs),
+            "finding": ClassificationMetric(FINDING_CANDIDATES, **kwargs),
+        }
+        self.reset()
+
+    def reset(self) -> None:
+        self.seen = {k: 0 for k in self.by_kind}
+        for m in self.by_kind.values():
+            m.reset()
+
+    def update(self, pred: Prediction, target: dict[str, Any]) -> None:
+        kind = target.get("kind", "tb")
+        if kind not in self.by_kind:
+            raise ValueError(f"classify metric: target kind {kind!r} is not 'tb' or 'finding'")
+        self.seen[kind] += 1
+        self.by_kind[kind].update(pred, target)
+
+    def compute(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for kind, m in self.by_kind.items():
+            if self.seen[kind]:
+                out.update({f"{kind}_{k}": v for k, v in m.compute().items()})
+        return out
+
+
+def metric(threshold: float | None = None, **kwargs: Any) -> ClassifyMetric:
+    """Accuracy, per-class sensitivity/specificity/F1 and AUROC with bootstrap CIs; `threshold` is the TB operating
+    point fixed on validation data (other keyword arguments go to `cxrvlm.metrics.ClassificationMetric`)."""
+    return ClassifyMetric(threshold=threshold, **kwargs)
+
+
+register_task(__name__)

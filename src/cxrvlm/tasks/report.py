@@ -1,0 +1,188 @@
+"""Report generation. Prefix (PaliGemma-CXR) "Generate a medical report for the X-ray image provided", suffix the
+report text ("Findings: ... Impression: ...").
+
+Which text:
+- the source's report (`Report.kind == "report"`);
+- case notes (`kind == "case_notes"`, e.g. the COVID-19 collection's clinical notes), with their own prompt
+  "Write the case notes for the X-ray image provided": case notes also tell history and outcome that no image shows,
+  so the model must not learn to mix them into radiology reports;
+- otherwise a report templated from the structured findings (positive/negative labels, finding boxes' side,
+  severity scores), phrasing chosen by `rng`, `meta["templated"] = True`. Only facts in the data are stated:
+  "normal" only when "No Finding" is positive; a negative label only as "no radiographic evidence of ...".
+
+Which images (one example each):
+- "single": the first frontal view (the first view when there is no frontal one);
+- "multi_view": frontal + lateral, when the study has both;
+- "multi_study": current frontal + the prior's frontal, the interval in the prompt ("... compared with the prior
+  study from 12 days earlier"). For a templated report only when the change in opacity is known, which the report
+  then states (see `_text.opacity_change`).
+
+target keys: "report" (reference text), "kind" ("report", "case_notes" or "templated"), "positives" (positive
+label phrases, for clinical-efficacy scoring).
+"""
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from cxrvlm.records import Report, Study, View
+from cxrvlm.tasks import _text
+from cxrvlm.tasks.base import Example, Prediction, register_task
+
+NAME = "report"
+KINDS = ("report", "case_notes", "templated")
+_OPENING = {"report": "Generate a medical report for", "case_notes": "Write the case notes for"}
+_NORMAL_FINDINGS = (
+    "The lungs are clear. No pleural effusion or pneumothorax. The cardiomediastinal silhouette is normal.",
+    "No focal consolidation, pleural effusion or pneumothorax. Heart size is normal.",
+    "Clear lungs. Normal heart size and mediastinal contours. No acute abnormality.",
+)
+_NORMAL_IMPRESSION = ("Normal chest radiograph.", "No acute cardiopulmonary abnormality.")
+_POSITIVE = ("There is radiographic evidence of {x}.", "The radiograph shows features of {x}.",
+             "Appearances are in keeping with {x}.")
+_IMPRESSION = ("Findings consistent with {x}.", "Appearances suggest {x}.")
+_REPORT_PHRASE = {"tuberculosis": "pulmonary tuberculosis"}
+
+
+def prompt(kind: str = "report", lateral: bool = False, prior_interval_days: float | None = None) -> str:
+    """The prefix for a report of `kind` over a frontal image (+ a lateral one, or + a prior study's image)."""
+    if kind not in KINDS:
+        raise ValueError(f"report.prompt: unknown kind {kind!r}; valid: {', '.join(KINDS)}")
+    opening = _OPENING["case_notes" if kind == "case_notes" else "report"]  # templated reads as a report
+    if lateral and prior_interval_days is not None:
+        raise ValueError("report.prompt: a lateral view and a prior study in one prompt are not supported")
+    if lateral:
+        return f"{opening} the frontal and lateral X-ray images provided"
+    if prior_interval_days is not None:
+        return (f"{opening} the current X-ray image (first image) compared with "
+                f"{_text.interval_phrase(prior_interval_days)} (second image)")
+    return f"{opening} the X-ray image provided"
+
+
+def _report_phrase(label: str) -> str:
+    """Label -> its wording in a report: "Streptococcus" -> "streptococcus pneumonia" (a cause names a pneumonia)."""
+    p = _text.phrase(label)
+    if label in _text.PARENT and "pneumonia" not in p:
+        return f"{p} pneumonia"
+    return _REPORT_PHRASE.get(p, p)
+
+
+def _box_sides(view: View | None) -> list[str]:
+    """'cardiomegaly in the left hemithorax' for finding boxes clearly on one side (patient's side: the image's
+    left is the patient's right on a frontal view)."""
+    if view is None or not view.is_frontal:
+        return []
+    out = []
+    for b in view.boxes:
+        if _text.is_anatomy(b.label):
+            continue
+        cx = (b.x1 + b.x2) / 2
+        side = "right" if cx < 0.45 else "left" if cx > 0.55 else None
+        if side and f"{_report_phrase(b.label)} in the {side} hemithorax" not in out:
+            out.append(f"{_report_phrase(b.label)} in the {side} hemithorax")
+    return out
+
+
+def _severity_sentence(study: Study) -> str:
+    ge, op = _text.get_score(study, "geographic_extent"), _text.get_score(study, "opacity")
+    parts = []
+    if ge is not None:
+        parts.append(f"{_text.severity_level('geographic_extent', ge)} in extent (geographic extent {ge:.1f} of 8)")
+    if op is not None:
+        parts.append(f"{_text.severity_level('opacity', op)} in density (opacity {op:.1f} of 6)")
+    return f"Lung opacity is {' and '.join(parts)}." if parts else ""
+
+
+def templated_report(study: Study, view: View | None, rng: random.Random) -> Report | None:
+    """A report stating only the study's structured findings; None when the study has none."""
+    leaves = [k for k in _text.leaf_positives(study) if k != _text.NO_FINDING]
+    severity = _severity_sentence(study)
+    if leaves:
+        x = _text.join_words([_report_phrase(k) for k in leaves])
+        findings = [rng.choice(_POSITIVE).format(x=x)]
+        sides = _box_sides(view)
+        if sides:
+            findings.append(f"There is {_text.join_words(sides)}.")
+        impression = rng.choice(_IMPRESSION).format(x=x)
+    elif study.labels.get(_text.NO_FINDING) == 1.0:
+        findings, impression = [rng.choice(_NORMAL_FINDINGS)], rng.choice(_NORMAL_IMPRESSION)
+    elif _text.known_negatives(study):
+        x = _text.join_words([_report_phrase(k) for k in _text.known_negatives(study)], "or")
+        findings, impression = [f"No radiographic evidence of {x}."], f"No radiographic evidence of {x}."
+    elif severity:
+        findings, impression = [], ""
+    else:
+        return None
+    if severity:
+        findings.append(severity)
+    return Report(findings=" ".join(findings), impression=impression, kind="templated")
+
+
+def _reference(study: Study, view: View | None, rng: random.Random) -> Report | None:
+    if study.report and study.report.kind in ("report", "case_notes"):
+        return study.report
+    return templated_report(study, view, rng)
+
+
+def format(study: Study, rng: random.Random) -> list[Example]:
+    """Study -> report examples: single image, frontal + lateral, current + prior (see the module docstring)."""
+    frontal = _text.first_frontal(study)
+    main = frontal or next(iter(_text.usable_views(study)), None)
+    if main is None:
+        return []
+    ref = _reference(study, main, rng)
+    if ref is None:
+        return []
+    kind = ref.kind if ref.kind in KINDS else "templated"
+    text = _text.report_text(ref)
+    target = {"report": text, "kind": kind, "positives": [_text.phrase(k) for k in study.positive_labels()]}
+    meta = {"report_kind": kind, "templated": kind == "templated"}
+    out = [_text.make_example(NAME, study, [main], prompt(kind), text, target, {**meta, "inputs": "single"})]
+    lateral = _text.first_lateral(study)
+    if frontal is not None and lateral is not None:
+        out.append(_text.make_example(NAME, study, [frontal, lateral], prompt(kind, lateral=True), text,
+                                      target, {**meta, "inputs": "multi_view"}))
+    out.extend(_prior_example(study, frontal, ref, target, meta))
+    return out
+
+
+def _prior_example(study: Study, frontal: View | None, ref: Report, target: dict[str, Any],
+                   meta: dict[str, Any]) -> list[Example]:
+    prior_view = _text.first_frontal(study.prior)
+    if frontal is None or prior_view is None or study.prior_interval_days is None:
+        return []
+    text = target["report"]
+    if meta["templated"]:
+        change = _text.opacity_change(study)
+        if change is None:
+            return []
+        wording = "is unchanged" if change == "stayed the same" else f"has {change}"
+        impression = f"{ref.impression} Compared with the prior study, the lung opacity {wording}.".strip()
+        text = Report(ref.findings, impression, "templated").text
+        target = {**target, "report": text}
+    return [_text.make_example(NAME, study, [frontal], prompt(meta["report_kind"],
+                               prior_interval_days=study.prior_interval_days), text, target,
+                               {**meta, "inputs": "multi_study"}, prior_views=[prior_view])]
+
+
+def parse(text: str, image_size: tuple[int, int] | None = None) -> Prediction:
+    """Model text -> `Prediction.text` (stripped), with `extra["findings"]` / `extra["impression"]` split at the
+    section headers. Invalid when empty, runaway (> 20,000 characters), or holding control or loc/seg tokens."""
+    reason = _text.check_output(text, max_chars=_text.MAX_REPORT_CHARS)
+    if reason:
+        return Prediction(NAME, valid=False, reason=reason, text=text[:_text.MAX_REPORT_CHARS]
+                          if isinstance(text, str) else "")
+    body = text.strip()
+    findings, _, impression = body.partition("Impression:")
+    findings = findings.replace("Findings:", "", 1).strip()
+    return Prediction(NAME, text=body, extra={"findings": findings, "impression": impression.strip()})
+
+
+def metric() -> Any:
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr and label F1 of generated against reference reports."""
+    from cxrvlm.metrics import ReportMetric
+
+    return ReportMetric()
+
+
+register_task(__name__)

@@ -1,0 +1,243 @@
+"""Visual question answering. The prefix is the question itself (as PaliGemma-CXR asked it), the suffix the answer.
+
+Close-ended questions are templated only where the data determines the answer:
+- "label":    "Is there evidence of {finding} in this X-ray?" yes/no. Per study one positive label (yes) and one
+              known-negative label (no), each drawn by `rng`, so the answers stay balanced within a source. Only
+              labels of the shared vocabulary (`records.LABELS`): a source-specific term (a pathogen) is often
+              recorded only when positive, and asking about it would give the answer away.
+- "normal":   "Is this chest X-ray normal?" yes/no, when "No Finding" is known.
+- "choice":   "Which of these findings is present in this X-ray: {a} or {b}?" one positive, one negative, order by rng.
+- "view":     "What is the projection of this radiograph?" pa/ap/lateral, per view whose position is known.
+- "lung_size": "Which lung is larger on this image, the right or the left?" (patient's sides) from the two lung
+              masks' pixel areas (a single both-lungs mask is split into its two largest connected components; the
+              one on the image's left is the patient's right lung), else from the two lung boxes' areas. Asked only
+              when the areas differ by at least 10%, so the answer is not within annotation noise.
+- "extent" / "density": "How extensive is the lung opacity?" / "How dense is the lung opacity?"
+              none/mild/moderate/severe from the geographic extent (0-8) / opacity (0-6) scores, bins in `_text`.
+- "change":   "Compared with the prior study from N days earlier, has the lung opacity worsened, improved, or stayed
+              the same?" from both studies' geographic extent (threshold in `_text.opacity_change`); images are the
+              current frontal view then the prior's.
+Open-ended (and the source's own closed) questions come from `study.qa` ("source").
+
+target keys: "answer" (normalised answer), "closed" (bool), "candidates" (normalised phrases; [] for open ones and
+for source closed questions that are not yes/no), "question", "template" (one of the names above).
+"""
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cxrvlm.records import LABELS, QA, Study, View, load_mask
+from cxrvlm.tasks import _text
+from cxrvlm.tasks.base import Example, Prediction, register_task
+
+log = logging.getLogger(__name__)
+
+NAME = "vqa"
+YES_NO = ("yes", "no")
+PROJECTIONS = ("pa", "ap", "lateral")
+SIDES = ("right", "left")
+MIN_AREA_DIFFERENCE = 0.10  # relative; smaller differences are within annotation noise
+Q_LABEL = "Is there evidence of {x} in this X-ray?"
+Q_NORMAL = "Is this chest X-ray normal?"
+Q_CHOICE = "Which of these findings is present in this X-ray: {a} or {b}?"
+Q_VIEW = "What is the projection of this radiograph?"
+Q_LUNG_SIZE = "Which lung is larger on this image, the right or the left?"
+Q_SEVERITY = {"extent": "How extensive is the lung opacity?", "density": "How dense is the lung opacity?"}
+Q_CHANGE = "Compared with {prior}, has the lung opacity worsened, improved, or stayed the same?"
+_SCORE_OF = {"extent": "geographic_extent", "density": "opacity"}
+
+
+def prompt(question: str) -> str:
+    """The prefix for a question (the question, whitespace-normalised)."""
+    q = " ".join(str(question).split())
+    if not q:
+        raise ValueError("vqa.prompt: empty question")
+    return q
+
+
+def change_question(prior_interval_days: float) -> str:
+    return Q_CHANGE.format(prior=_text.interval_phrase(prior_interval_days))
+
+
+def _closed(study: Study, views: Sequence[View], question: str, answer: str, candidates: Sequence[str],
+            template: str, prior_views: Sequence[View] = ()) -> Example:
+    target = {"answer": answer, "closed": True, "candidates": list(candidates), "question": question,
+              "template": template}
+    return _text.make_example(NAME, study, views, prompt(question), answer, target, {"template": template},
+                              prior_views=prior_views)
+
+
+def _label_questions(study: Study, view: View, rng: random.Random) -> list[Example]:
+    positives = sorted(_text.phrase(k) for k in study.positive_labels() if k != _text.NO_FINDING and k in LABELS)
+    negatives = [_text.phrase(k) for k in _text.known_negatives(study) if k in LABELS]
+    negatives = [n for n in negatives if n not in positives]
+    out = []
+    if positives:
+        out.append(_closed(study, [view], Q_LABEL.format(x=rng.choice(positives)), "yes", YES_NO, "label"))
+    if negatives:
+        out.append(_closed(study, [view], Q_LABEL.format(x=rng.choice(negatives)), "no", YES_NO, "label"))
+    normal = study.labels.get(_text.NO_FINDING)
+    if normal in (0.0, 1.0) and not (normal == 1.0 and positives):
+        out.append(_closed(study, [view], Q_NORMAL, "yes" if normal == 1.0 else "no", YES_NO, "normal"))
+    if positives and negatives:
+        pair = [rng.choice(positives), rng.choice(negatives)]
+        rng.shuffle(pair)
+        answer = pair[0] if pair[0] in positives else pair[1]
+        out.append(_closed(study, [view], Q_CHOICE.format(a=pair[0], b=pair[1]), answer, pair, "choice"))
+    return out
+
+
+def _split_lungs(mask: np.ndarray) -> tuple[float, float] | None:
+    """Both-lungs mask -> (right, left) pixel areas, or None when it is not two clearly separate lungs."""
+    from scipy import ndimage
+
+    components, n = ndimage.label(mask)
+    if n < 2:
+        return None
+    sizes = np.bincount(components.ravel())[1:]
+    a, b = np.argsort(sizes)[::-1][:2] + 1
+    if sizes[a - 1] + sizes[b - 1] < 0.9 * mask.sum() or sizes[b - 1] < 0.2 * (sizes[a - 1] + sizes[b - 1]):
+        return None
+    half = mask.shape[1] / 2
+    xa, xb = (np.nonzero(components == c)[1].mean() for c in (a, b))
+    if not (min(xa, xb) < half < max(xa, xb)):
+        return None
+    image_left, image_right = (a, b) if xa < xb else (b, a)
+    return float(sizes[image_left - 1]), float(sizes[image_right - 1])  # image left = patient's right
+
+
+def _mask_areas(view: View) -> tuple[float, float] | None:
+    masks = {_text.phrase(k): ref for k, ref in view.masks.items()}
+    try:
+        if "right lung" in masks and "left lung" in masks:
+            return (float(load_mask(masks["right lung"]).sum()), float(load_mask(masks["left lung"]).sum()))
+        both = next((masks[k] for k in ("lungs", "lung") if k in masks), None)
+        return _split_lungs(load_mask(both)) if both is not None else None
+    except (ValueError, OSError) as e:
+        log.warning("vqa: %s: lung mask unreadable, no lung-size question: %s", view.image_id, e)
+        return None
+
+
+def _box_areas(view: View) -> tuple[float, float] | None:
+    found: dict[str, list[float]] = {}
+    for b in view.boxes:
+        found.setdefault(_text.phrase(b.label), []).append((b.x2 - b.x1) * (b.y2 - b.y1))
+    if len(found.get("right lung", [])) != 1 or len(found.get("left lung", [])) != 1:
+        return None
+    return found["right lung"][0], found["left lung"][0]
+
+
+def _lung_size_question(study: Study, view: View) -> list[Example]:
+    if view.view_position == "LATERAL":
+        return []
+    areas = _mask_areas(view) or _box_areas(view)
+    if areas is None or max(areas) <= 0:
+        return []
+    right, left = areas
+    if abs(right - left) / max(right, left) < MIN_AREA_DIFFERENCE:
+        return []
+    return [_closed(study, [view], Q_LUNG_SIZE, "right" if right > left else "left", SIDES, "lung_size")]
+
+
+def _severity_questions(study: Study, view: View) -> list[Example]:
+    out = []
+    for template, score_name in _SCORE_OF.items():
+        value = _text.get_score(study, score_name)
+        if value is not None:
+            level = _text.severity_level(score_name, value)
+            out.append(_closed(study, [view], Q_SEVERITY[template], level, _text.SEVERITY_LEVELS, template))
+    change = _text.opacity_change(study)
+    prior_view = _text.first_frontal(study.prior)
+    if change is not None and prior_view is not None:
+        out.append(_closed(study, [view], change_question(study.prior_interval_days), change,
+                           _text.CHANGE_ANSWERS, "change", prior_views=[prior_view]))
+    return out
+
+
+def _source_questions(study: Study) -> list[Example]:
+    out = []
+    for qa in study.qa:
+        views = [v for v in study.views[qa.view:qa.view + 1] if v.path] if 0 <= qa.view < len(study.views) else []
+        answer, question = _text.normalise(qa.answer), " ".join(str(qa.question).split())
+        if not views or not answer or not question:
+            log.debug("vqa: %s: skipping source question %r (no image or empty text)", study.study_id, qa.question)
+            continue
+        out.append(_source_example(study, views[0], qa, question, answer))
+    return out
+
+
+def _source_example(study: Study, view: View, qa: QA, question: str, answer: str) -> Example:
+    candidates = list(YES_NO) if answer in YES_NO else []
+    target = {"answer": answer, "closed": bool(qa.closed), "candidates": candidates, "question": question,
+              "template": "source"}
+    return _text.make_example(NAME, study, [view], prompt(question), qa.answer.strip(), target,
+                              {"template": "source"})
+
+
+def format(study: Study, rng: random.Random) -> list[Example]:
+    """Study -> every close-ended question its data answers, plus the source's own questions."""
+    out: list[Example] = []
+    frontal = _text.first_frontal(study)
+    if frontal is not None:
+        out += _label_questions(study, frontal, rng)
+        out += _severity_questions(study, frontal)
+    for view in _text.usable_views(study):
+        if view.view_position in ("PA", "AP", "LATERAL"):
+            out.append(_closed(study, [view], Q_VIEW, view.view_position.lower(), PROJECTIONS, "view"))
+        out += _lung_size_question(study, view)
+    return out + _source_questions(study)
+
+
+def parse(text: str, image_size: tuple[int, int] | None = None,
+          candidates: Sequence[str] | None = None) -> Prediction:
+    """Model text -> `Prediction.answer` (normalised). Invalid when empty, runaway (> 500 characters), holding
+    control or loc/seg tokens, or not one of `candidates` when those are given. Never raises."""
+    reason = _text.check_output(text)
+    if reason:
+        return Prediction(NAME, valid=False, reason=reason, text=text[:_text.MAX_ANSWER_CHARS]
+                          if isinstance(text, str) else "")
+    answer = _text.normalise(text)
+    if not answer:
+        return Prediction(NAME, valid=False, reason="output has no words", text=text)
+    if candidates and answer not in {_text.normalise(c) for c in candidates}:
+        return Prediction(NAME, valid=False, reason=f"answer {answer[:60]!r} is not one of the candidates", text=text)
+    return Prediction(NAME, text=text, answer=answer, label=answer)
+
+
+class VQAMetric:
+    """Closed questions scored by accuracy, open ones by exact match and token F1; keys prefixed closed_/open_."""
+
+    def __init__(self) -> None:
+        from cxrvlm.metrics import ClosedVQAMetric, OpenVQAMetric
+
+        self.by_kind = {"closed": ClosedVQAMetric(), "open": OpenVQAMetric()}
+        self.reset()
+
+    def update(self, pred: Prediction, target: dict[str, Any]) -> None:
+        kind = "closed" if target.get("closed") else "open"
+        self.seen[kind] += 1
+        self.by_kind[kind].update(pred, target)
+
+    def compute(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for kind, m in self.by_kind.items():
+            if self.seen[kind]:  # a kind with no question is left out
+                out.update({f"{kind}_{k}": v for k, v in m.compute().items()})
+        return out
+
+    def reset(self) -> None:
+        self.seen = {k: 0 for k in self.by_kind}
+        for m in self.by_kind.values():
+            m.reset()
+
+
+def metric() -> VQAMetric:
+    return VQAMetric()
+
+
+register_task(__name__)
