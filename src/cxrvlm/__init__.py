@@ -1,3 +1,16 @@
 """cxrvlm: one multi-task vision-language model for chest X-ray interpretation."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
 __version__ = "0.1.0"
 NOTICE = "Research use only. Not a diagnosis."
+
+
+def load(name_or_path: str | os.PathLike = "cxrvlm-tiny", **kwargs: Any) -> Any:
+    """An `Interpreter` over a trained model (a name or a checkpoint folder): `cxrvlm.load().interpret("x.png")`.
+    Imported on call, so `import cxrvlm` stays light (no torch)."""
+    from cxrvlm.infer import load as _load
+
+    return _load(name_or_path, **kwargs)

@@ -46,7 +46,9 @@ class Trainer:
         self.train_data = TaskData(read_split(cfg.data, "train"), cfg.tasks, source=f"{cfg.data}/train.jsonl")
         val_examples = [e for e in read_split(cfg.data, "val") if e.task in self.train_data.sizes]
         self.val_data = TaskData(val_examples, None, source=f"{cfg.data}/val.jsonl") if val_examples else None
-        self.model = build_model(cfg, self.train_data)
+        checkpoints = ckpt_io.list_checkpoints(self.run_dir)
+        self.resume_from = checkpoints[-1] if checkpoints else None
+        self.model = build_model(cfg, self.train_data, self.resume_from / "model" if self.resume_from else None)
         self.images = ImageCache(self.model.config.image_size)
         self.stage_index = -1
         self.optimizer: torch.optim.Optimizer | None = None
@@ -76,10 +78,9 @@ class Trainer:
         return weights, sizes
 
     def _resume(self) -> None:
-        checkpoints = ckpt_io.list_checkpoints(self.run_dir)
-        if not checkpoints:
+        last = self.resume_from
+        if last is None:
             return
-        last = checkpoints[-1]
         state = ckpt_io.read_state(last)
         step = int(state["step"])
         index, stage = self.cfg.stage_at(step)

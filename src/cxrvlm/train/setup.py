@@ -26,11 +26,16 @@ def corpus_texts(cfg: TrainConfig, data: TaskData) -> list[str]:
     return texts
 
 
-def build_model(cfg: TrainConfig, data: TaskData) -> nn.Module:
-    """A checkpoint folder is loaded as it is; a registered name gets a tokenizer trained on the run's texts."""
+def build_model(cfg: TrainConfig, data: TaskData, resume_from: Path | None = None) -> nn.Module:
+    """A checkpoint folder is loaded as it is; a registered name gets a tokenizer trained on the run's texts.
+    When resuming, the model is rebuilt from the run's own checkpoint (config + tokenizer; the weights are loaded
+    after the stage's LoRA adapters exist)."""
     from cxrvlm.models import Tokenizer, create_model, load_model
+    from cxrvlm.models.checkpoint import TOKENIZER_FILE
 
-    if Path(cfg.model).is_dir():
+    if resume_from is not None:
+        model = create_model(resume_from, tokenizer=Tokenizer.load(resume_from / TOKENIZER_FILE))
+    elif Path(cfg.model).is_dir():
         model = load_model(cfg.model)
     else:
         torch.manual_seed(cfg.seed)
@@ -58,32 +63,49 @@ def apply_stage(model: nn.Module, stage: StageConfig) -> None:
 
 
 def add_lora(model: nn.Module, lora: dict[str, Any]) -> None:
-    """Inject peft LoRA adapters in place; only the adapters (and modules_to_save) train."""
+    """Inject peft LoRA adapters in place (once: a model that has them keeps them); only the adapters and
+    `modules_to_save` copies train, also when the model already had adapters from an earlier stage."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    if _has_lora(model):
-        return
-    config = LoraConfig(**lora)
-    inject_adapter_in_model(config, model)
+    if not _has_lora(model):
+        try:
+            config = LoraConfig(**lora)
+        except TypeError as e:
+            raise ValueError(f"lora config {lora}: {e}") from None
+        inject_adapter_in_model(config, model)
+        if not _has_lora(model):
+            raise ValueError(f"lora config {lora}: target_modules matched no layer")
     for name, p in model.named_parameters():
-        p.requires_grad = "lora_" in name
+        p.requires_grad = _is_adapter(name)
 
 
 def merge_lora(model: nn.Module) -> nn.Module:
-    """Fold LoRA weights into their base layers and put the plain layers back (a mergeable, adapter-free model)."""
+    """Fold LoRA weights into their base layers and put the plain layers back (modules_to_save: the trained
+    copy replaces the original), so the model is adapter-free and saves/loads like one never adapted."""
     from peft.tuners.lora import LoraLayer
+    from peft.utils.other import ModulesToSaveWrapper
 
     for name, module in list(model.named_modules()):
-        if isinstance(module, LoraLayer):
-            module.merge()
+        if isinstance(module, (LoraLayer, ModulesToSaveWrapper)):
+            if isinstance(module, LoraLayer):
+                module.merge()
+                plain = module.get_base_layer()
+            else:
+                plain = module.unload_and_optionally_merge_module(merge=True, safe_merge=False, adapter_names=None)
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, module.get_base_layer())
+            setattr(parent, child, plain)
+    if "peft_config" in vars(model):
+        del model.peft_config  # a later add_lora starts from a clean model
     return model
 
 
 def _has_lora(model: nn.Module) -> bool:
     return any("lora_" in n for n, _ in model.named_parameters())
+
+
+def _is_adapter(name: str) -> bool:
+    return "lora_" in name or ".modules_to_save." in name
 
 
 def load_weights(model: nn.Module, folder: Path) -> None:

@@ -1,0 +1,117 @@
+"""`cxrvlm interpret [IMAGE...] [--example] [--model NAME|PATH] [--tasks ...] [--question TEXT]...
+[--prior IMAGE [--prior-days N]] [--out DIR]`
+
+Prints one JSON object per image on stdout (a reading, or {"image": ..., "error": ...} for an input that failed),
+progress on stderr; with --out, an overlay PNG and an HTML page per image. Exit status 1 when any image failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cxrvlm.infer.inputs import IMAGE_EXTENSIONS, collect_files
+from cxrvlm.infer.result import DETECT_LABELS, SEGMENT_LABELS, TASKS
+
+log = logging.getLogger(__name__)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="*", metavar="IMAGE",
+                        help=f"image files (PNG, JPEG, TIFF, DICOM) or folders (searched recursively for "
+                             f"{', '.join(IMAGE_EXTENSIONS)})")
+    parser.add_argument("--example", action="store_true",
+                        help="also read the shipped example: a synthetic chest phantom (not a patient)")
+    parser.add_argument("--model", default="cxrvlm-tiny", help="model name or checkpoint folder (default: %(default)s)")
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks (default: %(default)s)")
+    parser.add_argument("--question", action="append", default=[], metavar="TEXT",
+                        help="a question for the vqa task (repeatable); yes/no questions get a probability")
+    parser.add_argument("--prior", metavar="IMAGE", help="an earlier image of the same patient, for comparison")
+    parser.add_argument("--prior-days", type=float, metavar="N", help="days between the prior and the image")
+    parser.add_argument("--detect-labels", default=",".join(DETECT_LABELS), metavar="A,B",
+                        help="what to detect, comma-separated (default: %(default)s)")
+    parser.add_argument("--segment-labels", default=",".join(SEGMENT_LABELS), metavar="A,B",
+                        help="what to segment, comma-separated (default: %(default)s)")
+    parser.add_argument("--threshold", type=float, help="TB operating point (default: the model's, else 0.5)")
+    parser.add_argument("--out", metavar="DIR", help="write <name>.overlay.png and <name>.html per image here")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+
+
+def _labels(text: str) -> list[str]:
+    labels = [x.strip() for x in text.split(",") if x.strip()]
+    if not labels:
+        raise ValueError(f"no labels in {text!r}; give them comma-separated, e.g. 'right lung,left lung'")
+    return labels
+
+
+def _unique_stem(path: str, used: set[str]) -> str:
+    """A file-name stem for an input, unique within the batch (folders may hold files of the same name)."""
+    base = Path(path).stem or "image"
+    stem, n = base, 1
+    while stem in used:
+        n += 1
+        stem = f"{base}-{n}"
+    used.add(stem)
+    return stem
+
+
+def _write_outputs(out: Path, stem: str, reading: dict[str, Any], pixels: Any) -> None:
+    from cxrvlm.infer.html import save_html
+    from cxrvlm.infer.overlay import render_overlay
+
+    picture = render_overlay(pixels, reading)
+    picture.save(out / f"{stem}.overlay.png", format="PNG", optimize=True)
+    save_html(reading, picture, out / f"{stem}.html")
+
+
+def _one(interp: Any, path: str, args: argparse.Namespace, out: Path | None, used: set[str]) -> dict[str, Any]:
+    """Interpret one file -> its reading, or {"image", "error"} when the input (or anything after it) failed."""
+    try:
+        reading, pixels = interp.interpret_with_pixels(path, tasks=args.tasks, questions=args.question or None,
+                                                       prior=args.prior_image, prior_days=args.prior_days)
+        if out is not None:
+            _write_outputs(out, _unique_stem(path, used), reading, pixels)
+        return reading
+    except (ValueError, OSError) as e:  # an unreadable image, a bad array: this input fails, the batch goes on
+        return {"image": path, "error": str(e)}
+    except Exception as e:  # noqa: BLE001 - one image must not end a batch of thousands; the reason is kept
+        log.debug("unexpected failure on %s", path, exc_info=True)
+        return {"image": path, "error": f"{type(e).__name__}: {e}"}
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from cxrvlm.infer.interpreter import load, parse_tasks
+    from cxrvlm.infer.phantom import example_image
+    from cxrvlm.io import read_image
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.tasks = parse_tasks(args.tasks)  # a bad task list is a usage error before any model is loaded
+    files = collect_files(args.images) + ([str(example_image())] if args.example else [])
+    if not files:
+        raise ValueError(f"no image files found in {', '.join(args.images)}" if args.images else
+                         "no image given: name image files or folders, or use --example")
+    # the prior is read once; an unreadable one is a usage error, not a failure of every image
+    args.prior_image = read_image(args.prior) if args.prior else None
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    interp = load(args.model, threshold=args.threshold, detect_labels=_labels(args.detect_labels),
+                  segment_labels=_labels(args.segment_labels))
+    failed, used = 0, set()
+    for i, path in enumerate(files, 1):
+        start = time.perf_counter()
+        result = _one(interp, path, args, out, used)
+        failed += "error" in result
+        print(json.dumps(result), flush=True)
+        status = f"error: {result['error']}" if "error" in result else f"{(time.perf_counter() - start) * 1000:.0f} ms"
+        print(f"[{i}/{len(files)}] {path}: {status}", file=sys.stderr, flush=True)
+    if failed:
+        print(f"{failed} of {len(files)} image(s) failed", file=sys.stderr)
+    return 1 if failed else 0

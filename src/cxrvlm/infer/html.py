@@ -1,0 +1,106 @@
+"""A self-contained HTML page of one reading: the overlay embedded as base64, TB probability, findings, report,
+boxes, masks, answers, warnings, timings and the research-use notice. Every model text is escaped."""
+from __future__ import annotations
+
+import base64
+import io
+from html import escape
+from typing import Any
+
+from cxrvlm import NOTICE
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1100px;color:#222;padding:0 1em}
+.notice{background:#fff3cd;border:1px solid #e0b000;padding:.6em 1em;font-weight:600}
+.grid{display:flex;gap:1.5em;flex-wrap:wrap}.grid>div{flex:1 1 420px}
+img{max-width:100%;border:1px solid #ccc}table{border-collapse:collapse;margin:.4em 0}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}th{background:#f4f4f4}
+.report{white-space:pre-wrap;background:#f8f8f8;padding:.6em;border-left:3px solid #888}
+.warn{color:#8a4b00}small{color:#666}
+"""
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    if not rows:
+        return "<p><small>none</small></p>"
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def _tb(reading: dict[str, Any]) -> str:
+    tb = reading.get("tb")
+    if not tb:
+        return "<p><small>not computed</small></p>"
+    return (f"<p><b>{tb['probability']:.3f}</b> &rarr; <b>{escape(tb['label'])}</b> "
+            f"<small>(threshold {tb['threshold']:.3f}, {escape(str(tb.get('threshold_source', '')))})</small></p>")
+
+
+def _mask_area(seg: dict[str, Any]) -> int | None:
+    from cxrvlm.tokens.rle import rle_decode
+
+    try:
+        return int(rle_decode(seg["mask"]).sum())
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _sections(reading: dict[str, Any]) -> str:
+    report = reading.get("report") or ""
+    parts = [
+        "<h2>Tuberculosis</h2>", _tb(reading),
+        "<h2>Findings</h2>", _table(["finding", "probability"],
+                                    [[f["label"], f["probability"]] for f in reading.get("findings", [])]),
+        "<h2>Report</h2>",
+        f"<div class='report'>{escape(report)}</div>" if report else "<p><small>none</small></p>",
+        "<h2>Detections</h2>", _table(["label", "box x1, y1, x2, y2 (px)", "score"],
+                                      [[d["label"], d["box"], d["score"]] for d in reading.get("detections", [])]),
+        "<h2>Segmentations</h2>", _table(["label", "box (px)", "area (px)", "score"],
+                                         [[s["label"], s["box"], _mask_area(s), s["score"]]
+                                          for s in reading.get("segmentations", [])]),
+        "<h2>Questions</h2>", _table(["question", "answer", "probability", "kind"],
+                                     [[a["question"], a["answer"], a["probability"],
+                                       "closed" if a.get("closed") else "open"] for a in reading.get("answers", [])]),
+    ]
+    warnings = reading.get("warnings") or []
+    if warnings:
+        items = "".join(f"<li>{escape(w)}</li>" for w in warnings)
+        parts += ["<h2>Warnings</h2>", f"<ul class='warn'>{items}</ul>"]
+    timing = reading.get("timing_ms") or {}
+    parts.append("<p><small>time (ms): " + escape(", ".join(f"{k} {v:g}" for k, v in timing.items())) + "</small></p>")
+    return "\n".join(parts)
+
+
+def render_html(reading: dict[str, Any], overlay: Any = None) -> str:
+    """The page as a string; `overlay` is a PIL image (embedded as a base64 PNG) or None."""
+    img = ""
+    if overlay is not None:
+        buf = io.BytesIO()
+        overlay.save(buf, format="PNG", optimize=True)
+        data = base64.b64encode(buf.getvalue()).decode("ascii")
+        img = f"<img alt='overlay of the reading' src='data:image/png;base64,{data}'>"
+    name = escape(str(reading.get("image", "")))
+    size = reading.get("image_size") or []
+    meta = f"model {escape(str(reading.get('model', '')))}"
+    meta += f", image {size[1]} x {size[0]} px" if len(size) == 2 else ""
+    meta += f", prior {escape(str(reading['prior']))}" if reading.get("prior") else ""
+    notice = escape(reading.get("notice") or NOTICE)
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>cxrvlm reading: {name}</title>"
+            f"<style>{_STYLE}</style></head><body><h1>{name}</h1><p class='notice'>{notice}</p>"
+            f"<p><small>{meta}</small></p><div class='grid'><div>{img}</div><div>{_sections(reading)}</div></div>"
+            f"<p class='notice'>{notice}</p></body></html>\n")
+
+
+def save_html(reading: dict[str, Any], overlay: Any, path: Any) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(render_html(reading, overlay))

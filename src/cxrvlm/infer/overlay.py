@@ -1,0 +1,114 @@
+"""The overlay picture of a reading: the X-ray with masks (semi-transparent, outlined), boxes with label and
+score, and a banner above the image with the TB probability and the research-use notice.
+
+    image = render_overlay(pixels, reading)      # PIL RGB image; pixels: float32 (H, W) in [0, 1]
+    image.save("chest.overlay.png")
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from cxrvlm import NOTICE
+from cxrvlm.io import to_uint8
+from cxrvlm.tokens.rle import rle_decode
+
+# Colour-blind-safe (Okabe-Ito) colours, one per label in order of appearance.
+PALETTE = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
+           (204, 121, 167))
+MASK_ALPHA = 0.35
+MIN_SIDE, MAX_SIDE = 512, 1024  # the picture is scaled so text stays readable and files stay small
+
+
+def display_scale(height: int, width: int) -> float:
+    """Scale from input pixels to overlay pixels: up to MIN_SIDE for small images, down to MAX_SIDE for big ones."""
+    longest = max(height, width)
+    if longest < MIN_SIDE:
+        return MIN_SIDE / longest
+    return MAX_SIDE / longest if longest > MAX_SIDE else 1.0
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: a fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def label_colours(reading: dict[str, Any]) -> dict[str, tuple[int, int, int]]:
+    """Label -> colour, stable within a reading (segmentations first, then detections)."""
+    labels = [o["label"] for o in (*reading.get("segmentations", []), *reading.get("detections", []))]
+    return {lab: PALETTE[i % len(PALETTE)] for i, lab in enumerate(dict.fromkeys(labels))}
+
+
+def _blend_masks(rgb: np.ndarray, segmentations: Sequence[dict], colours: dict, scale: float) -> np.ndarray:
+    """Masks decoded from RLE, resized to the display size, tinted, with a solid one-pixel outline."""
+    from scipy import ndimage
+
+    h, w = rgb.shape[:2]
+    out = rgb.astype(np.float32)
+    for seg in segmentations:
+        mask = rle_decode(seg["mask"])
+        if scale != 1.0 or mask.shape != (h, w):
+            mask = np.asarray(Image.fromarray(mask).resize((w, h), Image.Resampling.NEAREST), bool)
+        colour = np.array(colours.get(seg["label"], PALETTE[0]), np.float32)
+        out[mask] = (1 - MASK_ALPHA) * out[mask] + MASK_ALPHA * colour
+        out[mask & ~ndimage.binary_erosion(mask, iterations=2)] = colour
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def _draw_boxes(draw: ImageDraw.ImageDraw, items: Sequence[dict], colours: dict, scale: float,
+                font: Any, top: int, outline: bool = True) -> None:
+    """Boxes (`outline`) or only their tags (masks, whose outline is drawn already): label + score."""
+    for item in items:
+        x1, y1, x2, y2 = (float(v) * scale for v in item["box"])
+        colour = colours.get(item["label"], PALETTE[0])
+        if outline:
+            draw.rectangle([x1, y1 + top, x2, y2 + top], outline=colour, width=2)
+        text = f"{item['label']} {float(item['score']):.2f}"
+        # detections tag above the box, masks inside it, so the two tags of one organ do not collide
+        tx, ty = x1 + 2, max(top, y1 + top - font.size - 6) if outline else y1 + top + 4
+        left, upper, right, lower = draw.textbbox((tx, ty), text, font=font)
+        draw.rectangle([left - 2, upper - 2, right + 2, lower + 2], fill=(0, 0, 0))
+        draw.text((tx, ty), text, fill=colour, font=font)
+
+
+def banner_lines(reading: dict[str, Any]) -> list[str]:
+    """The banner's text: TB probability (or why there is none), then the notice."""
+    tb = reading.get("tb")
+    if tb:
+        first = (f"TB probability {tb['probability']:.2f} -> {tb['label']} "
+                 f"(threshold {tb['threshold']:.2f}, {tb.get('threshold_source', 'default')})")
+    else:
+        first = "TB probability: not computed"
+    return [first, reading.get("notice", NOTICE)]
+
+
+def render_overlay(pixels: np.ndarray, reading: dict[str, Any]) -> Image.Image:
+    """The X-ray (float32 (H, W) in [0, 1], the view the reading's boxes refer to) with the reading drawn on it."""
+    h, w = int(pixels.shape[0]), int(pixels.shape[1])
+    scale = display_scale(h, w)
+    dw, dh = max(1, round(w * scale)), max(1, round(h * scale))
+    gray = Image.fromarray(to_uint8(pixels)).resize((dw, dh), Image.Resampling.BILINEAR)
+    rgb = np.repeat(np.asarray(gray)[:, :, None], 3, axis=2)
+    colours = label_colours(reading)
+    rgb = _blend_masks(rgb, reading.get("segmentations", []), colours, scale)
+    font = _font(max(12, dw // 45))
+    lines = banner_lines(reading)
+    line_h = font.size + 8
+    top = line_h * len(lines) + 8
+    canvas = Image.new("RGB", (dw, dh + top), (20, 20, 20))
+    canvas.paste(Image.fromarray(rgb), (0, top))
+    draw = ImageDraw.Draw(canvas)
+    for i, (line, colour) in enumerate(zip(lines, ((255, 255, 255), (255, 210, 0)))):
+        draw.text((8, 6 + i * line_h), line, fill=colour, font=font)
+    _draw_boxes(draw, reading.get("detections", []), colours, scale, font, top)
+    _draw_boxes(draw, reading.get("segmentations", []), colours, scale, font, top, outline=False)
+    return canvas
+
+
+def save_overlay(pixels: np.ndarray, reading: dict[str, Any], path: Any) -> None:
+    render_overlay(pixels, reading).save(path, format="PNG", optimize=True)

@@ -1,0 +1,83 @@
+"""`cxrvlm interpret`: one JSON line per image, a bad file in a batch, folders, --out pictures and pages."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures_images import truncate, write_dicom
+from PIL import Image
+
+from cxrvlm import NOTICE, cli
+from cxrvlm.infer import check_reading
+
+
+def _run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, list[dict], str]:
+    code = cli.main(["interpret", *argv, "--threads", "1"])
+    out, err = capsys.readouterr()
+    return code, [json.loads(line) for line in out.splitlines()], err
+
+
+def test_batch_with_a_corrupt_file_in_the_middle(tiny_checkpoint: Path, phantom_png: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(phantom_png.read_bytes())
+    truncate(corrupt, keep=0.3)  # a PNG cut short: header fine, pixels missing
+    dicom = write_dicom(tmp_path / "third.dcm", np.arange(40 * 30, dtype=np.uint16).reshape(40, 30))
+    code, lines, err = _run(capsys, str(phantom_png), str(corrupt), str(dicom), "--model", str(tiny_checkpoint),
+                            "--tasks", "classify,detect", "--question", "Is this chest X-ray normal?")
+    assert code == 1
+    assert [line["image"] for line in lines] == [str(phantom_png), str(corrupt), str(dicom)]
+    assert set(lines[1]) == {"image", "error"} and "corrupt.png" in lines[1]["error"]
+    for good in (lines[0], lines[2]):
+        assert check_reading(good) == [] and good["tasks"] == ["classify", "detect"]
+    assert lines[2]["image_size"] == [40, 30]
+    assert "[2/3]" in err and "1 of 3 image(s) failed" in err
+
+
+def test_folder_and_out_dir(tiny_checkpoint: Path, phantom_png: Path, tmp_path: Path,
+                            capsys: pytest.CaptureFixture) -> None:
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    for target in (images / "chest.png", images / "sub" / "chest.png"):
+        target.write_bytes(phantom_png.read_bytes())
+    (images / "notes.txt").write_text("not an image, and not picked up from a folder")
+    out = tmp_path / "out"
+    code, lines, _ = _run(capsys, str(images), "--model", str(tiny_checkpoint), "--tasks", "classify,segment",
+                          "--out", str(out))
+    assert code == 0 and len(lines) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["chest-2.html", "chest-2.overlay.png", "chest.html",
+                                                     "chest.overlay.png"]
+    overlay = Image.open(out / "chest.overlay.png")
+    assert overlay.mode == "RGB" and overlay.width == round(96 * 512 / 120) and overlay.height > 512  # + banner
+    page = (out / "chest.html").read_text()
+    assert NOTICE in page and f"{lines[0]['tb']['probability']:.3f}" in page
+    embedded = re.search(r"src='data:image/png;base64,([^']+)'", page)
+    assert embedded and base64.b64decode(embedded.group(1)).startswith(b"\x89PNG")
+    assert "<script" not in page
+
+
+def test_usage_errors_exit_2(tiny_checkpoint: Path, phantom_png: Path, tmp_path: Path,
+                             capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["interpret", str(phantom_png), "--model", str(tiny_checkpoint), "--tasks", "paint"]) == 2
+    assert "valid tasks" in capsys.readouterr().err
+    bad_prior = tmp_path / "prior.png"
+    bad_prior.write_text("not a picture")
+    assert cli.main(["interpret", str(phantom_png), "--model", str(tiny_checkpoint), "--prior", str(bad_prior)]) == 2
+    assert "prior.png" in capsys.readouterr().err
+    assert cli.main(["interpret", str(tmp_path / "empty"), "--model", str(tiny_checkpoint)]) == 1  # missing file
+    line = json.loads(capsys.readouterr().out)
+    assert line["image"].endswith("empty") and "not found" in line["error"]
+
+
+def test_example_phantom(tiny_checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
+    from cxrvlm.infer import example_image
+
+    code, lines, _ = _run(capsys, "--example", "--model", str(tiny_checkpoint), "--tasks", "classify")
+    assert code == 0 and [line["image"] for line in lines] == [str(example_image())]
+    assert lines[0]["image_size"] == [512, 512]
+    assert cli.main(["interpret", "--model", str(tiny_checkpoint)]) == 2
+    assert "--example" in capsys.readouterr().err

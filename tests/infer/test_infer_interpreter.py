@@ -1,0 +1,200 @@
+"""Interpreter: the JSON schema, robustness to garbage output, pixel boxes, RLE masks, DICOM, arrays, priors."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fixtures_images import write_dicom
+from infer_fixtures import ScriptedGenerate
+
+from cxrvlm import NOTICE
+from cxrvlm.infer import Interpreter, check_reading
+from cxrvlm.infer.result import KEYS, TASKS
+from cxrvlm.tasks import classify, report, segment, vqa
+from cxrvlm.tokens.loc import LOC_RE, decode_locs, encode_box
+from cxrvlm.tokens.rle import rle_decode
+
+
+@pytest.fixture(scope="module")
+def interp(tiny_model: Any) -> Interpreter:
+    return Interpreter(tiny_model, name="tiny-test")
+
+
+def test_schema_on_garbage_output(interp: Interpreter, phantom_png: Path) -> None:
+    questions = ["Is this chest X-ray normal?", "What do you see?"]
+    reading = json.loads(json.dumps(interp.interpret(str(phantom_png), questions=questions)))  # JSON-safe
+    assert list(reading) == list(KEYS)
+    assert check_reading(reading) == []
+    assert reading["notice"] == NOTICE == "Research use only. Not a diagnosis."
+    assert reading["image"] == str(phantom_png) and reading["model"] == "tiny-test"
+    assert reading["image_size"] == [120, 96] and reading["tasks"] == list(TASKS)
+    tb = reading["tb"]
+    assert 0.0 <= tb["probability"] <= 1.0 and tb["threshold"] == 0.5 and tb["threshold_source"] == "default"
+    assert tb["label"] == ("tuberculosis" if tb["probability"] >= 0.5 else "normal")
+    assert sorted(f["label"] for f in reading["findings"]) == sorted(classify.answer_set("finding"))
+    assert math.isclose(sum(f["probability"] for f in reading["findings"]), 1.0, abs_tol=1e-4)
+    closed, open_ = reading["answers"]
+    assert closed["closed"] and closed["answer"] in ("yes", "no") and 0.5 <= closed["probability"] <= 1.0
+    assert not open_["closed"] and open_["question"] == "What do you see?"
+    # random weights write garbage: each generated task is empty with a warning naming it, nothing raised
+    for task, field in (("report", "report"), ("detect", "detections"), ("segment", "segmentations")):
+        if not reading[field]:
+            assert any(w.startswith(task) for w in reading["warnings"]), (task, reading["warnings"])
+    assert set(reading["timing_ms"]) == {"read", "encode", *TASKS, "total"}
+    assert all(isinstance(v, float) and v >= 0 for v in reading["timing_ms"].values())
+
+
+def test_only_requested_tasks_run(interp: Interpreter, phantom_png: Path) -> None:
+    reading = interp.interpret(str(phantom_png), tasks="classify")
+    assert reading["tasks"] == ["classify"] and reading["tb"] is not None
+    assert reading["report"] == "" and reading["detections"] == reading["answers"] == []
+    assert "report" not in reading["timing_ms"]
+    with pytest.raises(ValueError, match="valid tasks"):
+        interp.interpret(str(phantom_png), tasks=["classify", "colour"])
+
+
+def test_boxes_are_pixels_of_the_input_image(interp: Interpreter, monkeypatch: pytest.MonkeyPatch) -> None:
+    h, w = 300, 200  # not square: x follows the width, y the height
+    right, left = encode_box(0.1, 0.2, 0.45, 0.9), encode_box(0.55, 0.25, 0.9, 0.85)
+    text = f"{right} right lung ; <loc0001> broken ; {left} left lung"
+    fake = ScriptedGenerate(interp.model, {"detect": text}, special=0.64)
+    monkeypatch.setattr(interp.model, "generate", fake)
+    reading = interp.interpret(np.full((h, w), 0.5, np.float32), tasks=["detect"])
+    dets = reading["detections"]
+    assert [d["label"] for d in dets] == ["right lung", "left lung"]
+    # the box the loc tokens encode (quantised to 1/1023), scaled by the input's width and height
+    x1, y1, x2, y2 = decode_locs([int(t) for t in LOC_RE.findall(right)])
+    assert dets[0]["box"] == pytest.approx([x1 * w, y1 * h, x2 * w, y2 * h], abs=0.01)
+    assert dets[0]["box"] == pytest.approx([20, 60, 90, 270], abs=0.3)
+    assert dets[1]["box"] == pytest.approx([110, 75, 180, 255], abs=0.3)
+    assert [d["score"] for d in dets] == pytest.approx([0.64, 0.64])  # geometric mean of the 4 loc tokens
+    assert any("malformed" in x for x in reading["warnings"])  # the broken fragment is reported, the rest kept
+
+
+def _lung_mask(h: int, w: int, cx: float) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return ((x - cx * w) / (0.16 * w)) ** 2 + ((y - 0.5 * h) / (0.3 * h)) ** 2 <= 1.0
+
+
+def test_segmentation_rle_decodes_to_a_mask_of_the_input_size(interp: Interpreter,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    h, w = 90, 130
+    right, left = _lung_mask(h, w, 0.3), _lung_mask(h, w, 0.7)
+    (_, right_tokens), (_, left_tokens) = segment.encode_objects([right, left])
+    pieces = [f"{right_tokens} right lung", f"{left_tokens} left lung"]
+    monkeypatch.setattr(interp.model, "generate", ScriptedGenerate(interp.model, {"segment": " ; ".join(pieces)}))
+    reading = json.loads(json.dumps(interp.interpret(np.full((h, w), 0.4, np.float32), tasks=["segment"])))
+    segs = reading["segmentations"]
+    assert [s["label"] for s in segs] == ["right lung", "left lung"] and reading["warnings"] == []
+    for seg, truth in zip(segs, (right, left)):
+        assert seg["mask"]["size"] == [h, w] and isinstance(seg["mask"]["counts"], str)
+        mask = rle_decode(seg["mask"])
+        assert mask.shape == (h, w)
+        iou = (mask & truth).sum() / (mask | truth).sum()
+        assert iou > 0.8, iou
+        ys, xs = np.nonzero(truth)
+        assert seg["box"] == pytest.approx([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], abs=1.0)
+        assert seg["score"] == pytest.approx(0.8)
+
+
+def test_dicom_input(interp: Interpreter, tmp_path: Path) -> None:
+    y, x = np.mgrid[0:80, 0:70]
+    arr = (x * 300 + y * 500).astype(np.uint16)
+    path = write_dicom(tmp_path / "study.dcm", arr, photometric="MONOCHROME1", ViewPosition="PA")
+    reading = interp.interpret(str(path), tasks=["classify"])
+    assert reading["image"] == str(path) and reading["image_size"] == [80, 70]
+    assert check_reading(reading) == []
+
+
+def test_bad_inputs_raise_value_errors_naming_them(interp: Interpreter, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    with pytest.raises(ValueError, match="broken.png"):
+        interp.interpret(str(broken))
+    with pytest.raises(ValueError, match="missing.png"):
+        interp.interpret(str(tmp_path / "missing.png"))
+    with pytest.raises(ValueError, match="range"):
+        interp.interpret(np.full((20, 20), 7.0, np.float32))
+    with pytest.raises(ValueError, match="empty list"):
+        interp.interpret([])
+
+
+def test_prior_study_input(interp: Interpreter, phantom_png: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = ScriptedGenerate(interp.model, {"Generate": "Findings: clear lungs. Impression: normal chest."})
+    monkeypatch.setattr(interp.model, "generate", fake)
+    prior = np.full((50, 60), 0.3, np.float32)
+    change = vqa.change_question(12)
+    reading = interp.interpret(str(phantom_png), tasks=["report", "vqa"], prior=prior, prior_days=12,
+                               questions=[change, "Is this chest X-ray normal?"])
+    assert reading["prior"] == "<array 50x60>" and reading["warnings"] == []
+    assert reading["report"] == "Findings: clear lungs. Impression: normal chest."
+    prefix, feats = fake.calls[0]
+    assert prefix == report.prompt("report", prior_interval_days=12)
+    n = interp.model.tokens_per_image
+    assert feats.tokens.shape[1] == 2 * n  # current + prior
+    change_answer, normal_answer = reading["answers"]
+    assert change_answer["answer"] in ("worsened", "improved", "stayed the same") and change_answer["closed"]
+    # without the interval the report cannot compare: single-image prompt and a warning
+    fake.calls.clear()
+    reading = interp.interpret(str(phantom_png), tasks=["report"], prior=prior)
+    assert fake.calls[0][0] == report.prompt("report") and fake.calls[0][1].tokens.shape[1] == n
+    assert any("interval is unknown" in w for w in reading["warnings"])
+
+
+def test_change_question_without_prior_is_a_warning(interp: Interpreter, phantom_png: Path) -> None:
+    change = vqa.change_question(3)
+    reading = interp.interpret(str(phantom_png), tasks=["vqa"], questions=[change])
+    assert reading["answers"][0]["answer"] == "" and reading["answers"][0]["probability"] is None
+    assert any("prior" in w for w in reading["warnings"])
+
+
+def test_single_view_features_are_the_first_slot_of_the_pair(interp: Interpreter) -> None:
+    """Slicing the [frontal, prior] encoding must equal encoding the frontal view alone."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((64, 64), dtype=np.float32), rng.random((64, 64), dtype=np.float32)
+    pair, single = interp.model.encode_images([a, b]), interp.model.encode_images([a])
+    n = interp.model.tokens_per_image
+    assert np.allclose(pair.tokens[:, :n].numpy(), single.tokens.numpy(), atol=1e-5)
+
+
+def test_operating_point_from_the_model_folder(tiny_checkpoint: Path, phantom_png: Path) -> None:
+    import cxrvlm
+
+    (tiny_checkpoint / "operating_point.json").write_text(json.dumps({"threshold": 0.0}))
+    try:
+        reading = cxrvlm.load(tiny_checkpoint).interpret(str(phantom_png), tasks=["classify"])
+        assert reading["tb"]["threshold"] == 0.0 and reading["tb"]["threshold_source"] == "operating_point.json"
+        assert reading["tb"]["label"] == "tuberculosis"  # every probability is >= 0
+        (tiny_checkpoint / "operating_point.json").write_text(json.dumps({"threshold": 1.5}))
+        with pytest.raises(ValueError, match="operating_point.json"):
+            cxrvlm.load(tiny_checkpoint)
+    finally:
+        (tiny_checkpoint / "operating_point.json").unlink()
+
+
+def test_frontal_and_lateral_views(interp: Interpreter, phantom_png: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = ScriptedGenerate(interp.model, {"Generate": "Findings: normal. Impression: normal."})
+    monkeypatch.setattr(interp.model, "generate", fake)
+    lateral = np.full((70, 50), 0.6, np.float32)
+    reading = interp.interpret([str(phantom_png), lateral], tasks=["report"])
+    prefix, feats = fake.calls[0]
+    assert prefix == report.prompt("report", lateral=True)
+    assert feats.tokens.shape[1] == 2 * interp.model.tokens_per_image
+    assert reading["image"] == str(phantom_png) and reading["prior"] is None and reading["warnings"] == []
+    with pytest.raises(ValueError, match="prior_days"):
+        interp.interpret(str(phantom_png), prior=lateral, prior_days="soon")
+
+
+@pytest.mark.slow
+def test_paligemma_backend_reads_too(phantom_png: Path, one_thread: None) -> None:
+    """The same reading through the HF PaliGemma backend (tiny, random): the interpreter uses only the shared
+    model interface."""
+    pytest.importorskip("transformers")
+    from cxrvlm.models.paligemma import tiny_paligemma
+
+    reading = Interpreter(tiny_paligemma(max_text_len=256)).interpret(str(phantom_png))
+    assert check_reading(reading) == [] and reading["tb"] is not None

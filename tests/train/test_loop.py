@@ -1,0 +1,137 @@
+"""End-to-end training on a tiny curated folder: run folder contents, exact resume after a crash and after
+kill -9, and two-process DDP (gloo) matching the one-process loss curve."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from curated_fixtures import write_curated
+
+TINY = {"image_size": 32, "vit_patch_size": 8, "vit_width": 32, "vit_depth": 1, "vit_heads": 2, "n_layer": 1,
+        "n_embd": 32, "n_head": 2, "merge_k": 1, "max_text_len": 96}
+
+
+def overrides(data: Path, steps: int, **extra: object) -> list[str]:
+    base = {"data": str(data), "stages.0.steps": steps, "batch_size": 4, "log_every": 1, "eval_every": 0,
+            "save_every": 3, "warmup_steps": 2, "tokenizer_vocab_size": 300, "model_overrides": TINY, **extra}
+    return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in base.items()]
+
+
+def losses(run: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_curated(tmp_path_factory.mktemp("curated"))
+
+
+def train(data: Path, run: Path, steps: int, **extra: object) -> None:
+    from cxrvlm.train.config import load_config
+    from cxrvlm.train.loop import Trainer
+
+    Trainer(load_config(None, overrides(data, steps, **extra)), run).run()
+
+
+def test_run_folder_has_config_metrics_checkpoints_and_a_loadable_model(data, tmp_path):
+    from cxrvlm.models import load_model
+
+    run = tmp_path / "run"
+    train(data, run, steps=4, eval_every=2)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    mixture = [r for r in rows if "effective_ratios" in r]
+    assert mixture and abs(sum(mixture[0]["effective_ratios"].values()) - 1) < 1e-6
+    train_rows = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in train_rows] == [1, 2, 3, 4]
+    assert all(r["task_loss"] for r in train_rows)
+    val = [r for r in rows if r.get("split") == "val"]
+    assert [r["step"] for r in val] == [2, 4] and len(val[0]["task_loss"]) >= 5
+    assert json.loads((run / "config.json").read_text())["stages"][0]["steps"] == 4
+    assert sorted(p.name for p in run.glob("step_*")) == ["step_0000003", "step_0000004"]
+    model = load_model(run / "final")
+    assert isinstance(model.generate([[__import__("numpy").zeros((32, 32), "float32")]], ["detect right lung"],
+                                     max_new_tokens=3)[0], str)
+
+
+def test_loss_falls_when_training_longer(data, tmp_path):
+    run = tmp_path / "run"
+    train(data, run, steps=30, lr=3e-3, save_every=30)
+    curve = losses(run)
+    assert sum(list(curve.values())[-5:]) / 5 < sum(list(curve.values())[:5]) / 5
+
+
+def test_resume_after_a_crash_retraces_the_same_curve(data, tmp_path, monkeypatch):
+    from cxrvlm.train.loop import Trainer
+
+    full = tmp_path / "full"
+    train(data, full, steps=8)
+    crashed = tmp_path / "crashed"
+    real_step = Trainer._step
+
+    def crash_at_7(self, step, *a):
+        if step == 7:
+            raise RuntimeError("simulated crash")
+        return real_step(self, step, *a)
+
+    monkeypatch.setattr(Trainer, "_step", crash_at_7)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(data, crashed, steps=8)
+    monkeypatch.setattr(Trainer, "_step", real_step)
+    assert max(losses(crashed)) == 7  # steps 1..7 logged before the crash; the last checkpoint is step 6
+    train(data, crashed, steps=8)
+    a, b = losses(full), losses(crashed)
+    assert sorted(a) == sorted(b) == list(range(1, 9))
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-6), step
+
+
+def _cli(args: list[str], **kw) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_kill_9_then_resume_matches_an_uninterrupted_run(data, tmp_path):
+    steps = 60
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    cmd = [sys.executable, "-m", "cxrvlm.cli", "train", "--out"]
+    p = _cli(cmd + [str(full)] + overrides(data, steps))
+    assert p.wait(timeout=300) == 0, p.stderr.read()[-2000:]
+    p = _cli(cmd + [str(killed)] + overrides(data, steps))
+    deadline = time.time() + 300
+    while not (killed / "step_0000003" / "state.json").exists():
+        assert p.poll() is None and time.time() < deadline, "training ended before it could be killed"
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert max(losses(killed)) < steps
+    p = _cli(cmd + [str(killed)] + overrides(data, steps))
+    assert p.wait(timeout=300) == 0, p.stderr.read()[-2000:]
+    a, b = losses(full), losses(killed)
+    assert sorted(b) == list(range(1, steps + 1))
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-6), step
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None and not Path(sys.executable).with_name("accelerate").exists(),
+                    reason="accelerate launcher not installed")
+def test_two_process_ddp_matches_one_process(data, tmp_path):
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    train(data, single, steps=4)
+    launcher = str(Path(sys.executable).with_name("accelerate"))
+    p = _cli([launcher, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no", "-m", "cxrvlm.cli", "train", "--out", str(ddp)] + overrides(data, 4))
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-3000:]
+    a, b = losses(single), losses(ddp)
+    assert sorted(b) == [1, 2, 3, 4]
+    for step in a:  # gradients averaged over 2 processes of 2 examples = the mean over the batch of 4
+        assert b[step] == pytest.approx(a[step], rel=1e-4), step
