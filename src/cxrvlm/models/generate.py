@@ -1,0 +1,187 @@
+"""Greedy KV-cached generation and candidate-answer scoring for the compact VLM (a mixin of `CompactVLM`).
+
+    texts = model.generate(images, prefixes, max_new_tokens=64)             # batched, greedy
+    texts, scores = model.generate(..., return_scores=True)                 # scores[i]: [(token, prob), ...]
+    feats = model.encode_images(views); model.generate(image_features=feats, prefixes=[p1, p2, ...])
+    probs = model.score_candidates(views, prefix, ["normal", "tuberculosis"])   # sums to 1
+
+`images`: one array or a list of arrays is ONE example's views (broadcast over every prompt); a list of lists
+gives each example its views. Prompts are left-padded, so every example's next token sits at the same column of
+the KV cache; text positions count real tokens only, so padding changes nothing but the batch shape.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from cxrvlm.models.language_model import prefix_lm_mask
+
+if TYPE_CHECKING:
+    from cxrvlm.models.vlm import ImageFeatures
+
+log = logging.getLogger(__name__)
+
+TokenScores = list[tuple[str, float]]  # one generated answer: (token, probability) per token, <eos> excluded
+
+
+class GenerationMixin:
+    @contextlib.contextmanager
+    def _eval_mode(self) -> Iterator[None]:
+        """Evaluation mode (no dropout) for the duration, then the mode the caller had."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was_training)
+
+    def _features(self, images: Any, image_features: ImageFeatures | None, n: int) -> ImageFeatures:
+        if (images is None) == (image_features is None):
+            raise ValueError("give either images or image_features (from encode_images), exactly one of them")
+        if image_features is None:
+            image_features = self.encode_images(images)
+        return image_features.expand(n)
+
+    def _prompt_batch(self, prefixes: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded `<bos> prefix <sep>` ids and mask (B, Tp); an over-long prompt keeps <bos> and its end."""
+        room = self.config.max_text_len - 1  # at least one position for the answer
+        rows = []
+        for p in prefixes:
+            ids = self._prompt_ids(p)
+            rows.append(ids if len(ids) <= room else [ids[0], *ids[len(ids) - room + 1:]])
+        Tp = max(len(r) for r in rows)
+        ids = torch.full((len(rows), Tp), self.tokenizer.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), Tp), dtype=torch.bool)
+        for i, r in enumerate(rows):
+            ids[i, Tp - len(r):] = torch.tensor(r)
+            mask[i, Tp - len(r):] = True
+        return ids.to(self.device), mask.to(self.device)
+
+    def _pick(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy choice over (B, V) logits, never a pad/bos/sep/unk token (no answer contains them) -> ids, probs."""
+        tok = self.tokenizer
+        logits = logits.float().clone()
+        logits[:, [tok.pad_id, tok.bos_id, tok.sep_id, tok.unk_id]] = float("-inf")
+        probs = torch.softmax(logits, dim=-1)
+        ids = probs.argmax(dim=-1)
+        return ids, probs.gather(1, ids[:, None])[:, 0]
+
+    @torch.no_grad()
+    def generate(self, images: Any = None, prefixes: Sequence[str] | str = (), max_new_tokens: int = 64,
+                 image_features: ImageFeatures | None = None, return_scores: bool = False,
+                 use_cache: bool = True) -> list[str] | tuple[list[str], list[TokenScores]]:
+        """Greedy answers to `prefixes` -> decoded strings (special tokens stripped, loc/seg kept), and with
+        `return_scores` each answer's per-token probabilities. `use_cache=False` recomputes the whole sequence at
+        every step (the reference the cache is tested against)."""
+        prefixes = [prefixes] if isinstance(prefixes, str) else list(prefixes)
+        if not prefixes:
+            raise ValueError("generate: no prefixes given")
+        if max_new_tokens < 1:
+            raise ValueError(f"generate: max_new_tokens must be >= 1, got {max_new_tokens}")
+        with self._eval_mode():
+            feats = self._features(images, image_features, len(prefixes))
+            ids, mask = self._prompt_batch(prefixes)
+            steps = min(max_new_tokens, self.config.max_text_len - int(mask.sum(1).max()))
+            if steps < max_new_tokens:
+                log.warning("generate: max_new_tokens cut from %d to %d by max_text_len=%d", max_new_tokens, steps,
+                            self.config.max_text_len)
+            run = self._greedy_cached if use_cache else self._greedy_full
+            out, probs = run(feats, ids, mask, steps)
+        return self._finish(out, probs, return_scores)
+
+    def _greedy_cached(self, feats: ImageFeatures, ids: torch.Tensor, mask: torch.Tensor,
+                       steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        dec, dev = self.decoder, self.device
+        B = ids.size(0)
+        positions = (mask.long().cumsum(1) - 1).clamp(min=0)
+        x = torch.cat([feats.tokens.to(dev, self.dtype), dec.embed(ids, positions)], dim=1)  # (B, L, C)
+        L = x.size(1)
+        key_valid = torch.ones(B, L + steps, dtype=torch.bool, device=dev)
+        key_valid[:, :L] = torch.cat([feats.mask.to(dev), mask], dim=1)
+        cache = dec.new_cache(B, L + steps, x)
+        # the whole prompt is prefix: full attention among its valid keys
+        h = dec(x, key_valid[:, None, None, :L].expand(B, 1, L, L), cache)
+        logits, next_pos = dec.lm_head(h[:, -1]), positions[:, -1] + 1
+        out, probs = [], []
+        done = torch.zeros(B, dtype=torch.bool, device=dev)
+        for step in range(steps):
+            tok, p = self._pick(logits)
+            out.append(tok)
+            probs.append(p)
+            done |= tok == self.tokenizer.eos_id
+            if bool(done.all()) or step == steps - 1:
+                break
+            h = dec(dec.embed(tok[:, None], next_pos[:, None]), key_valid[:, None, None, : cache.length + 1], cache)
+            logits, next_pos = dec.lm_head(h[:, -1]), next_pos + 1
+        return torch.stack(out, 1), torch.stack(probs, 1)
+
+    def _greedy_full(self, feats: ImageFeatures, ids: torch.Tensor, mask: torch.Tensor,
+                     steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        dec, dev = self.decoder, self.device
+        B, Tp = ids.shape
+        n_img = feats.tokens.size(1)
+        gen = ids.new_zeros(B, 0)
+        out, probs = [], []
+        done = torch.zeros(B, dtype=torch.bool, device=dev)
+        for _ in range(steps):
+            seq = torch.cat([ids, gen], 1)
+            text_mask = torch.cat([mask, torch.ones_like(gen, dtype=torch.bool)], 1)
+            positions = (text_mask.long().cumsum(1) - 1).clamp(min=0)
+            x = torch.cat([feats.tokens.to(dev, self.dtype), dec.embed(seq, positions)], dim=1)
+            key_valid = torch.cat([feats.mask.to(dev), text_mask], 1)
+            attn = prefix_lm_mask(key_valid, torch.full((B,), n_img + Tp, device=dev))
+            tok, p = self._pick(dec.lm_head(dec(x, attn)[:, -1]))
+            out.append(tok)
+            probs.append(p)
+            gen = torch.cat([gen, tok[:, None]], 1)
+            done |= tok == self.tokenizer.eos_id
+            if bool(done.all()):
+                break
+        return torch.stack(out, 1), torch.stack(probs, 1)
+
+    def _finish(self, out: torch.Tensor, probs: torch.Tensor,
+                return_scores: bool) -> list[str] | tuple[list[str], list[TokenScores]]:
+        """Cut each row at its first <eos>, decode, and pair tokens with their probabilities."""
+        tok = self.tokenizer
+        texts, scores = [], []
+        for row, prow in zip(out.tolist(), probs.tolist()):
+            n = row.index(tok.eos_id) if tok.eos_id in row else len(row)
+            texts.append(tok.decode(row[:n]))
+            scores.append([(tok.id_to_token(t), float(q)) for t, q in zip(row[:n], prow[:n])])
+        return (texts, scores) if return_scores else texts
+
+    @torch.no_grad()
+    def score_candidates(self, images: Any = None, prefix: str = "", candidates: Sequence[str] = (),
+                         image_features: ImageFeatures | None = None) -> list[float]:
+        """Probability of each candidate answer (its full likelihood, <eos> included), normalised over the set."""
+        candidates = list(candidates)
+        if not candidates:
+            raise ValueError("score_candidates: no candidates given")
+        if len(set(candidates)) != len(candidates):
+            raise ValueError(f"score_candidates: candidates repeat: {candidates}")
+        with self._eval_mode():
+            feats = self._features(images, image_features, 1)
+            if len(feats) != 1:
+                raise ValueError(f"score_candidates scores one example; got features of {len(feats)}")
+            batch = self.text_batch([prefix] * len(candidates), candidates)
+            _, nll = self(**batch, image_features=feats.expand(len(candidates)), reduction="sum")
+        return torch.softmax(-nll.double(), dim=0).tolist()
+
+
+def box_scores(scores: TokenScores) -> list[float]:
+    """One score per box of a generated answer: the geometric mean of the probabilities of each run of four
+    consecutive `<locNNNN>` tokens, in the order the boxes appear (detection and segmentation answers)."""
+    out, run = [], []
+    for token, p in scores:
+        if token.startswith("<loc") and token.endswith(">"):
+            run.append(max(p, 1e-12))
+            if len(run) == 4:
+                out.append(float(torch.tensor(run, dtype=torch.float64).log().mean().exp()))
+                run = []
+        else:
+            run = []
+    return out

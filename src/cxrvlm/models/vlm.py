@@ -1,0 +1,263 @@
+"""The native compact VLM: vision tower -> projector -> (+ view embedding) -> prefix-LM GPT decoder.
+
+    model = CompactVLM.from_config(VLMConfig(...), tokenizer)
+    batch = model.collate(examples, images)      # images: per example, its views as float32 (H, W) in [0, 1]
+    logits, loss = model(**batch)                # loss: mean NLL over answer tokens
+    model(**batch, reduction="none")[1]          # (B,) mean NLL of each example's answer
+
+Sequence per example: [image tokens of slot 0][slot 1]...[slot M-1] <bos> prompt <sep> answer <eos> <pad>...
+Each view is encoded on its own, gets the learned embedding of its slot (the order of `Example.images`: the
+study's views, then the prior's; the prompt says whether slot 1 holds a lateral view or a prior study, as the
+tasks write it, so training, evaluation and inference all index views the same way), and padded slots are masked
+out of attention. Generation and candidate scoring
+live in generate.py.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cxrvlm.models import checkpoint as ckpt
+from cxrvlm.models.config import VLMConfig
+from cxrvlm.models.generate import GenerationMixin
+from cxrvlm.models.language_model import GPTDecoder, prefix_lm_mask
+from cxrvlm.models.preprocess import ImageInputError, preprocess_views
+from cxrvlm.models.projector import Projector
+from cxrvlm.models.tokenizer import Tokenizer
+from cxrvlm.models.vision_encoder import VisionTower
+
+log = logging.getLogger(__name__)
+
+IGNORE = -100  # label of positions without loss (prefix, padding), as torch's cross_entropy ignore_index
+
+
+@dataclass
+class ImageFeatures:
+    """Encoded views, reusable across prompts: tokens (B, N, C) in decoder width, mask (B, N) False = padded slot."""
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.tokens.size(0)
+
+    def expand(self, n: int) -> ImageFeatures:
+        """Repeat one example's features for n prompts (B must be 1 or n)."""
+        if len(self) == n:
+            return self
+        if len(self) != 1:
+            raise ValueError(f"image features hold {len(self)} examples, but {n} prompts were given (need 1 or {n})")
+        return ImageFeatures(self.tokens.expand(n, -1, -1), self.mask.expand(n, -1))
+
+
+def as_examples(images: Any) -> list[list[np.ndarray]]:
+    """Normalise an image argument: one array = one view of one example; a list of arrays = ONE example's views;
+    a list of lists = per example, its views."""
+    if isinstance(images, np.ndarray):
+        return [[images]]
+    if not isinstance(images, (list, tuple)):
+        raise ImageInputError(f"images must be arrays or lists of arrays, got {type(images).__name__}")
+    if images and all(isinstance(v, np.ndarray) for v in images):
+        return [list(images)]
+    if not all(isinstance(views, (list, tuple)) for views in images):
+        raise ImageInputError("images must be a list of arrays (one example's views) or a list of such lists")
+    return [list(views) for views in images]
+
+
+class CompactVLM(GenerationMixin, nn.Module):
+    def __init__(self, config: VLMConfig, tokenizer: Tokenizer) -> None:
+        super().__init__()
+        if config.vocab_size != tokenizer.vocab_size:
+            raise ValueError(f"config {config.name!r}: vocab_size {config.vocab_size} does not match the tokenizer's "
+                             f"{tokenizer.vocab_size}")
+        self.config, self.tokenizer = config, tokenizer
+        self.vision = VisionTower(config)
+        self.projector = Projector(config, self.vision.out_dim, self.vision.num_tokens, self.vision.grid)
+        self.view_embed = nn.Embedding(config.max_images, config.n_embd)
+        nn.init.normal_(self.view_embed.weight, std=0.02)
+        self.decoder = GPTDecoder(config)
+        self.tokens_per_image = self.projector.num_tokens
+
+    # ------------------------------------------------------------------------------------------------ build / IO
+    @classmethod
+    def from_config(cls, config: VLMConfig, tokenizer: Tokenizer | None = None) -> CompactVLM:
+        """A new model; without a tokenizer the byte-level one (no merges) is used."""
+        if tokenizer is None:
+            log.info("no tokenizer given: using the byte-level tokenizer (train one with Tokenizer.train for "
+                     "shorter sequences)")
+            tokenizer = Tokenizer.byte_level()
+        if config.vocab_size not in (0, tokenizer.vocab_size):
+            raise ValueError(f"config {config.name!r}: vocab_size {config.vocab_size} given, but the tokenizer has "
+                             f"{tokenizer.vocab_size}; leave vocab_size out, it is set from the tokenizer")
+        return cls(config.replace(vocab_size=tokenizer.vocab_size), tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike) -> CompactVLM:
+        folder = Path(folder)
+        config = VLMConfig.from_json(ckpt.read_config(folder), where=str(folder / ckpt.CONFIG_FILE))
+        model = cls(config, Tokenizer.load(folder / ckpt.TOKENIZER_FILE))
+        state = ckpt.read_weights(folder)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ckpt.CheckpointError(f"{folder}: weights do not match the config (missing {missing[:5]}, "
+                                       f"unexpected {unexpected[:5]})")
+        return model.eval()
+
+    def save_pretrained(self, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+        """Write config.json + model.safetensors (+ tokenizer.json) atomically; `dtype=torch.float16` halves it."""
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in self.state_dict().items()}
+        return ckpt.write_folder(folder, {
+            ckpt.CONFIG_FILE: ckpt.write_json(self.config.to_json()),
+            ckpt.WEIGHTS_FILE: lambda p: save_file(state, str(p), metadata={"format": "pt"}),
+            ckpt.TOKENIZER_FILE: self.tokenizer.save,
+        })
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    # ------------------------------------------------------------------------------------------------ batching
+    def pixel_batch(self, images: Sequence[Sequence[np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example views -> pixel_values (B, M, 1, S, S), image_mask (B, M); M = the most views of any example."""
+        c = self.config
+        per_example = [preprocess_views(v, c.image_size, c.image_mean, c.image_std, c.max_images, f"example {i}")
+                       for i, v in enumerate(images)]
+        M = max((p.size(0) for p in per_example), default=0)
+        pixels = torch.zeros(len(per_example), M, 1, c.image_size, c.image_size)
+        mask = torch.zeros(len(per_example), M, dtype=torch.bool)
+        for i, p in enumerate(per_example):
+            pixels[i, : p.size(0)] = p
+            mask[i, : p.size(0)] = True
+        return pixels, mask
+
+    def _prompt_ids(self, prefix: str) -> list[int]:
+        tok = self.tokenizer
+        return [tok.bos_id, *tok.encode(prefix), tok.sep_id]
+
+    def text_batch(self, prefixes: Sequence[str], suffixes: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Right-padded `<bos> prefix <sep> suffix <eos>`: input_ids, attention_mask, labels (-100 outside the
+        answer), prefix_lengths (tokens up to and including <sep>). Too long: the prompt keeps its end, the answer
+        is cut (and loses <eos>)."""
+        tok, room = self.tokenizer, self.config.max_text_len
+        rows, n_prefix, cut = [], [], 0
+        for pre_ids, suf_ids in zip(map(self._prompt_ids, prefixes), tok.encode_batch(list(suffixes))):
+            suf_ids = [*suf_ids, tok.eos_id]
+            if len(pre_ids) > room - 1:  # keep <bos> and the prompt's end (the question) + room for one answer token
+                pre_ids = [tok.bos_id, *pre_ids[len(pre_ids) - (room - 2):]]
+            if len(pre_ids) + len(suf_ids) > room:
+                suf_ids, cut = suf_ids[: room - len(pre_ids)], cut + 1
+            rows.append(pre_ids + suf_ids)
+            n_prefix.append(len(pre_ids))
+        if cut:
+            log.warning("%d of %d examples were longer than max_text_len=%d tokens and were cut", cut, len(rows), room)
+        T = max(len(r) for r in rows)
+        ids = torch.full((len(rows), T), tok.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), T), IGNORE, dtype=torch.long)
+        attn = torch.zeros((len(rows), T), dtype=torch.long)
+        for i, (row, p) in enumerate(zip(rows, n_prefix)):
+            ids[i, : len(row)] = torch.tensor(row)
+            labels[i, p : len(row)] = torch.tensor(row[p:])
+            attn[i, : len(row)] = 1
+        return {"input_ids": ids, "attention_mask": attn, "labels": labels,
+                "prefix_lengths": torch.tensor(n_prefix, dtype=torch.long)}
+
+    def collate(self, examples: Sequence[Any], images: Sequence[Sequence[np.ndarray]]) -> dict[str, torch.Tensor]:
+        """Examples (`.prefix`, `.suffix`) + their views -> the keyword arguments of `forward` (CPU tensors):
+        pixel_values (B, M, 1, S, S), image_mask (B, M), input_ids / attention_mask / labels (B, T),
+        prefix_lengths (B,).
+        """
+        if len(examples) != len(images):
+            raise ValueError(f"collate: {len(examples)} examples but {len(images)} image lists")
+        if not examples:
+            raise ValueError("collate: empty batch")
+        pixels, mask = self.pixel_batch(images)
+        text = self.text_batch([e.prefix for e in examples], [e.suffix for e in examples])
+        return {"pixel_values": pixels, "image_mask": mask, **text}
+
+    # ------------------------------------------------------------------------------------------------ compute
+    def encode_pixels(self, pixel_values: torch.Tensor, image_mask: torch.Tensor) -> ImageFeatures:
+        """(B, M, 1, S, S) + (B, M) -> ImageFeatures (B, M * tokens_per_image, C); only real views are encoded."""
+        B, M = image_mask.shape
+        if M > self.config.max_images:
+            raise ValueError(f"{M} image slots, but the model has {self.config.max_images} (max_images)")
+        n, C = self.tokens_per_image, self.config.n_embd
+        image_mask = image_mask.to(self.device, torch.bool)
+        out = torch.zeros(B, M, n, C, device=self.device, dtype=self.dtype)
+        if image_mask.any():
+            views = pixel_values.to(self.device, self.dtype)[image_mask]  # (K, 1, S, S)
+            out[image_mask] = self.projector(self.vision(views))  # (K, n, C)
+        out = out + self.view_embed.weight[:M][None, :, None, :]
+        return ImageFeatures(out.reshape(B, M * n, C), image_mask[:, :, None].expand(B, M, n).reshape(B, M * n))
+
+    @torch.no_grad()
+    def encode_images(self, images: Any) -> ImageFeatures:
+        """Views of one example (list of arrays) or of a batch (list of lists) -> features for generate/score."""
+        pixels, mask = self.pixel_batch(as_examples(images))
+        with self._eval_mode():
+            return self.encode_pixels(pixels, mask)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix_lengths: torch.Tensor,
+                pixel_values: torch.Tensor | None = None, image_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, image_features: ImageFeatures | None = None,
+                reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor | None]:
+        """-> logits (B, T, V) over the text positions (logits[:, t] predicts token t + 1), and the loss on
+        `labels` (None without labels): "mean" over all answer tokens of the batch, "none" (B,) mean per example,
+        "sum" (B,) summed NLL per example (the answer's negative log-likelihood)."""
+        dev = self.device
+        input_ids, attention_mask = input_ids.to(dev), attention_mask.to(dev)
+        B, T = input_ids.shape
+        if image_features is None:
+            if pixel_values is None or image_mask is None:
+                pixel_values, image_mask = torch.zeros(B, 0, 1, 1, 1), torch.zeros(B, 0, dtype=torch.bool)
+            image_features = self.encode_pixels(pixel_values, image_mask)
+        feats = image_features.expand(B)
+        positions = torch.arange(T, device=dev).expand(B, T)
+        x = torch.cat([feats.tokens.to(dev, self.dtype), self.decoder.embed(input_ids, positions)], dim=1)
+        n_img = feats.tokens.size(1)
+        key_valid = torch.cat([feats.mask.to(dev), attention_mask.bool()], dim=1)
+        mask = prefix_lm_mask(key_valid, n_img + prefix_lengths.to(dev))
+        logits = self.decoder.lm_head(self.decoder(x, mask)[:, n_img:])  # (B, T, V)
+        loss = None if labels is None else answer_loss(logits, labels.to(dev), reduction)
+        return logits, loss
+
+
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy on positions whose label is not -100; see `CompactVLM.forward` for reductions."""
+    if reduction not in ("mean", "none", "sum"):
+        raise ValueError(f"reduction must be 'mean', 'none' or 'sum', got {reduction!r}")
+    B, T, V = logits.shape
+    target = labels[:, 1:]
+    nll = F.cross_entropy(logits[:, :-1].reshape(-1, V).float(), target.reshape(-1), ignore_index=IGNORE,
+                          reduction="none").view(B, T - 1)
+    count = (target != IGNORE).sum(1)
+    if reduction == "sum":
+        return nll.sum(1)
+    if reduction == "none":
+        return nll.sum(1) / count.clamp(min=1)
+    return nll.sum() / count.sum().clamp(min=1)
+
+
+# Backend hooks for registry.py: a backend module exposes create(config_dict, tokenizer, where) and load(folder).
+def create(config: dict[str, Any], tokenizer: Tokenizer | None, where: str) -> CompactVLM:
+    return CompactVLM.from_config(VLMConfig.from_json(config, where=where), tokenizer)
+
+
+def load(folder: str | os.PathLike) -> CompactVLM:
+    return CompactVLM.from_pretrained(folder)
