@@ -112,3 +112,20 @@ def test_metric_hook(monkeypatch):
         m.update(detect.parse(e.suffix), e.target)
     maps = {k: v for k, v in m.compute().items() if "map" in k.lower()}
     assert maps and max(maps.values()) == pytest.approx(1.0, abs=0.02)  # the reference boxes, re-quantised
+
+
+def test_a_view_with_only_a_lung_mask_gets_the_lung_boxes_of_the_mask():
+    import numpy as np
+
+    from cxrvlm.records import Study, View
+
+    mask = np.zeros((40, 60), bool)
+    mask[5:35, 6:24] = True  # image left = patient's right lung
+    mask[8:30, 36:54] = True
+    view = View("m", path="m.png", view_position="PA", size=(40, 60), masks={"lungs": mask})
+    study = Study("s", "p", "test", "test", views=[view])
+    (ex,) = detect.format(study, random.Random(0))
+    boxes = {b["label"]: b["box"] for b in ex.target["boxes"]}
+    assert boxes["right lung"] == pytest.approx([6 / 60, 5 / 40, 24 / 60, 35 / 40])
+    assert boxes["left lung"] == pytest.approx([36 / 60, 8 / 40, 54 / 60, 30 / 40])
+    assert {lab for lab, _ in detect.parse(ex.suffix).boxes} == {"right lung", "left lung"}

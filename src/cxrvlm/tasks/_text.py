@@ -9,12 +9,13 @@ Severity bins (Cohen et al. 2020 scores, mean of three radiologists, summed over
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from cxrvlm.records import LABELS, Report, Study, View
+from cxrvlm.records import LABELS, Box, Report, Study, View, load_mask
 from cxrvlm.tasks.base import Example
 
 # Model output longer than this is not an answer but a runaway generation.
@@ -143,6 +144,27 @@ def report_text(report: Report) -> str:
     if report.kind == "case_notes":
         return " ".join(p.strip() for p in (report.findings, report.impression) if p.strip())
     return report.text
+
+
+def view_boxes(view: View) -> list[Box]:
+    """The boxes drawn on the view; where it has none, the tight boxes of the two lungs of its lung mask, so every
+    masked view also teaches detection and grounding (the box of a mask is exact, not an annotation guess)."""
+    if view.boxes:
+        return list(view.boxes)
+    ref = next((r for k, r in view.masks.items() if phrase(k) in ("lungs", "lung")), None)
+    if ref is None:
+        return []
+    from cxrvlm.tokens.seg import mask_box, split_lungs
+
+    try:
+        mask = load_mask(ref, view.size)
+    except (ValueError, OSError) as e:
+        logging.getLogger(__name__).warning("%s: lung mask unreadable, no boxes from it: %s", view.image_id, e)
+        return []
+    h, w = mask.shape
+    sides = split_lungs(mask)
+    boxes = [(side, mask_box(sides[side])) for side in ("right lung", "left lung") if side in sides]
+    return [Box.from_pixels(side, *box, width=w, height=h) for side, box in boxes if box is not None]
 
 
 def usable_views(study: Study) -> list[View]:

@@ -4,7 +4,7 @@
 Four loc tokens per box (y1 x1 y2 x2, round(v * 1023)), then the label phrase; objects joined by " ; " in the
 order of the prompt's labels (several boxes of one label follow each other, in the data's order).
 
-One example per view that has boxes. The prompt lists the labels boxed on that view, in order of first appearance,
+One example per view that has boxes (drawn ones, else the lung boxes of its lung mask: `_text.view_boxes`). The prompt lists the labels boxed on that view, in order of first appearance,
 and, with probability 1/2 (drawn from `rng`), one label the study's labels say is absent (value 0.0), placed at a
 random position: the answer has nothing for it, which teaches the model to stay silent about absent findings.
 Only a known-negative label is used, since an unlabelled one may be present but unboxed, and not a diagnosis by
@@ -46,7 +46,8 @@ def render(objects: Sequence[tuple[str, Sequence[float]]]) -> str:
 
 def _view_example(study: Study, view: View, rng: random.Random) -> Example | None:
     order: list[str] = []
-    for b in view.boxes:
+    view_boxes = _text.view_boxes(view)
+    for b in view_boxes:
         p = _text.phrase(b.label)
         if p and p not in order:
             order.append(p)
@@ -58,7 +59,7 @@ def _view_example(study: Study, view: View, rng: random.Random) -> Example | Non
     if candidates and rng.random() < 0.5:
         absent = rng.choice(candidates)
         order.insert(rng.randrange(len(order) + 1), absent)
-    objects = [(p, b.as_tuple()) for p in order for b in view.boxes if _text.phrase(b.label) == p]
+    objects = [(p, b.as_tuple()) for p in order for b in view_boxes if _text.phrase(b.label) == p]
     target = {"labels": order, "absent": absent,
               "boxes": [{"label": p, "box": [float(v) for v in box]} for p, box in objects]}
     return _text.make_example(NAME, study, [view], prompt(order), render(objects), target,

@@ -38,8 +38,9 @@ def format(study: Study, rng: random.Random) -> list[Example]:
     """Study -> one example per box whose label is unique on its view. `rng` is unused (nothing to choose)."""
     out = []
     for view in _text.usable_views(study):
-        counts = Counter(_text.phrase(b.label) for b in view.boxes)
-        for box in view.boxes:
+        boxes = _text.view_boxes(view)
+        counts = Counter(_text.phrase(b.label) for b in boxes)
+        for box in boxes:
             p = _text.phrase(box.label)
             if not p or counts[p] != 1:
                 if p:

@@ -92,32 +92,22 @@ def _label_questions(study: Study, view: View, rng: random.Random) -> list[Examp
     return out
 
 
-def _split_lungs(mask: np.ndarray) -> tuple[float, float] | None:
-    """Both-lungs mask -> (right, left) pixel areas, or None when it is not two clearly separate lungs."""
-    from scipy import ndimage
-
-    components, n = ndimage.label(mask)
-    if n < 2:
-        return None
-    sizes = np.bincount(components.ravel())[1:]
-    a, b = np.argsort(sizes)[::-1][:2] + 1
-    if sizes[a - 1] + sizes[b - 1] < 0.9 * mask.sum() or sizes[b - 1] < 0.2 * (sizes[a - 1] + sizes[b - 1]):
-        return None
-    half = mask.shape[1] / 2
-    xa, xb = (np.nonzero(components == c)[1].mean() for c in (a, b))
-    if not (min(xa, xb) < half < max(xa, xb)):
-        return None
-    image_left, image_right = (a, b) if xa < xb else (b, a)
-    return float(sizes[image_left - 1]), float(sizes[image_right - 1])  # image left = patient's right
-
-
 def _mask_areas(view: View) -> tuple[float, float] | None:
     masks = {_text.phrase(k): ref for k, ref in view.masks.items()}
     try:
         if "right lung" in masks and "left lung" in masks:
             return (float(load_mask(masks["right lung"]).sum()), float(load_mask(masks["left lung"]).sum()))
         both = next((masks[k] for k in ("lungs", "lung") if k in masks), None)
-        return _split_lungs(load_mask(both)) if both is not None else None
+        if both is None:
+            return None
+        from cxrvlm.tokens.seg import split_lungs
+
+        sides = split_lungs(load_mask(both))
+        if len(sides) < 2:
+            return None
+        right, left = float(sides["right lung"].sum()), float(sides["left lung"].sum())
+        # a lung smaller than a fifth of the pair is a broken mask, not a small lung
+        return (right, left) if min(right, left) >= 0.2 * (right + left) else None
     except (ValueError, OSError) as e:
         log.warning("vqa: %s: lung mask unreadable, no lung-size question: %s", view.image_id, e)
         return None
