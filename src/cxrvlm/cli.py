@@ -14,6 +14,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "curate": ("cxrvlm.curate.command", "turn public CXR datasets into a multi-task dataset (train/val/test jsonl + card)"),
     "train": ("cxrvlm.train.command", "train a model on a curated dataset (multi-task mixture, stages, resume)"),
     "train-mask-tokenizer": ("cxrvlm.tokens.seg_train", "train the VQ-VAE mask tokenizer on binary lung masks"),
+    "bench-mask-tokenizer": ("cxrvlm.tokens.seg_bench", "masks/s through the mask tokenizer, each direction"),
+    "bench": ("cxrvlm.bench.command", "native model vs HF PaliGemma at the same size: samples/s, MFU, latency, RSS"),
+    "interpret": ("cxrvlm.infer.command", "read chest X-rays (PNG/JPEG/DICOM): TB, findings, report, boxes, masks, answers"),
+    "eval": ("cxrvlm.eval.command", "evaluate a model on every task of a curated split: metrics.json, report.md/html"),
+    "ablate": ("cxrvlm.eval.ablate_command", "multi-task vs single-task ablation with one budget and seeds: ablation.md/json"),
 }
 
 

@@ -14,7 +14,7 @@ of the mask's area dropped), left to right.
 
 target keys: "labels" (prompt phrases, in order), "size" ([H, W] of the image), "masks" (list of {"label": phrase,
 "box": [x1, y1, x2, y2] normalised tight box, "rle": COCO RLE of the object's mask at full size (`tokens.rle`),
-"mask_path": the source mask file or None, "part": "whole" / "right lung" / "left lung" / "component"}).
+"source_path": the mask file the object was cut from, or None, "part": "whole" / "right lung" / "left lung" / "component"}).
 
 The tokenizer is the shipped one (`MaskTokenizer.default()`); `set_mask_tokenizer` swaps it (e.g. for PaliGemma's
 `vae-oid.npz`, whose codes a fine-tuned PaliGemma speaks) for both `format` and `parse`.
@@ -33,7 +33,7 @@ from cxrvlm.records import Study, View, load_mask
 from cxrvlm.tasks import _text
 from cxrvlm.tasks.base import Example, Prediction, register_task
 from cxrvlm.tokens.loc import LOC_RE, decode_locs, encode_box
-from cxrvlm.tokens.seg import SEG_RE, MaskTokenizer, encode_seg, mask_box, split_lungs
+from cxrvlm.tokens.seg import MaskTokenizer, encode_seg, mask_box, split_lungs
 
 log = logging.getLogger(__name__)
 NAME = "segment"
@@ -62,17 +62,25 @@ def prompt(labels: Sequence[str]) -> str:
     return "segment " + SEPARATOR.join(phrases)
 
 
-def encode_object(mask: np.ndarray, tok: MaskTokenizer | None = None) -> tuple[tuple[float, ...], str] | None:
-    """bool H x W -> (normalised tight box, `<loc..>x4<seg..>x16`), or None for an empty mask."""
-    box = mask_box(mask)
-    if box is None:
-        return None
-    h, w = mask.shape
-    norm = (box[0] / w, box[1] / h, box[2] / w, box[3] / h)
-    locs = encode_box(*norm)
-    qx1, qy1, qx2, qy2 = decode_locs([int(t) for t in LOC_RE.findall(locs)])
-    codes = (tok or mask_tokenizer()).encode(mask, (qx1 * w, qy1 * h, qx2 * w, qy2 * h))
-    return norm, locs + encode_seg(codes)
+def encode_objects(masks: Sequence[np.ndarray],
+                   tok: MaskTokenizer | None = None) -> list[tuple[tuple[float, ...], str]]:
+    """Non-empty bool H x W masks -> [(normalised tight box, `<loc..>x4<seg..>x16`)], encoded in one batch.
+
+    The codes are made with the box the loc tokens give back (within half a bin of the tight box)."""
+    norms, locs, qboxes = [], [], []
+    for m in masks:
+        box = mask_box(m)
+        if box is None:
+            raise ValueError("segment.encode_objects: an empty mask has no box")
+        h, w = m.shape
+        norms.append((box[0] / w, box[1] / h, box[2] / w, box[3] / h))
+        locs.append(encode_box(*norms[-1]))
+        qx1, qy1, qx2, qy2 = decode_locs([int(t) for t in LOC_RE.findall(locs[-1])])
+        qboxes.append((qx1 * w, qy1 * h, qx2 * w, qy2 * h))
+    codes = (tok or mask_tokenizer()).encode_batch(list(masks), qboxes)
+    if any(c is None for c in codes):
+        raise ValueError("segment.encode_objects: a mask could not be encoded (see the log)")
+    return [(n, loc + encode_seg(c)) for n, loc, c in zip(norms, locs, codes)]  # type: ignore[arg-type]
 
 
 def _components(mask: np.ndarray, min_fraction: float = 0.01) -> list[np.ndarray]:
@@ -118,13 +126,13 @@ def _view_example(study: Study, view: View, rng: random.Random) -> Example | Non
         objects += [(p, part, m, ref) for p, part, m in _objects(label, mask, rng)]
     if not objects:
         return None
-    tok, order, pieces, masks = mask_tokenizer(), [], [], []
-    for p, part, m, ref in objects:
-        norm, tokens = encode_object(m, tok)  # type: ignore[misc]
+    order, pieces, masks = [], [], []
+    encoded = encode_objects([m for _, _, m, _ in objects])
+    for (p, part, m, ref), (norm, tokens) in zip(objects, encoded):
         pieces.append(f"{tokens} {p}")
         order += [p] if p not in order else []
         masks.append({"label": p, "box": [float(v) for v in norm], "rle": rle_encode(m),
-                      "mask_path": str(ref) if isinstance(ref, str) or hasattr(ref, "__fspath__") else None,
+                      "source_path": str(ref) if isinstance(ref, str) or hasattr(ref, "__fspath__") else None,
                       "part": part})
     target = {"labels": order, "size": [int(s) for s in objects[0][2].shape], "masks": masks}
     return _text.make_example(NAME, study, [view], prompt(order), SEPARATOR.join(pieces), target)
