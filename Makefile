@@ -1,10 +1,13 @@
-# Two commands for a fresh machine: `make demo` (set up + run the main job) and `make test` (set up + run the tests).
+# Two commands for a fresh machine: `make demo` (set up + interpret an example X-ray with the built-in model) and
+# `make test` (set up + run the tests). `make default-model` reproduces the built-in model from ../shared/data.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data
+RUN ?= runs/cxrvlm-tiny
+SHIPPED := src/cxrvlm/models/weights/cxrvlm-tiny
 
-.PHONY: setup demo test test-slow clean
+.PHONY: setup demo test test-slow curate default-model clean
 
 $(BIN)/cxrvlm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,14 +18,24 @@ $(BIN)/cxrvlm: pyproject.toml
 setup: $(BIN)/cxrvlm
 
 demo: setup
-	$(BIN)/cxrvlm curate --source tb=$(DATA)/tb --source covid=$(DATA)/covid \
-		--source shenzhen_lungs=$(DATA)/shenzhen_lungs --source openi=$(DATA)/openi --out runs/curated
+	$(BIN)/cxrvlm interpret --example --out runs/demo
+	@echo "Overlay and HTML reading written to runs/demo/. Your own image: $(BIN)/cxrvlm interpret chest.png (PNG/JPEG/DICOM)"
 
 test: setup
 	$(BIN)/python -m pytest -q
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
+
+curate: setup
+	$(BIN)/cxrvlm curate --source tb=$(DATA)/tb --source covid=$(DATA)/covid \
+		--source shenzhen_lungs=$(DATA)/shenzhen_lungs --source openi=$(DATA)/openi --out runs/curated
+
+# Train the built-in model (resumes if interrupted), evaluate it on validation patients, ship it in the package.
+default-model: curate
+	$(BIN)/cxrvlm train --config configs/cxrvlm-tiny.json --out $(RUN)
+	$(BIN)/cxrvlm eval --model $(RUN)/final --data runs/curated --split val --out $(RUN)/eval-val
+	$(BIN)/python -m cxrvlm.models.ship $(RUN)/final $(RUN)/eval-val $(SHIPPED)
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

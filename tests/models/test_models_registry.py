@@ -77,7 +77,10 @@ def test_create_without_tokenizer_uses_byte_level() -> None:
 
 
 def test_load_model_errors_and_named_checkpoints(tmp_path, monkeypatch, tiny) -> None:
+    from cxrvlm.models import registry
+
     monkeypatch.setenv("CXRVLM_MODELS", str(tmp_path))
+    monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path / "shipped")
     with pytest.raises(ValueError, match="no checkpoint 'cxrvlm-tiny'"):
         load_model("cxrvlm-tiny")
     (tmp_path / "empty").mkdir()
@@ -86,3 +89,16 @@ def test_load_model_errors_and_named_checkpoints(tmp_path, monkeypatch, tiny) ->
     model = tiny()
     model.save_pretrained(tmp_path / "cxrvlm-tiny")
     assert load_model("cxrvlm-tiny").config == model.config
+
+
+def test_a_model_shipped_in_the_package_loads_by_name(tmp_path, monkeypatch, tiny) -> None:
+    from cxrvlm.models import registry
+
+    monkeypatch.setenv("CXRVLM_MODELS", str(tmp_path / "home"))
+    monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path / "shipped")
+    model = tiny()
+    model.save_pretrained(tmp_path / "shipped" / "cxrvlm-tiny")
+    assert registry.checkpoint_folder("cxrvlm-tiny") == tmp_path / "shipped" / "cxrvlm-tiny"
+    assert load_model("cxrvlm-tiny").config == model.config
+    model.save_pretrained(tmp_path / "home" / "cxrvlm-tiny")  # the user's own folder wins over the shipped one
+    assert registry.checkpoint_folder("cxrvlm-tiny") == tmp_path / "home" / "cxrvlm-tiny"

@@ -323,8 +323,7 @@ def _checkpoint_folder(name_or_path: str | os.PathLike) -> Path | None:
     """The folder `load_model` reads for this name or path (None when it cannot be told)."""
     from cxrvlm.models import registry
 
-    folder = Path(name_or_path)
-    if folder.is_dir():
-        return folder
-    named = registry.model_home() / str(name_or_path)
-    return named if named.is_dir() else None
+    try:
+        return registry.checkpoint_folder(name_or_path)
+    except ValueError:
+        return None

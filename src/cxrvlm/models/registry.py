@@ -25,6 +25,7 @@ from cxrvlm.models.tokenizer import Tokenizer
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+SHIPPED_DIR = Path(__file__).parent / "weights"  # trained models that ship inside the package
 BACKENDS = {
     "native": "cxrvlm.models.vlm",
     "paligemma": "cxrvlm.models.paligemma",
@@ -79,17 +80,24 @@ def create_model(name_or_path: str | os.PathLike, tokenizer: Tokenizer | None = 
     return backend.create({**config, **overrides}, tokenizer, where if not overrides else f"{where} + overrides")
 
 
-def load_model(name_or_path: str | os.PathLike) -> Any:
-    """A trained model from a checkpoint folder, or by name from `$CXRVLM_MODELS/<name>`
-    (default ~/.cache/cxrvlm/models)."""
+def checkpoint_folder(name_or_path: str | os.PathLike) -> Path:
+    """The folder `load_model` reads: a checkpoint folder as given, else `$CXRVLM_MODELS/<name>` (default
+    ~/.cache/cxrvlm/models), else the trained weights shipped in the package (`models/weights/<name>`)."""
     folder = Path(name_or_path)
-    if not folder.is_dir():
-        named = model_home() / str(name_or_path)
-        if not named.is_dir():
-            raise ValueError(f"no checkpoint {str(name_or_path)!r}: not a folder, and {named} does not exist "
-                             f"(set {MODELS_ENV} to the folder holding named checkpoints; create_model builds an "
-                             "untrained model of a registered configuration)")
-        folder = named
+    if folder.is_dir():
+        return folder
+    for named in (model_home() / str(name_or_path), SHIPPED_DIR / str(name_or_path)):
+        if (named / ckpt.CONFIG_FILE).is_file():
+            return named
+    shipped = sorted(p.name for p in SHIPPED_DIR.glob("*") if (p / ckpt.CONFIG_FILE).is_file())
+    raise ValueError(f"no checkpoint {str(name_or_path)!r}: not a folder, not in {model_home()} ({MODELS_ENV}), "
+                     f"and not shipped with the package (shipped: {', '.join(shipped) or 'none'}); "
+                     "create_model builds an untrained model of a registered configuration")
+
+
+def load_model(name_or_path: str | os.PathLike) -> Any:
+    """A trained model from a checkpoint folder or by name (see `checkpoint_folder`)."""
+    folder = checkpoint_folder(name_or_path)
     config = ckpt.read_config(folder)
     backend = _backend(config.get("backend", "native"), str(folder / ckpt.CONFIG_FILE))
     model = backend.load(folder)

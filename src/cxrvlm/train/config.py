@@ -64,6 +64,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        d = {k: v for k, v in d.items() if not k.startswith("_")}  # "_"-keys are notes for the reader
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
