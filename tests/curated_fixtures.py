@@ -48,7 +48,8 @@ def tb_study(folder: Path, i: int, positive: bool) -> Study:
 def lung_study(folder: Path, i: int, covid: bool) -> Study:
     """Lung boxes + a lung mask + infectious labels + case notes: detect, ground, segment, finding, reports."""
     view = View(f"cv{i}", path=_png(folder / f"cv{i}.png", 100 + i, False), view_position="PA", size=SIZE,
-                boxes=[Box("right lung", 6 / 48, 8 / 48, 21 / 48, 40 / 48), Box("left lung", 27 / 48, 8 / 48, 42 / 48, 40 / 48)],
+                boxes=[Box("right lung", 6 / 48, 8 / 48, 21 / 48, 40 / 48),
+                       Box("left lung", 27 / 48, 8 / 48, 42 / 48, 40 / 48)],
                 masks={"lungs": _lungs()})
     labels = {k: 0.0 for k in INFECTIOUS} | {"Tuberculosis": 0.0, "No Finding": 0.0 if covid else 1.0}
     if covid:

@@ -176,7 +176,8 @@ class Trainer:
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.total_steps:
                 rate = seen / (time.perf_counter() - t0)
-                self._write({"step": done, "stage": stage.name, **last, "samples_per_s": rate}, writer)
+                self._write({"step": done, "stage": stage.name, **last, "samples_per_s": rate,
+                             "elapsed_s": time.perf_counter() - t0}, writer)
             if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.total_steps):
                 if self.acc.is_main_process:
                     self._write({"step": done, "split": "val", "task_loss": self.validate()}, writer)

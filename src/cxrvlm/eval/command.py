@@ -1,0 +1,114 @@
+"""`cxrvlm eval`: evaluate a model on every task of a curated split.
+
+    cxrvlm eval --model runs/joint/final --data runs/curated --split test --out runs/eval-test
+
+Writes metrics.json, predictions.jsonl, report.md, report.html (+ figures/) and, when a TB operating point is
+used, operating_point.json. The TB operating point is chosen on the val split by default (`--threshold-from val`)
+and applied unchanged to the evaluated split; `--threshold-from FILE` reuses an operating_point.json (or a
+metrics.json holding one), `--threshold T` fixes it, `--threshold-from none` answers by the most likely candidate.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="NAME|PATH", help="checkpoint folder or named model")
+    parser.add_argument("--data", required=True, metavar="DIR", help="a folder written by `cxrvlm curate`")
+    parser.add_argument("--split", default="test", help="split to evaluate: train, val or test (default test)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created; files overwritten)")
+    parser.add_argument("--tasks", default=None, metavar="A,B",
+                        help="comma-separated tasks (default: all in the split)")
+    parser.add_argument("--limit", type=_positive, default=None, metavar="N",
+                        help="at most N examples per task (a seeded random sample)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default 0)")
+    parser.add_argument("--batch-size", type=_positive, default=8, metavar="B", help="examples per batch (default 8)")
+    parser.add_argument("--max-new-tokens", type=_positive, default=None, metavar="N",
+                        help="generation length for every task (default: per task)")
+    parser.add_argument("--threshold-from", default="val", metavar="SPLIT|FILE|none",
+                        help="where the TB operating point comes from (default: chosen on the val split)")
+    parser.add_argument("--threshold", type=float, default=None, metavar="P",
+                        help="fixed TB operating point: P(tuberculosis) >= P is positive (overrides --threshold-from)")
+    parser.add_argument("--min-sensitivity", type=float, default=0.9,
+                        help="sensitivity the operating point must reach on val (WHO TB triage target, default 0.9)")
+    parser.add_argument("--candidate-mode", choices=("score", "generate"), default="score",
+                        help="close-ended answers from candidate likelihoods (default) or from the generated text")
+    parser.add_argument("--no-chain", action="store_true",
+                        help="findings_then_report step 2 gets the reference step-1 answer, not the model's own")
+    parser.add_argument("--fast-metrics", action="store_true",
+                        help="skip pycocoevalcap (its METEOR starts a JVM) and use 200 bootstrap resamples")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def _tasks(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def resolve_operating_point(args: argparse.Namespace, model: object, limit_seed: tuple[int | None, int]) -> dict | None:
+    """The TB operating point the arguments ask for (None when none is asked for or none can be chosen)."""
+    import logging
+
+    from cxrvlm.eval.operating_point import OperatingPointError, choose_operating_point, read_operating_point
+    from cxrvlm.eval.runner import select
+    from cxrvlm.train.data import read_split
+
+    if args.threshold is not None:
+        if not 0.0 <= args.threshold <= 1.0:
+            raise ValueError(f"--threshold must be a probability in [0, 1], got {args.threshold}")
+        return {"threshold": args.threshold, "chosen_on": "given on the command line"}
+    source = args.threshold_from
+    if not source or source.lower() == "none":
+        return None
+    if source not in ("train", "val", "test"):
+        return read_operating_point(source)
+    if not (Path(args.data) / f"{source}.jsonl").is_file():
+        logging.getLogger(__name__).warning("no %s split in %s: no TB operating point", source, args.data)
+        return None
+    examples = select(read_split(args.data, source), ["classify"], *limit_seed)
+    try:
+        return choose_operating_point(model, examples, args.batch_size, args.min_sensitivity, source,
+                                      progress=not args.no_progress)
+    except OperatingPointError as e:
+        logging.getLogger(__name__).warning("%s; answers are the most likely candidate", e)
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from cxrvlm.eval.operating_point import write_operating_point
+    from cxrvlm.eval.report import write_outputs
+    from cxrvlm.eval.runner import EvalOptions, evaluate, select
+    from cxrvlm.models import load_model
+    from cxrvlm.train.data import read_split
+
+    examples = select(read_split(args.data, args.split), _tasks(args.tasks), args.limit, args.seed)
+    if not examples:
+        raise ValueError(f"{args.data}/{args.split}.jsonl has no examples of the tasks asked for "
+                         f"({args.tasks or 'all'})")
+    model = load_model(args.model)
+    op = resolve_operating_point(args, model, (args.limit, args.seed))
+    options = EvalOptions(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                          threshold=op["threshold"] if op else None, candidate_mode=args.candidate_mode,
+                          chain=not args.no_chain, progress=not args.no_progress, fast_metrics=args.fast_metrics)
+    result = evaluate(model, examples, options)
+    out = Path(args.out)
+    info = {"model": str(args.model), "data": str(args.data), "split": args.split}
+    doc = write_outputs(result, out, info, op)
+    if op:
+        write_operating_point({**op, "applied_to": args.split}, out / "operating_point.json")
+    else:
+        (out / "operating_point.json").unlink(missing_ok=True)  # a stale one would describe another run
+    summary = {"out": str(out), "n_examples": doc["n_examples"], "malformed": doc["malformed"],
+               "main": {t: m["value"] for t, m in doc["main"].items()}}
+    print(json.dumps(summary))
+    print(f"report: {out / 'report.html'}", file=sys.stderr)
+    return 0

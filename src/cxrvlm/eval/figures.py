@@ -1,0 +1,131 @@
+"""Evaluation records -> the report's pictures (ROC and confusion matrices of classification, a grid of examples
+with true and predicted boxes and masks) and its text samples (reports side by side, VQA answers).
+
+Records are the dicts of `predictions.jsonl` (see `runner.py`); each function returns what it drew (paths
+relative to the report folder) so the markdown and HTML can link them.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrvlm.eval import plots
+
+log = logging.getLogger(__name__)
+
+FIGURES = "figures"
+TB_KIND, TB_POSITIVE = "tb", "tuberculosis"
+INVALID = "(invalid)"
+
+
+def _scored(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if "skipped" not in r and "prediction" in r]
+
+
+def classification_figures(records: Sequence[dict[str, Any]], out: Path,
+                           threshold: float | None) -> list[dict[str, str]]:
+    """ROC of binary TB screening (operating point marked) and one confusion matrix per classify kind."""
+    figs: list[dict[str, str]] = []
+    rows = [r for r in _scored(records) if r["task"] == "classify"]
+    tb = [r for r in rows if r["target"].get("kind") == TB_KIND and TB_POSITIVE in (r["prediction"].get("probs") or {})]
+    if tb:
+        y = [int(r["target"]["label"] == TB_POSITIVE) for r in tb]
+        s = [float(r["prediction"]["probs"][TB_POSITIVE]) for r in tb]
+        if 0 < sum(y) < len(y):
+            path = plots.roc_png(y, s, out / FIGURES / "tb_roc.png", threshold, title="TB screening")
+            figs.append({"title": "TB screening ROC (red dot: the operating point)", "path": _rel(path, out)})
+    for kind in sorted({r["target"].get("kind", "") for r in rows}):
+        mine = [r for r in rows if r["target"].get("kind", "") == kind]
+        cands = [str(c) for c in mine[0]["target"].get("candidates") or []]
+        if not cands:
+            continue
+        matrix = confusion(mine, cands)
+        path = plots.confusion_png(matrix, cands, [*cands, INVALID], out / FIGURES / f"confusion_{kind or 'all'}.png",
+                                   title=f"classify {kind}")
+        figs.append({"title": f"Confusion matrix, classify {kind}", "path": _rel(path, out)})
+    return figs
+
+
+def confusion(records: Sequence[dict[str, Any]], candidates: Sequence[str]) -> np.ndarray:
+    """(C, C + 1) counts: row = true label, column = predicted label, last column = no valid answer."""
+    m = np.zeros((len(candidates), len(candidates) + 1), dtype=int)
+    for r in records:
+        truth, got = r["target"].get("label"), r["prediction"].get("label")
+        if truth not in candidates:
+            continue
+        col = candidates.index(got) if got in candidates else len(candidates)
+        m[candidates.index(truth), col] += 1
+    return m
+
+
+def _decode(rle: Any) -> np.ndarray | None:
+    from cxrvlm.tokens.rle import rle_decode
+
+    if not isinstance(rle, dict):
+        return None
+    try:
+        return rle_decode(rle)
+    except ValueError:
+        return None
+
+
+def grid_item(r: dict[str, Any]) -> plots.GridItem | None:
+    """A record of detect / ground / segment -> what the grid draws (None for other tasks or no image)."""
+    t, p = r["target"], r["prediction"]
+    if r["task"] not in ("detect", "ground", "segment") or not r.get("images"):
+        return None
+    pred_boxes = [(b["label"] or "", tuple(b["box"])) for b in p.get("boxes", [])]
+    item = plots.GridItem(image=r["images"][0], pred_boxes=pred_boxes,
+                          caption=f"{r['task']}: {r['prefix']}" + ("" if r.get("valid", True) else " [malformed]"))
+    if r["task"] == "detect":
+        item.true_boxes = [(b["label"], tuple(b["box"])) for b in t.get("boxes", [])]
+    elif r["task"] == "ground" and t.get("box"):
+        item.true_boxes = [(t.get("label", ""), tuple(t["box"]))]
+    else:
+        item.true_masks = [m for m in (_decode(e.get("rle")) for e in t.get("masks", [])) if m is not None]
+        item.pred_masks = [m for m in (_decode(e.get("rle")) for e in p.get("masks", [])) if m is not None]
+    return item
+
+
+def example_grid(records: Sequence[dict[str, Any]], out: Path, per_task: int = 4) -> list[dict[str, str]]:
+    """Up to `per_task` examples of each localisation task, truth green, prediction red."""
+    items: list[plots.GridItem] = []
+    for task in ("detect", "ground", "segment"):
+        chosen = [r for r in _scored(records) if r["task"] == task][:per_task]
+        items += [i for i in map(grid_item, chosen) if i is not None]
+    path = plots.example_grid_png(items, out / FIGURES / "examples.png")
+    if path is None:
+        return []
+    title = "Examples: truth in green, prediction in red, overlapping masks brown (boxes and masks)"
+    return [{"title": title, "path": _rel(path, out)}]
+
+
+def report_samples(records: Sequence[dict[str, Any]], n: int = 6) -> list[dict[str, str]]:
+    """Generated and reference reports of the first `n` report cases (report task, then chain step 2)."""
+    rows = [r for r in _scored(records) if r["task"] == "report"
+            or (r["task"] == "findings_then_report" and r["target"].get("step") == 2)]
+    return [{"study_id": r["study_id"], "task": r["task"], "prompt": r["prefix"], "generated": r.get("generated", ""),
+             "reference": str(r["target"].get("report", "")), "valid": "yes" if r.get("valid") else "no"}
+            for r in rows[:n]]
+
+
+def answer_samples(records: Sequence[dict[str, Any]], n: int = 8) -> list[dict[str, str]]:
+    """Question, model answer and truth for the first `n` VQA and classification cases."""
+    rows = [r for r in _scored(records) if r["task"] in ("vqa", "classify")]
+    out = []
+    for r in rows[:n]:
+        p, t = r["prediction"], r["target"]
+        probs = p.get("probs") or {}
+        answer = p.get("answer") or p.get("label") or ""
+        out.append({"task": r["task"], "question": r["prefix"], "generated": r.get("generated", ""),
+                    "answer": answer, "probability": f"{probs[answer]:.3f}" if answer in probs else "",
+                    "truth": str(t.get("answer", t.get("label", "")))})
+    return out
+
+
+def _rel(path: Path, out: Path) -> str:
+    return str(Path(path).relative_to(out))

@@ -1,0 +1,121 @@
+"""The model side of evaluation: one batch of examples -> generated texts, per-token probabilities and, for
+close-ended questions, the normalised likelihood of each candidate answer.
+
+The views of a batch are encoded once (`model.encode_images`) and the features are shared by generation and by
+candidate scoring. Only the documented model interface is used (`encode_images`, `generate(...,
+return_scores=True, image_features=...)`, `score_candidates(..., image_features=...)`), so every backend works.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cxrvlm.tasks.base import Example
+from cxrvlm.tokens.loc import quantise
+
+log = logging.getLogger(__name__)
+
+# Tasks whose close-ended answers are scored by candidate likelihood (so AUROC is computable); target key
+# "candidates" lists the answers. findings_then_report also lists candidates, but its answer is a set of them.
+SCORED_TASKS = ("classify", "vqa")
+_LOC_PREFIX = "<loc"
+
+
+@dataclass
+class BatchOutput:
+    """What the model said for each example of a batch (lists aligned with the batch)."""
+
+    texts: list[str]
+    token_scores: list[list[tuple[str, float]]]
+    probs: list[dict[str, float] | None] = field(default_factory=list)
+
+
+def candidates_of(example: Example) -> list[str]:
+    """The candidate answers of a close-ended example of a scored task ([] when it is open / not scored)."""
+    if example.task not in SCORED_TASKS:
+        return []
+    if example.task == "vqa" and not example.target.get("closed", False):
+        return []
+    cands = example.target.get("candidates") or []
+    return [str(c) for c in dict.fromkeys(cands)] if len(cands) >= 2 else []
+
+
+def _one(features: Any, i: int) -> Any | None:
+    """Example i's image features (batch of 1), or None when the backend's feature type cannot be sliced here."""
+    if dataclasses.is_dataclass(features) and hasattr(features, "tokens") and hasattr(features, "mask"):
+        return dataclasses.replace(features, tokens=features.tokens[i:i + 1], mask=features.mask[i:i + 1])
+    return None
+
+
+def score_one(model: Any, views: list[np.ndarray], features: Any, prefix: str,
+              candidates: Sequence[str]) -> dict[str, float]:
+    """candidate -> probability (sums to 1) for one example, from its sliced features or its views."""
+    if features is not None:
+        probs = model.score_candidates(prefix=prefix, candidates=list(candidates), image_features=features)
+    else:
+        probs = model.score_candidates(views, prefix, list(candidates))
+    out = {c: float(p) for c, p in zip(candidates, probs)}
+    if len(out) != len(candidates) or not all(math.isfinite(p) for p in out.values()):
+        raise ValueError(f"score_candidates returned {probs!r} for candidates {list(candidates)}")
+    return out
+
+
+def run_batch(model: Any, examples: Sequence[Example], views: Sequence[list[np.ndarray]], prefixes: Sequence[str],
+              max_new_tokens: int, score: bool = True, generate: bool = True) -> BatchOutput:
+    """Encode the batch's views once, generate an answer to each prefix (greedy), score the candidates of the
+    close-ended examples. views: per example, its (H, W) float arrays in [0, 1]."""
+    features = model.encode_images([list(v) for v in views])
+    texts: list[str] = [""] * len(examples)
+    token_scores: list[list[tuple[str, float]]] = [[] for _ in examples]
+    if generate:
+        texts, token_scores = model.generate(prefixes=list(prefixes), max_new_tokens=max_new_tokens,
+                                             return_scores=True, image_features=features)
+        texts, token_scores = list(texts), [list(s) for s in token_scores]
+    probs: list[dict[str, float] | None] = []
+    for i, (ex, prefix) in enumerate(zip(examples, prefixes)):
+        cands = candidates_of(ex) if score else []
+        probs.append(score_one(model, views[i], _one(features, i), prefix, cands) if cands else None)
+    return BatchOutput(texts, token_scores, probs)
+
+
+def loc_runs(token_scores: Sequence[tuple[str, float]]) -> list[tuple[tuple[int, ...], float]]:
+    """Runs of four consecutive `<locNNNN>` tokens -> [(the four bins, geometric mean probability)], in order."""
+    out: list[tuple[tuple[int, ...], float]] = []
+    bins: list[int] = []
+    logp: list[float] = []
+    for token, p in token_scores:
+        t = str(token).strip()
+        if t.startswith(_LOC_PREFIX) and t.endswith(">") and t[4:-1].isdigit():
+            bins.append(int(t[4:-1]))
+            logp.append(math.log(max(float(p), 1e-12)))
+            if len(bins) == 4:
+                out.append((tuple(bins), math.exp(sum(logp) / 4)))
+                bins, logp = [], []
+        else:
+            bins, logp = [], []
+    return out
+
+
+def box_scores_for(boxes: Sequence[tuple[str, Sequence[float]]],
+                   token_scores: Sequence[tuple[str, float]]) -> list[float]:
+    """One confidence per parsed box: the geometric mean probability of the four loc tokens that encode it.
+
+    The parsed boxes are matched to the loc-token runs in order by their quantised coordinates (y1 x1 y2 x2), so a
+    malformed fragment the parser skipped does not shift the scores. A box with no matching run gets 1.0."""
+    runs = loc_runs(token_scores)
+    out, start = [], 0
+    for _, (x1, y1, x2, y2) in boxes:
+        want = tuple(quantise(v) for v in (y1, x1, y2, x2))
+        hit = next((k for k in range(start, len(runs)) if runs[k][0] == want), None)
+        if hit is None:
+            out.append(1.0)
+            continue
+        out.append(runs[hit][1])
+        start = hit + 1
+    return out

@@ -1,0 +1,198 @@
+"""The evaluation's files: `metrics.json` (nested by task), `predictions.jsonl` (one line per example),
+`report.md` and `report.html` (tables per task, malformed-output counts, ROC and confusion matrices, an example
+grid, reports side by side; pictures in `figures/` next to them).
+
+metrics.json:
+    {"model", "data", "split", "created", "n_examples", "options", "operating_point" (or null),
+     "malformed": {task: n_invalid}, "main": {task: {"key", "value", "ci_low", "ci_high"}},
+     "tasks": {task: {"n", "n_invalid", "invalid_rate", "invalid_reasons", "n_skipped", "skipped_reasons",
+                      "seconds", "metrics": {...the task metric's keys...}}}}
+"""
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import math
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cxrvlm.eval import figures
+from cxrvlm.eval.runner import EvalResult, jsonable
+
+# Each task's headline number, best first (the first one the metric gives is used): what the field reports.
+MAIN_METRICS: dict[str, tuple[str, ...]] = {
+    "classify": ("tb_auroc", "finding_auroc", "tb_accuracy", "finding_accuracy"),
+    "vqa": ("closed_accuracy", "open_token_f1", "open_exact_match"),
+    "report": ("bleu_4", "sacrebleu", "bleu_per_sample_lowercase"),
+    "detect": ("map_50", "map"),
+    "segment": ("dice", "map"),
+    "ground": ("accuracy_iou50", "mean_iou"),
+    "findings_then_report": ("findings_f1", "report_bleu_4"),
+}
+_CI = ("_ci_low", "_ci_high")
+_COUNT = re.compile(r"(^|_)n($|_)")
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def main_metric(task: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """{"key", "value", "ci_low", "ci_high"} of the task's headline metric (values None where undefined)."""
+    keys = [k for k in MAIN_METRICS.get(task, ()) if k in metrics]
+    if not keys:
+        keys = [k for k, v in metrics.items() if _finite(v) and not k.startswith("n") and not k.endswith(_CI)][:1]
+    if not keys:
+        return {"key": None, "value": None, "ci_low": None, "ci_high": None}
+    key = next((k for k in keys if _finite(metrics[k])), keys[0])
+    return jsonable({"key": key, "value": metrics.get(key), "ci_low": metrics.get(key + _CI[0]),
+                     "ci_high": metrics.get(key + _CI[1])})
+
+
+def metrics_document(result: EvalResult, info: dict[str, Any],
+                     operating_point: dict[str, Any] | None) -> dict[str, Any]:
+    tasks = {t: r.to_json() for t, r in result.tasks.items()}
+    return jsonable({
+        **info, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "n_examples": sum(r.n for r in result.tasks.values()),
+        "options": dataclasses.asdict(result.options), "operating_point": operating_point,
+        "malformed": {t: r.n_invalid for t, r in result.tasks.items()},
+        "main": {t: main_metric(t, r["metrics"]) for t, r in tasks.items()},
+        "tasks": tasks})
+
+
+def write_outputs(result: EvalResult, out: str | Path, info: dict[str, Any],
+                  operating_point: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write metrics.json, predictions.jsonl, report.md, report.html (+ figures/) into `out`; returns the metrics
+    document."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = metrics_document(result, info, operating_point)
+    (out / "metrics.json").write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    with open(out / "predictions.jsonl", "w") as f:
+        for r in result.records:
+            f.write(json.dumps(jsonable(r), allow_nan=False) + "\n")
+    threshold = operating_point.get("threshold") if operating_point else None
+    figs = figures.classification_figures(result.records, out, threshold) + figures.example_grid(result.records, out)
+    parts = {"figures": figs, "reports": figures.report_samples(result.records),
+             "answers": figures.answer_samples(result.records)}
+    (out / "report.md").write_text(render_markdown(doc, parts))
+    (out / "report.html").write_text(render_html(doc, parts))
+    return doc
+
+
+def fmt(v: Any, key: str = "") -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if float(v).is_integer() and (_COUNT.search(key) or abs(v) >= 10):  # counts: n, tb_n_invalid, ...
+        return f"{int(v)}"
+    return f"{v:.4f}"
+
+
+def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, formatted value) per metric; a key's bootstrap CI is shown beside it, not on its own row."""
+    rows = []
+    for k, v in metrics.items():
+        if k.endswith(_CI):
+            continue
+        lo, hi = metrics.get(k + _CI[0]), metrics.get(k + _CI[1])
+        ci = f" [{fmt(lo)}, {fmt(hi)}]" if (k + _CI[0]) in metrics else ""
+        rows.append((k, fmt(v, k) + ci))
+    return rows
+
+
+def _summary_rows(doc: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for task, r in doc["tasks"].items():
+        m = doc["main"][task]
+        ci = f" [{fmt(m['ci_low'])}, {fmt(m['ci_high'])}]" if m.get("ci_low") is not None else ""
+        rate = f"{r['n_invalid']} ({100 * r['invalid_rate']:.1f}%)" if r["n"] else "0"
+        rows.append([task, str(r["n"]), rate, str(r["n_skipped"]), str(m["key"] or "–"), fmt(m["value"]) + ci])
+    return rows
+
+
+_SUMMARY_HEAD = ["task", "n", "malformed outputs", "skipped", "main metric", "value [95% CI]"]
+
+
+def _op_line(op: dict[str, Any] | None) -> str:
+    if not op:
+        return "TB operating point: none (answers are the most likely candidate)."
+    return (f"TB operating point: P(tuberculosis) >= {op['threshold']:.4f}, chosen on the {op.get('chosen_on', '?')} "
+            f"split for sensitivity >= {op.get('min_sensitivity', 0.9):.2f} with the best specificity "
+            f"(there: sensitivity {fmt(op.get('sensitivity'))}, specificity {fmt(op.get('specificity'))}, "
+            f"n = {op.get('n', '?')}); applied unchanged here.")
+
+
+def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    esc = [[str(c).replace("|", "\\|").replace("\n", " ") for c in row] for row in rows]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in esc])
+
+
+def render_markdown(doc: dict[str, Any], parts: dict[str, Any]) -> str:
+    out = [f"# Evaluation of `{doc.get('model')}` on `{doc.get('data')}` ({doc.get('split')})", "",
+           f"{doc['n_examples']} examples scored, {doc.get('created', '')}. {_op_line(doc.get('operating_point'))}",
+           "", "## Summary", "", _md_table(_SUMMARY_HEAD, _summary_rows(doc)), ""]
+    for task, r in doc["tasks"].items():
+        out += [f"## {task}", "", _md_table(["metric", "value"], metric_rows(r["metrics"])), ""]
+        if r["invalid_reasons"]:
+            out += ["Malformed outputs:", ""] + [f"- {k}: {v}" for k, v in r["invalid_reasons"].items()] + [""]
+        if r["skipped_reasons"]:
+            out += ["Skipped:", ""] + [f"- {k}: {v}" for k, v in r["skipped_reasons"].items()] + [""]
+    if parts["figures"]:
+        out += ["## Figures", ""] + [f"![{f['title']}]({f['path']})\n\n{f['title']}\n" for f in parts["figures"]]
+    if parts["answers"]:
+        head = ["task", "question", "generated", "answer", "probability", "truth"]
+        out += ["## Sample answers", "", _md_table(head, [[a[h] for h in head] for a in parts["answers"]]), ""]
+    if parts["reports"]:
+        out += ["## Sample reports", "", _md_table(["study", "generated", "reference"], [
+            [s["study_id"], s["generated"], s["reference"]] for s in parts["reports"]]), ""]
+    return "\n".join(out) + "\n"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;
+vertical-align:top;font-size:14px}th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.side td{width:50%;white-space:pre-wrap}img{max-width:100%;border:1px solid #ddd;margin:4px 0}
+details{margin-bottom:1em}"""
+
+
+def _html_table(head: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
+    h = "".join(f"<th>{html.escape(c)}</th>" for c in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><tr>{h}</tr>{body}</table>'
+
+
+def render_html(doc: dict[str, Any], parts: dict[str, Any]) -> str:
+    e = html.escape
+    body = [f"<h1>Evaluation of <code>{e(str(doc.get('model')))}</code></h1>",
+            f"<p>Data <code>{e(str(doc.get('data')))}</code>, split <b>{e(str(doc.get('split')))}</b>, "
+            f"{doc['n_examples']} examples scored, {e(doc.get('created', ''))}.</p>",
+            f"<p>{e(_op_line(doc.get('operating_point')))}</p>",
+            "<h2>Summary</h2>", _html_table(_SUMMARY_HEAD, _summary_rows(doc))]
+    for fig in parts["figures"]:
+        body.append(f"<h3>{e(fig['title'])}</h3><img src=\"{e(fig['path'])}\" alt=\"{e(fig['title'])}\">")
+    if parts["reports"]:
+        body.append("<h2>Sample reports</h2>")
+        body.append(_html_table(["generated", "reference"], [[s["generated"], s["reference"]]
+                                                              for s in parts["reports"]], "side"))
+    if parts["answers"]:
+        head = ["task", "question", "generated", "answer", "probability", "truth"]
+        body += ["<h2>Sample answers</h2>", _html_table(head, [[a[h] for h in head] for a in parts["answers"]])]
+    body.append("<h2>Metrics per task</h2>")
+    for task, r in doc["tasks"].items():
+        reasons = "".join(f"<li>{e(k)}: {v}</li>" for k, v in r["invalid_reasons"].items())
+        skipped = "".join(f"<li>{e(k)}: {v}</li>" for k, v in r["skipped_reasons"].items())
+        body.append(f"<h3>{e(task)}</h3><p>n = {r['n']}, malformed outputs = {r['n_invalid']}, "
+                    f"skipped = {r['n_skipped']}, {r['seconds']} s</p>")
+        if reasons or skipped:
+            body.append(f"<details><summary>why</summary><ul>{reasons}{skipped}</ul></details>")
+        body.append(_html_table(["metric", "value"], metric_rows(r["metrics"])))
+    return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>cxrvlm eval</title><style>{_CSS}</style>"
+            f"</head><body>{''.join(body)}</body></html>\n")

@@ -1,0 +1,373 @@
+"""Evaluate a model on curated examples: batched generation, candidate scoring, each task's `parse`, each task's
+metric, and one JSON record per example.
+
+    result = evaluate(model, examples, EvalOptions(batch_size=8, threshold=0.42))
+    result.tasks["classify"].metrics["tb_auroc"], result.records[0]["generated"]
+
+Conventions (stated because they change the numbers):
+- Close-ended classification and VQA are answered by candidate likelihood (`candidate_mode="score"`, default):
+  the answer is the most likely candidate, or for binary TB screening "tuberculosis" when its probability reaches
+  the operating point `threshold`. The free generation is still run and parsed; a malformed one is counted in
+  `n_invalid` but does not change the scored answer. `candidate_mode="generate"` scores the parsed generation
+  instead (PaliGemma-CXR's way) and keeps the probabilities for AUROC.
+- `n_invalid` of every task counts generated texts its parser rejects, grouped by reason in `invalid_reasons`;
+  they reach the metric as invalid predictions (scored as wrong) except for scored candidates (above).
+- findings_then_report step 2 is asked with the model's own step-1 answer in its prompt (`chain=True`, the chain
+  of thought as deployed), not the reference answer the training prompt holds.
+- Examples whose images cannot be read, or that the model refuses (e.g. more views than image slots), are skipped,
+  counted in `n_skipped` with the reason, and the run goes on.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import random
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cxrvlm.eval import predict
+from cxrvlm.tasks.base import Example, Prediction, get_task
+
+log = logging.getLogger(__name__)
+
+# Answer lengths in tokens: a one-word answer; 4 loc tokens + label per box (a few boxes); 4 + 16 + label per
+# mask (two lungs and some); a report (Open-i reports are ~50 BPE tokens, p99 ~130; case notes are longer).
+DEFAULT_MAX_NEW_TOKENS = {"classify": 8, "vqa": 24, "ground": 24, "detect": 96, "segment": 160, "report": 192,
+                          "findings_then_report": 192}
+TB_KIND, TB_POSITIVE = "tb", "tuberculosis"
+CANDIDATE_MODES = ("score", "generate")
+_BOX_TASKS = ("detect", "segment", "ground")
+
+
+@dataclass
+class EvalOptions:
+    batch_size: int = 8
+    max_new_tokens: int | None = None  # None: DEFAULT_MAX_NEW_TOKENS per task
+    threshold: float | None = None  # TB operating point: probability of "tuberculosis" called positive
+    candidate_mode: str = "score"
+    chain: bool = True
+    progress: bool = True
+    fast_metrics: bool = False  # no pycocoevalcap (Java METEOR/PTB) and 200 bootstrap resamples: quick runs, tests
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.candidate_mode not in CANDIDATE_MODES:
+            raise ValueError(f"candidate mode must be one of {CANDIDATE_MODES}, got {self.candidate_mode!r}")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be a probability in [0, 1], got {self.threshold}")
+
+
+@dataclass
+class TaskResult:
+    """One task's outcome: counts, malformed-output reasons, seconds spent and the metric's values."""
+
+    n: int = 0
+    n_invalid: int = 0
+    n_skipped: int = 0
+    invalid_reasons: Counter = field(default_factory=Counter)
+    skipped_reasons: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n": self.n, "n_invalid": self.n_invalid, "invalid_rate": self.n_invalid / self.n if self.n else None,
+                "invalid_reasons": dict(self.invalid_reasons.most_common()), "n_skipped": self.n_skipped,
+                "skipped_reasons": dict(self.skipped_reasons.most_common()), "seconds": round(self.seconds, 3),
+                "metrics": jsonable(self.metrics)}
+
+
+@dataclass
+class EvalResult:
+    tasks: dict[str, TaskResult]
+    records: list[dict[str, Any]]
+    options: EvalOptions
+
+
+def jsonable(value: Any) -> Any:
+    """Nested metrics -> strict JSON values: NaN/inf -> None, numpy scalars and arrays -> Python."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def reason_kind(reason: str) -> str:
+    """A parser's reason with the specifics taken out, so reasons group: "answer 'xyz' is not one of the
+    candidates" -> "answer … is not one of the candidates"; numbers -> N."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"|\[[^\]]*\]", "…", str(reason))
+    return re.sub(r"\d+(\.\d+)?", "N", text).strip() or "unknown"
+
+
+def select(examples: Sequence[Example], tasks: Sequence[str] | None = None, limit: int | None = None,
+           seed: int = 0) -> list[Example]:
+    """Examples of `tasks` (all when None); with `limit`, a seeded random `limit` of each task, in file order (a
+    curated file lists sources one after another, so its first N would be one source)."""
+    if tasks is not None:
+        for t in tasks:
+            get_task(t)  # ValueError listing the valid names
+    chosen = [e for e in examples if tasks is None or e.task in tasks]
+    if limit is None:
+        return chosen
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    # sampling unit: one example, except a findings_then_report study, whose step 1 and step 2 stay together
+    # (step 2 is asked with the model's own step-1 answer)
+    units: dict[str, dict[tuple, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, e in enumerate(chosen):
+        key = (e.study_id, tuple(e.images)) if e.task == "findings_then_report" else (i,)
+        units[e.task][key].append(i)
+    rng = random.Random(seed)
+    keep: set[int] = set()
+    for task in sorted(units):
+        groups = list(units[task].values())
+        rng.shuffle(groups)
+        taken = 0
+        for g in groups:
+            if taken >= limit:
+                break
+            keep.update(g)
+            taken += len(g)
+    return [e for i, e in enumerate(chosen) if i in keep]
+
+
+FAST_N_BOOT = 200
+
+
+def make_metric(module: Any, threshold: float | None, fast: bool = False) -> Any:
+    """The task's metric object, given the TB operating point when its `metric()` takes one. `fast`: fewer
+    bootstrap resamples where the factory forwards keyword arguments (classify), and the report metrics without
+    pycocoevalcap (whose METEOR starts a JVM: ~20 s per call on 2 cores); sacreBLEU and the per-sample BLEU stay."""
+    params = inspect.signature(module.metric).parameters
+    kwargs: dict[str, Any] = {}
+    if threshold is not None and "threshold" in params:
+        kwargs["threshold"] = threshold
+    if fast and ("n_boot" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())):
+        kwargs["n_boot"] = FAST_N_BOOT
+    metric = module.metric(**kwargs)
+    if fast:
+        _without_coco(metric)
+    return metric
+
+
+def _without_coco(metric: Any) -> None:
+    """Switch off pycocoevalcap in a report metric, or in the one a chained metric makes on first use."""
+    if hasattr(metric, "coco"):
+        metric.coco = False
+    if hasattr(metric, "report") and getattr(metric, "report", 0) is None:
+        from cxrvlm.metrics import ReportMetric
+
+        metric.report = ReportMetric(coco=False)  # made now instead of at the first step-2 case
+    elif hasattr(getattr(metric, "report", None), "coco"):
+        metric.report.coco = False
+
+
+def parse_output(module: Any, text: str, example: Example) -> Prediction:
+    """`module.parse` with what the example's target tells it: the image size (H, W) for masks, the prompt's
+    candidates / labels, the chain step. A parser that raises (it should not) gives an invalid prediction."""
+    params = inspect.signature(module.parse).parameters
+    t = example.target
+    kwargs: dict[str, Any] = {}
+    for key in ("candidates", "labels", "step"):
+        if key in params and t.get(key) not in (None, [], ()):
+            kwargs[key] = t[key]
+    size = t.get("size")
+    image_size = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) and len(size) == 2 else None
+    try:
+        return module.parse(text, image_size, **kwargs)
+    except Exception as e:  # noqa: BLE001 - a parser bug must cost one example, not a long evaluation
+        log.warning("%s.parse raised on %r: %s", module.NAME, text[:80], e)
+        return Prediction(module.NAME, valid=False, reason=f"parser error: {type(e).__name__}", text=text)
+
+
+def scored_prediction(parsed: Prediction, probs: dict[str, float], example: Example,
+                      options: EvalOptions) -> Prediction:
+    """The prediction a candidate task's metric sees: the likelihood answer (mode "score") or the parsed
+    generation (mode "generate"), with `extra["probs"]` either way."""
+    extra = {**parsed.extra, "probs": probs, "generated_valid": parsed.valid, "generated_reason": parsed.reason,
+             "generated_answer": parsed.answer if parsed.answer is not None else parsed.label}
+    if options.candidate_mode == "generate":
+        return Prediction(parsed.task, valid=parsed.valid, reason=parsed.reason, text=parsed.text,
+                          label=parsed.label, answer=parsed.answer, extra=extra)
+    label = max(probs, key=probs.get)
+    binary = example.target.get("kind") == TB_KIND and TB_POSITIVE in probs and len(probs) == 2
+    if binary and options.threshold is not None:
+        other = next(c for c in probs if c != TB_POSITIVE)
+        label = TB_POSITIVE if probs[TB_POSITIVE] >= options.threshold else other
+    return Prediction(parsed.task, text=parsed.text, label=label, answer=label, extra=extra)
+
+
+def predict_one(module: Any, example: Example, text: str, token_scores: list, probs: dict[str, float] | None,
+                options: EvalOptions) -> tuple[Prediction, Prediction]:
+    """(parsed generation, prediction for the metric)."""
+    parsed = parse_output(module, text, example)
+    if parsed.boxes and module.NAME in _BOX_TASKS:
+        parsed.extra["box_scores"] = predict.box_scores_for(parsed.boxes, token_scores)
+    final = scored_prediction(parsed, probs, example, options) if probs is not None else parsed
+    return parsed, final
+
+
+def prediction_json(pred: Prediction) -> dict[str, Any]:
+    """A prediction's fields for predictions.jsonl; masks as COCO RLE."""
+    from cxrvlm.tokens.rle import rle_encode
+
+    masks = []
+    for label, box, mask in pred.masks:
+        rle = rle_encode(np.asarray(mask, dtype=bool)) if mask is not None and np.ndim(mask) == 2 else None
+        masks.append({"label": label, "box": [float(v) for v in box], "rle": rle})
+    extra = {k: v for k, v in pred.extra.items() if k in ("probs", "box_scores", "generated_answer", "step")}
+    return jsonable({"label": pred.label, "answer": pred.answer, "labels": list(pred.labels),
+                     "boxes": [{"label": lab, "box": list(b)} for lab, b in pred.boxes], "masks": masks, **extra})
+
+
+def evaluate(model: Any, examples: Sequence[Example], options: EvalOptions | None = None) -> EvalResult:
+    """Run `model` over `examples` task by task (batched), feed each task's metric; see the module docstring."""
+    from tqdm.auto import tqdm
+
+    from cxrvlm.train.data import ImageCache
+
+    options = options or EvalOptions()
+    by_task: dict[str, list[Example]] = defaultdict(list)
+    for e in examples:
+        by_task[e.task].append(e)
+    cache = ImageCache(int(model.config.image_size))
+    bar = tqdm(total=len(examples), desc="eval", unit="ex", file=sys.stderr, disable=not options.progress,
+               dynamic_ncols=True)
+    results, records = {}, []
+    try:
+        for task in sorted(by_task):
+            results[task], recs = _evaluate_task(model, task, by_task[task], options, cache, bar)
+            records.extend(recs)
+    finally:
+        bar.close()
+    return EvalResult(results, records, options)
+
+
+class _Chain:
+    """findings_then_report: the model's step-1 answer per study/images, put into the step-2 prompt."""
+
+    def __init__(self, module: Any, enabled: bool) -> None:
+        self.module, self.enabled, self.answers = module, enabled, {}
+
+    @staticmethod
+    def key(e: Example) -> tuple:
+        return e.study_id, tuple(e.images)
+
+    def prefix(self, e: Example) -> str:
+        got = self.answers.get(self.key(e)) if self.enabled and e.target.get("step") == 2 else None
+        return self.module.report_prompt(got[0], got[1]) if got else e.prefix
+
+    def remember(self, e: Example, text: str) -> None:
+        if self.enabled and e.target.get("step") == 1 and e.target.get("candidates"):
+            self.answers[self.key(e)] = (list(e.target["candidates"]), text)
+
+
+def _evaluate_task(model: Any, task: str, examples: list[Example], options: EvalOptions, cache: Any,
+                   bar: Any) -> tuple[TaskResult, list[dict[str, Any]]]:
+    module = get_task(task)
+    metric = make_metric(module, options.threshold, options.fast_metrics)
+    result, records = TaskResult(), []
+    chain = _Chain(module, options.chain and hasattr(module, "report_prompt"))
+    max_new = options.max_new_tokens or DEFAULT_MAX_NEW_TOKENS.get(task, 64)
+    t0 = time.perf_counter()
+    for chunk in _batches(examples, options.batch_size):
+        for ex, prefix, out, skip in _run_chunk(model, chunk, chain, cache, max_new):
+            if skip:
+                result.n_skipped += 1
+                result.skipped_reasons[reason_kind(skip)] += 1
+                records.append({**_ids(ex), "prefix": prefix, "skipped": skip, "target": ex.target})
+                continue
+            text, token_scores, probs = out
+            chain.remember(ex, text)
+            records.append(_score(module, metric, ex, prefix, text, token_scores, probs, options, result))
+        bar.update(len(chunk))
+    result.metrics = _compute(metric, task)
+    result.seconds = time.perf_counter() - t0
+    log.info("%s: %d examples, %d malformed, %d skipped, %.1fs", task, result.n, result.n_invalid,
+             result.n_skipped, result.seconds)
+    return result, records
+
+
+def _batches(examples: list[Example], size: int) -> list[list[Example]]:
+    """Batches of at most `size`, every step-1 example in a batch before any step-2 one (step 2's prompt holds the
+    model's step-1 answer, so it must be generated first); file order otherwise."""
+    steps = sorted({e.target.get("step") or 0 for e in examples})
+    out = []
+    for step in steps:
+        mine = [e for e in examples if (e.target.get("step") or 0) == step]
+        out += [mine[i:i + size] for i in range(0, len(mine), size)]
+    return out
+
+
+def _run_chunk(model: Any, chunk: list[Example], chain: _Chain, cache: Any, max_new: int) -> list[tuple]:
+    """[(example, prefix, (text, token_scores, probs) or None, skip reason or "")] for a batch; a batch the model
+    refuses is retried one example at a time so only the offending example is skipped."""
+    rows, ok = [], []
+    for ex in chunk:
+        prefix = chain.prefix(ex)
+        try:
+            ok.append((ex, prefix, cache.views(ex)))
+        except (ValueError, OSError) as e:
+            rows.append((ex, prefix, None, f"image unreadable: {e}"))
+    groups = [ok] if ok else []
+    while groups:
+        group = groups.pop(0)
+        try:
+            out = predict.run_batch(model, [g[0] for g in group], [g[2] for g in group], [g[1] for g in group],
+                                    max_new)
+        except (ValueError, RuntimeError) as e:
+            if len(group) > 1:
+                groups = [[g] for g in group] + groups
+                continue
+            rows.append((group[0][0], group[0][1], None, f"model error: {e}"))
+            continue
+        for i, (ex, prefix, _) in enumerate(group):
+            rows.append((ex, prefix, (out.texts[i], out.token_scores[i], out.probs[i]), ""))
+    return rows
+
+
+def _ids(ex: Example) -> dict[str, Any]:
+    return {"task": ex.task, "study_id": ex.study_id, "patient_id": ex.patient_id, "source": ex.source,
+            "images": list(ex.images)}
+
+
+def _score(module: Any, metric: Any, ex: Example, prefix: str, text: str, token_scores: list,
+           probs: dict[str, float] | None, options: EvalOptions, result: TaskResult) -> dict[str, Any]:
+    parsed, final = predict_one(module, ex, text, token_scores, probs, options)
+    record = {**_ids(ex), "prefix": prefix, "generated": text, "valid": parsed.valid, "reason": parsed.reason,
+              "prediction": prediction_json(final), "target": ex.target, "meta": ex.meta}
+    try:
+        metric.update(final, ex.target)
+    except ValueError as e:  # a target the metric cannot read is a data problem: skip the example, say why
+        result.n_skipped += 1
+        result.skipped_reasons[reason_kind(f"bad target: {e}")] += 1
+        record["skipped"] = f"bad target: {e}"
+        return record
+    result.n += 1
+    if not parsed.valid:
+        result.n_invalid += 1
+        result.invalid_reasons[reason_kind(parsed.reason)] += 1
+    return record
+
+
+def _compute(metric: Any, task: str) -> dict[str, Any]:
+    try:
+        return dict(metric.compute())
+    except Exception as e:  # noqa: BLE001 - e.g. Java missing for METEOR: keep every other task's numbers
+        log.error("%s: metric failed: %s", task, e)
+        return {"error": f"{type(e).__name__}: {e}"}

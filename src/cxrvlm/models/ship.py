@@ -1,0 +1,130 @@
+"""Put a trained model into the package as a built-in model, with its model card written from what was measured.
+
+    python -m cxrvlm.models.ship RUN/final RUN/eval-val src/cxrvlm/models/weights/cxrvlm-tiny
+
+Copies the checkpoint (config.json, model.safetensors in fp16, tokenizer.json) and the TB operating point chosen by
+`cxrvlm eval`, and writes MODEL_CARD.md from the run's config and metrics.jsonl, the curated data's manifest.json
+and the evaluation's metrics.json: every figure in the card comes from those files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from cxrvlm import NOTICE
+
+MAX_MB = 30.0  # the built-in model must stay small enough to ship inside a wheel
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def training_summary(run: Path) -> dict[str, Any]:
+    """Steps, final losses, wall time (summed over resumed sessions) and the first/last validation losses."""
+    rows = _read_jsonl(run / "metrics.jsonl")
+    train = [r for r in rows if "loss" in r]
+    val = [r for r in rows if r.get("split") == "val"]
+    sessions, prev = 0.0, None  # elapsed_s restarts at 0 when a run resumes
+    for r in train:
+        if prev is not None and r.get("elapsed_s", 0) < prev:
+            sessions += prev
+        prev = r.get("elapsed_s", 0)
+    return {"steps": train[-1]["step"] if train else 0, "hours": (sessions + (prev or 0)) / 3600,
+            "val_first": val[0]["task_loss"] if val else {}, "val_last": val[-1]["task_loss"] if val else {},
+            "val_steps": (val[0]["step"], val[-1]["step"]) if val else None}
+
+
+def metrics_table(metrics: dict[str, Any]) -> list[str]:
+    lines = ["| task | main metric | value | 95% CI | n | malformed outputs |", "|---|---|---|---|---|---|"]
+    for task, main in sorted(metrics.get("main", {}).items()):
+        t = metrics["tasks"].get(task, {})
+        ci = f"{_fmt(main.get('ci_low'))}–{_fmt(main.get('ci_high'))}" if main.get("ci_low") is not None else ""
+        lines.append(f"| {task} | {main['key']} | {_fmt(main['value'])} | {ci} | {t.get('n', '')} | {t.get('n_invalid', '')} |")
+    return lines
+
+
+def write_card(dest: Path, run: Path, eval_dir: Path) -> str:
+    config = json.loads((run / "config.json").read_text())
+    model_cfg = json.loads((dest / "config.json").read_text())
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    data_manifest = Path(config["data"]) / "manifest.json"
+    data = json.loads(data_manifest.read_text()) if data_manifest.is_file() else {}
+    summary = training_summary(run)
+    tasks = data.get("counts", {}).get("tasks", {})
+    op = metrics.get("operating_point") or {}
+    lines = [
+        f"# Model card: {model_cfg.get('name', dest.name)}", "", f"> {NOTICE} Not for clinical use.", "",
+        "A compact vision-language model trained from scratch on a CPU, jointly on every task cxrvlm defines "
+        "(TB and finding classification, close- and open-ended VQA, reports, detection, grounding, segmentation).", "",
+        "## Architecture", "",
+        f"ViT encoder ({model_cfg['vit_depth']} layers, width {model_cfg['vit_width']}, {model_cfg['image_size']} px "
+        f"grayscale input, patch {model_cfg['vit_patch_size']}, tokens merged by {model_cfg['merge_k']}), "
+        f"{model_cfg['projector']} projector, GPT decoder ({model_cfg['n_layer']} layers, width {model_cfg['n_embd']}, "
+        f"vocabulary {model_cfg['vocab_size']} incl. 1024 `<loc>` and 128 `<seg>` tokens). Weights stored in fp16.", "",
+        "## Data", "", f"Curated with: `{data.get('command', '?')}`", "",
+        "| task | train | val | test |", "|---|---|---|---|",
+        *[f"| {t} | {c['train']} | {c['val']} | {c['test']} |" for t, c in sorted(tasks.items())], "",
+        "Splits are by patient (no patient in two splits). Sources: the TB-labelled Shenzhen/Montgomery/DA-DB images, "
+        "the COVID-19 image data collection (case notes, lung masks and boxes, priors, laterals) and 7 Shenzhen lung "
+        "masks; Open-i report text trains the tokenizer only. Reports for the TB images are templated from their "
+        "labels; for the COVID-19 collection they are the case notes.", "",
+        "## Training", "",
+        f"`cxrvlm train --config configs/{dest.name}.json` ({summary['steps']} steps of {config['batch_size']}, "
+        f"mixture `{config['mixture']}`, lr {config['lr']}, {summary['hours']:.2f} h on this project's 2-core CPU "
+        "machine, shared with other jobs). Reproduce everything with `make default-model`.", "",
+        "Validation loss per task (first → last evaluation):", "",
+        "| task | first | last |", "|---|---|---|",
+        *[f"| {t} | {_fmt(summary['val_first'].get(t))} | {_fmt(v)} |" for t, v in sorted(summary["val_last"].items())],
+        "", f"## Validation metrics (`cxrvlm eval --split {metrics.get('split')}`, patients never trained on)", "",
+        *metrics_table(metrics), "",
+        f"TB operating point: threshold {_fmt(op.get('threshold'))} chosen on the {op.get('split', 'validation')} "
+        "split for sensitivity ≥ 0.90 (the WHO screening target), shipped as `operating_point.json`.", "",
+        "## Limitations", "",
+        "- Small data (a few hundred patients), trained from scratch for a short CPU budget: far from the quality of "
+        "pretrained systems; the validation sets are small, so the confidence intervals are wide.",
+        "- Reports for TB images are templated from labels, so report metrics there measure template recall.",
+        "- Research use only. Not a diagnosis. Not validated on any external population.", ""]
+    text = "\n".join(lines)
+    (dest / "MODEL_CARD.md").write_text(text)
+    return text
+
+
+def ship(final: Path, eval_dir: Path, dest: Path) -> Path:
+    from cxrvlm.models import load_model
+
+    model = load_model(final)
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, dtype=__import__("torch").float16)
+    op = eval_dir / "operating_point.json"
+    if op.is_file():
+        shutil.copy(op, tmp / "operating_point.json")
+    size_mb = sum(f.stat().st_size for f in tmp.iterdir()) / 2**20
+    if size_mb > MAX_MB:
+        raise ValueError(f"{final}: {size_mb:.1f} MB is over the {MAX_MB} MB a built-in model may weigh")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    write_card(dest, final.parent, eval_dir)
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("final", type=Path, help="the run's final model folder")
+    parser.add_argument("eval_dir", type=Path, help="the `cxrvlm eval` output folder for the validation split")
+    parser.add_argument("dest", type=Path, help="where the built-in model goes, e.g. src/cxrvlm/models/weights/cxrvlm-tiny")
+    args = parser.parse_args(argv)
+    print(ship(args.final, args.eval_dir, args.dest))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
