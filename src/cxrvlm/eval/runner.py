@@ -159,22 +159,9 @@ def make_metric(module: Any, threshold: float | None, fast: bool = False) -> Any
         kwargs["threshold"] = threshold
     if fast and ("n_boot" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())):
         kwargs["n_boot"] = FAST_N_BOOT
-    metric = module.metric(**kwargs)
-    if fast:
-        _without_coco(metric)
-    return metric
-
-
-def _without_coco(metric: Any) -> None:
-    """Switch off pycocoevalcap in a report metric, or in the one a chained metric makes on first use."""
-    if hasattr(metric, "coco"):
-        metric.coco = False
-    if hasattr(metric, "report") and getattr(metric, "report", 0) is None:
-        from cxrvlm.metrics import ReportMetric
-
-        metric.report = ReportMetric(coco=False)  # made now instead of at the first step-2 case
-    elif hasattr(getattr(metric, "report", None), "coco"):
-        metric.report.coco = False
+    if fast and "coco" in params:
+        kwargs["coco"] = False
+    return module.metric(**kwargs)
 
 
 def parse_output(module: Any, text: str, example: Example) -> Prediction:

@@ -127,7 +127,8 @@ def parse(text: str, image_size: tuple[int, int] | None = None, step: int | None
 class FindingsThenReportMetric:
     """Step 1 scored as multi-label findings (micro precision/recall/F1 over the options), step 2 as a report."""
 
-    def __init__(self) -> None:
+    def __init__(self, coco: bool = True) -> None:
+        self.coco = coco  # pycocoevalcap in the step-2 report metric
         self.report: Any = None  # the report metric, made at the first step 2 case
         self.reset()
 
@@ -142,7 +143,7 @@ class FindingsThenReportMetric:
             if self.report is None:
                 from cxrvlm.metrics import ReportMetric
 
-                self.report = ReportMetric()
+                self.report = ReportMetric(coco=self.coco)
             self.n_step2 += 1
             self.report.update(pred, target)
             return
@@ -164,8 +165,8 @@ class FindingsThenReportMetric:
         return out
 
 
-def metric() -> FindingsThenReportMetric:
-    return FindingsThenReportMetric()
+def metric(coco: bool = True) -> FindingsThenReportMetric:
+    return FindingsThenReportMetric(coco=coco)
 
 
 register_task(__name__)

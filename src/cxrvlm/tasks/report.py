@@ -178,11 +178,12 @@ def parse(text: str, image_size: tuple[int, int] | None = None) -> Prediction:
     return Prediction(NAME, text=body, extra={"findings": findings, "impression": impression.strip()})
 
 
-def metric() -> Any:
-    """BLEU-1..4, METEOR, ROUGE-L, CIDEr and label F1 of generated against reference reports."""
+def metric(coco: bool = True) -> Any:
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr and label F1 of generated against reference reports. `coco=False` leaves
+    out pycocoevalcap (its METEOR starts a JVM) for quick runs."""
     from cxrvlm.metrics import ReportMetric
 
-    return ReportMetric()
+    return ReportMetric(coco=coco)
 
 
 register_task(__name__)

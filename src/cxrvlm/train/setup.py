@@ -13,6 +13,7 @@ from cxrvlm.train.config import StageConfig, TrainConfig
 from cxrvlm.train.data import TaskData, read_split
 
 log = logging.getLogger(__name__)
+LORA_SEED = 0  # adapters are initialised from this seed, whatever the RNG state when their stage begins
 
 
 def corpus_texts(cfg: TrainConfig, data: TaskData) -> list[str]:
@@ -72,7 +73,9 @@ def add_lora(model: nn.Module, lora: dict[str, Any]) -> None:
             config = LoraConfig(**lora)
         except TypeError as e:
             raise ValueError(f"lora config {lora}: {e}") from None
-        inject_adapter_in_model(config, model)
+        with torch.random.fork_rng():  # the same adapter init in a resumed run as in an uninterrupted one
+            torch.manual_seed(LORA_SEED)
+            inject_adapter_in_model(config, model)
         if not _has_lora(model):
             raise ValueError(f"lora config {lora}: target_modules matched no layer")
     for name, p in model.named_parameters():
@@ -108,11 +111,26 @@ def _is_adapter(name: str) -> bool:
     return "lora_" in name or ".modules_to_save." in name
 
 
+def _into_adapted(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """A checkpoint taken before LoRA was added (e.g. at the end of a full stage), read into a model that now has
+    adapters: plain `x.weight` goes to peft's `x.base_layer.weight`; the adapters keep their fresh init."""
+    if not _has_lora(model) or any("lora_" in k for k in state):
+        return state
+    names = {n for n, _ in model.state_dict().items()}
+    out = {}
+    for key, value in state.items():
+        stem, _, leaf = key.rpartition(".")
+        wrapped = f"{stem}.base_layer.{leaf}"
+        out[wrapped if key not in names and wrapped in names else key] = value
+    out.update({k: v for k, v in model.state_dict().items() if "lora_" in k})
+    return out
+
+
 def load_weights(model: nn.Module, folder: Path) -> None:
     """Load `folder/model.safetensors` into `model` (names must match exactly)."""
     from safetensors.torch import load_file
 
-    state = load_file(str(Path(folder) / "model.safetensors"))
+    state = _into_adapted(load_file(str(Path(folder) / "model.safetensors")), model)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"{folder}: checkpoint does not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
