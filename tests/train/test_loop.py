@@ -135,3 +135,40 @@ def test_two_process_ddp_matches_one_process(data, tmp_path):
     assert sorted(b) == [1, 2, 3, 4]
     for step in a:  # gradients averaged over 2 processes of 2 examples = the mean over the batch of 4
         assert b[step] == pytest.approx(a[step], rel=1e-4), step
+
+
+def test_resume_at_a_stage_boundary_into_a_lora_stage(data, tmp_path, monkeypatch):
+    """Stage 1 trains everything, stage 2 only LoRA adapters; a crash right after the boundary checkpoint resumes
+    with the new stage's fresh optimizer, retraces the curve, and the final model (LoRA merged) loads."""
+    from cxrvlm.models import load_model
+    from cxrvlm.train.loop import Trainer
+
+    stages = {"stages": [{"name": "full", "steps": 3}, {"name": "lora", "steps": 3,
+                                                        "lora": {"r": 2, "target_modules": ["qkv"]}}]}
+    full, crashed = tmp_path / "full", tmp_path / "crashed"
+
+    def run(out: Path) -> None:
+        from cxrvlm.train.config import load_config
+
+        args = [o for o in overrides(data, 6) if not o.startswith("stages.")]
+        Trainer(load_config(None, args + [f"stages={json.dumps(stages['stages'])}"]), out).run()
+
+    run(full)
+    real_step = Trainer._step
+
+    def crash_at_4(self, step, *a):
+        if step == 4:
+            raise RuntimeError("simulated crash")
+        return real_step(self, step, *a)
+
+    monkeypatch.setattr(Trainer, "_step", crash_at_4)
+    with pytest.raises(RuntimeError):
+        run(crashed)
+    monkeypatch.setattr(Trainer, "_step", real_step)
+    run(crashed)
+    a, b = losses(full), losses(crashed)
+    assert sorted(b) == list(range(1, 7))
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-6), step
+    model = load_model(crashed / "final")
+    assert not any("lora_" in n for n, _ in model.named_parameters())

@@ -20,7 +20,7 @@ from cxrvlm.train import checkpoint as ckpt_io
 from cxrvlm.train.config import StageConfig, TrainConfig
 from cxrvlm.train.data import ImageCache, TaskData, augment_intensity, read_split
 from cxrvlm.train.mixture import effective_ratios, mixture_weights, sample_batch
-from cxrvlm.train.setup import apply_stage, build_model, load_weights
+from cxrvlm.train.setup import apply_stage, build_model, load_weights, merge_lora
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,8 @@ class Trainer:
         index, stage = self.cfg.stage_at(step)
         self._enter_stage(index, stage)
         load_weights(self.model, last / "model")
-        self.optimizer.load_state_dict(ckpt_io.load_optimizer_state(last))
+        if state.get("stage") == index:  # at a stage boundary the new stage starts with a fresh optimizer
+            self.optimizer.load_state_dict(ckpt_io.load_optimizer_state(last))
         self.start_step = step
         _truncate_metrics(self.run_dir / "metrics.jsonl", step)
         log.info("resumed from %s (step %d)", last, step)
@@ -185,8 +186,8 @@ class Trainer:
             if done % cfg.save_every == 0 or done == cfg.total_steps:
                 self.save(done)
         progress.close()
-        if self.acc.is_main_process:
-            self.model.save_pretrained(self.run_dir / "final")
+        if self.acc.is_main_process:  # the final model carries no adapters: LoRA is folded into its layers
+            merge_lora(self.model).save_pretrained(self.run_dir / "final")
         self.acc.wait_for_everyone()
         return last
 
