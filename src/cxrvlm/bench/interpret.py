@@ -1,0 +1,73 @@
+"""Full interpretation latency: every task on one image (TB, findings, report, detection, segmentation, a yes/no
+question), as `cxrvlm interpret` runs it, median over repeats after one warm-up.
+
+Two measurements: the random-weight native model against its random PaliGemma twin in the bench process (random
+weights over a vocabulary of thousands all but never emit <eos>, so both run every generation to the interpreter's
+token limits: the worst case, the same work for both),
+and the built-in trained model in a fresh process (`python -m cxrvlm.bench.interpret`), whose peak RSS is that
+of a real `cxrvlm interpret` run rather than of the bench process that also trained two models.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+QUESTION = "Is there evidence of tuberculosis in this X-ray?"
+
+
+def time_interpretation(models: dict[str, Any], image: np.ndarray | str, repeats: int) -> dict[str, float]:
+    """Median milliseconds of one full interpretation per model, calls interleaved across models."""
+    from cxrvlm.infer.interpreter import Interpreter
+
+    readers = {k: Interpreter(m, name=k) for k, m in models.items()}
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for i in range(repeats + 1):
+        for k, reader in readers.items():
+            t0 = time.perf_counter()
+            reading = reader.interpret(image, questions=[QUESTION])
+            if i > 0:
+                times[k].append((time.perf_counter() - t0) * 1000)
+            if "error" in reading:
+                raise ValueError(f"{k}: interpretation failed: {reading['error']}")
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def builtin_in_subprocess(model: str, repeats: int, threads: int) -> dict[str, Any]:
+    """Run this module in a fresh Python: {"interpret_ms", "peak_rss_mb", "model"} of the named model."""
+    cmd = [sys.executable, "-m", "cxrvlm.bench.interpret", "--model", model, "--repeats", str(repeats),
+           "--threads", str(threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise ValueError(f"interpretation benchmark of {model!r} failed: {done.stderr.strip()[-500:]}")
+    return json.loads(done.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="median latency and peak RSS of a full interpretation")
+    parser.add_argument("--model", default="cxrvlm-tiny")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    import torch
+
+    from cxrvlm.infer.phantom import example_image
+    from cxrvlm.models import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ms = time_interpretation({args.model: load_model(args.model)}, str(example_image()), args.repeats)[args.model]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"model": args.model, "interpret_ms": ms, "peak_rss_mb": rss, "threads": torch.get_num_threads()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
