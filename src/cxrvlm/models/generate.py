@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cxrvlm.models.language_model import prefix_lm_mask
+from cxrvlm.models.preprocess import preprocess_views
 
 if TYPE_CHECKING:
     from cxrvlm.models.vlm import ImageFeatures
@@ -29,6 +30,32 @@ TokenScores = list[tuple[str, float]]  # one generated answer: (token, probabili
 
 
 class GenerationMixin:
+    """What both backends share: generation, candidate scoring, and the batching and bookkeeping they rest on."""
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def pixel_batch(self, images: Sequence[Sequence[Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example views -> pixel_values (B, M, 1, S, S), image_mask (B, M); M = the most views of any example."""
+        c = self.config
+        per_example = [preprocess_views(v, c.image_size, c.image_mean, c.image_std, c.max_images, f"example {i}")
+                       for i, v in enumerate(images)]
+        M = max((p.size(0) for p in per_example), default=0)
+        pixels = torch.zeros(len(per_example), M, 1, c.image_size, c.image_size)
+        mask = torch.zeros(len(per_example), M, dtype=torch.bool)
+        for i, p in enumerate(per_example):
+            pixels[i, : p.size(0)] = p
+            mask[i, : p.size(0)] = True
+        return pixels, mask
+
     @contextlib.contextmanager
     def _eval_mode(self) -> Iterator[None]:
         """Evaluation mode (no dropout) for the duration, then the mode the caller had."""

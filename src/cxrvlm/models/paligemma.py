@@ -37,7 +37,6 @@ from torch import nn
 from cxrvlm.models import checkpoint as ckpt
 from cxrvlm.models.config import VLMConfig
 from cxrvlm.models.generate import GenerationMixin
-from cxrvlm.models.preprocess import preprocess_views
 from cxrvlm.models.tokenizer import Tokenizer
 from cxrvlm.models.vlm import IGNORE, ImageFeatures, answer_loss, as_examples
 from cxrvlm.tokens.loc import LOC_TOKENS
@@ -243,31 +242,7 @@ class PaliGemmaBackend(GenerationMixin, nn.Module):
             ckpt.CONFIG_FILE: ckpt.write_json(data),  # last: the tokenizer's own save may write a config.json too
         })
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
-
     # ------------------------------------------------------------------------------------------------ batching
-    def pixel_batch(self, images: Sequence[Sequence[np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-example views -> pixel_values (B, M, 1, S, S) in [-1, 1], image_mask (B, M); M = most views."""
-        c = self.config
-        per_example = [preprocess_views(v, c.image_size, c.image_mean, c.image_std, c.max_images, f"example {i}")
-                       for i, v in enumerate(images)]
-        M = max((p.size(0) for p in per_example), default=0)
-        pixels = torch.zeros(len(per_example), M, 1, c.image_size, c.image_size)
-        mask = torch.zeros(len(per_example), M, dtype=torch.bool)
-        for i, p in enumerate(per_example):
-            pixels[i, : p.size(0)] = p
-            mask[i, : p.size(0)] = True
-        return pixels, mask
-
     def _prompt_ids(self, prefix: str) -> list[int]:
         """`<bos> prefix \\n` (PaliGemma's prompt, prefix and newline tokenized together as its processor does;
         the newline ends the full-attention prefix)."""

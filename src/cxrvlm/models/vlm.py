@@ -29,7 +29,7 @@ from cxrvlm.models import checkpoint as ckpt
 from cxrvlm.models.config import VLMConfig
 from cxrvlm.models.generate import GenerationMixin
 from cxrvlm.models.language_model import GPTDecoder, prefix_lm_mask
-from cxrvlm.models.preprocess import ImageInputError, preprocess_views
+from cxrvlm.models.preprocess import ImageInputError
 from cxrvlm.models.projector import Projector
 from cxrvlm.models.tokenizer import Tokenizer
 from cxrvlm.models.vision_encoder import VisionTower
@@ -122,31 +122,7 @@ class CompactVLM(GenerationMixin, nn.Module):
             ckpt.TOKENIZER_FILE: self.tokenizer.save,
         })
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
-
     # ------------------------------------------------------------------------------------------------ batching
-    def pixel_batch(self, images: Sequence[Sequence[np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-example views -> pixel_values (B, M, 1, S, S), image_mask (B, M); M = the most views of any example."""
-        c = self.config
-        per_example = [preprocess_views(v, c.image_size, c.image_mean, c.image_std, c.max_images, f"example {i}")
-                       for i, v in enumerate(images)]
-        M = max((p.size(0) for p in per_example), default=0)
-        pixels = torch.zeros(len(per_example), M, 1, c.image_size, c.image_size)
-        mask = torch.zeros(len(per_example), M, dtype=torch.bool)
-        for i, p in enumerate(per_example):
-            pixels[i, : p.size(0)] = p
-            mask[i, : p.size(0)] = True
-        return pixels, mask
-
     def _prompt_ids(self, prefix: str) -> list[int]:
         tok = self.tokenizer
         return [tok.bos_id, *tok.encode(prefix), tok.sep_id]

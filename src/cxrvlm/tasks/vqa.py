@@ -29,7 +29,6 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 
 from cxrvlm.records import LABELS, QA, Study, View, load_mask
 from cxrvlm.tasks import _text

@@ -74,7 +74,7 @@ class TrainState:
 
         self.model, self.args, self.step = model, args, 0
         self.opt = torch.optim.Adam([p for p in model.parameters()], lr=args.lr)
-        k, d = model.cfg.num_codes, model.cfg.embedding_dim
+        k = model.cfg.num_codes
         self.expected = args.batch_size * 16 / k  # mean uses of one code per step
         self.ema_count = torch.full((k,), self.expected)
         self.ema_sum = model.codebook.clone() * self.expected

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from cxrvlm.train.config import StageConfig, TrainConfig
-from cxrvlm.train.data import TaskData, read_split
+from cxrvlm.train.data import TaskData
 
 log = logging.getLogger(__name__)
 LORA_SEED = 0  # adapters are initialised from this seed, whatever the RNG state when their stage begins
