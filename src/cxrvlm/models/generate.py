@@ -26,10 +26,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+IGNORE = -100  # label of positions without loss (prefix, padding), as torch's cross_entropy ignore_index
 TokenScores = list[tuple[str, float]]  # one generated answer: (token, probability) per token, <eos> excluded
 
 
-class GenerationMixin:
+class BackendMixin:
     """What both backends share: generation, candidate scoring, and the batching and bookkeeping they rest on."""
 
     def num_parameters(self) -> int:
@@ -55,6 +56,46 @@ class GenerationMixin:
             pixels[i, : p.size(0)] = p
             mask[i, : p.size(0)] = True
         return pixels, mask
+
+    def text_batch(self, prefixes: Sequence[str], suffixes: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Right-padded `<bos> prefix <sep> suffix <eos>`: input_ids, attention_mask, labels (-100 outside the
+        answer), prefix_lengths (tokens up to and including <sep>). Too long: the prompt keeps its end, the answer
+        is cut (and loses <eos>)."""
+        tok, room = self.tokenizer, self.config.max_text_len
+        rows, n_prefix, cut = [], [], 0
+        for pre_ids, suf_ids in zip(map(self._prompt_ids, prefixes), tok.encode_batch(list(suffixes))):
+            suf_ids = [*suf_ids, tok.eos_id]
+            if len(pre_ids) > room - 1:  # keep <bos> and the prompt's end (the question) + room for one answer token
+                pre_ids = [tok.bos_id, *pre_ids[len(pre_ids) - (room - 2):]]
+            if len(pre_ids) + len(suf_ids) > room:
+                suf_ids, cut = suf_ids[: room - len(pre_ids)], cut + 1
+            rows.append(pre_ids + suf_ids)
+            n_prefix.append(len(pre_ids))
+        if cut:
+            log.warning("%d of %d examples were longer than max_text_len=%d tokens and were cut", cut, len(rows), room)
+        T = max(len(r) for r in rows)
+        ids = torch.full((len(rows), T), tok.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), T), IGNORE, dtype=torch.long)
+        attn = torch.zeros((len(rows), T), dtype=torch.long)
+        for i, (row, p) in enumerate(zip(rows, n_prefix)):
+            ids[i, : len(row)] = torch.tensor(row)
+            labels[i, p : len(row)] = torch.tensor(row[p:])
+            attn[i, : len(row)] = 1
+        return {"input_ids": ids, "attention_mask": attn, "labels": labels,
+                "prefix_lengths": torch.tensor(n_prefix, dtype=torch.long)}
+
+    def collate(self, examples: Sequence[Any], images: Sequence[Sequence[Any]]) -> dict[str, torch.Tensor]:
+        """Examples (`.prefix`, `.suffix`) + their views -> the keyword arguments of `forward` (CPU tensors):
+        pixel_values (B, M, 1, S, S), image_mask (B, M), input_ids / attention_mask / labels (B, T),
+        prefix_lengths (B,).
+        """
+        if len(examples) != len(images):
+            raise ValueError(f"collate: {len(examples)} examples but {len(images)} image lists")
+        if not examples:
+            raise ValueError("collate: empty batch")
+        pixels, mask = self.pixel_batch(images)
+        text = self.text_batch([e.prefix for e in examples], [e.suffix for e in examples])
+        return {"pixel_values": pixels, "image_mask": mask, **text}
 
     @contextlib.contextmanager
     def _eval_mode(self) -> Iterator[None]:

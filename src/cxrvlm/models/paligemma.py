@@ -29,16 +29,15 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cxrvlm.models import checkpoint as ckpt
 from cxrvlm.models.config import VLMConfig
-from cxrvlm.models.generate import GenerationMixin
+from cxrvlm.models.generate import BackendMixin
 from cxrvlm.models.tokenizer import Tokenizer
-from cxrvlm.models.vlm import IGNORE, ImageFeatures, answer_loss, as_examples
+from cxrvlm.models.vlm import ImageFeatures, answer_loss, as_examples
 from cxrvlm.tokens.loc import LOC_TOKENS
 from cxrvlm.tokens.seg import SEG_TOKENS
 
@@ -133,7 +132,7 @@ def describe(hf_cfg: Any, name: str, max_text_len: int = 512, max_images: int = 
 
 
 # ---------------------------------------------------------------------------------------------------- model
-class PaliGemmaBackend(GenerationMixin, nn.Module):
+class PaliGemmaBackend(BackendMixin, nn.Module):
     """`PaliGemmaModel` (vision tower, projector, Gemma) + the LM head, with the native model's methods.
 
     Parameters are named as in HF's PaliGemmaForConditionalGeneration (`model.vision_tower...`,
@@ -247,43 +246,6 @@ class PaliGemmaBackend(GenerationMixin, nn.Module):
         """`<bos> prefix \\n` (PaliGemma's prompt, prefix and newline tokenized together as its processor does;
         the newline ends the full-attention prefix)."""
         return [self.tokenizer.bos_id, *self.tokenizer.encode(prefix + "\n")]
-
-    def text_batch(self, prefixes: Sequence[str], suffixes: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Right-padded `<bos> prefix \\n suffix <eos>`: input_ids, attention_mask, labels (-100 outside the
-        answer), prefix_lengths. Too long for max_text_len: the prompt keeps <bos> and its end, the answer is cut."""
-        tok, room = self.tokenizer, self.config.max_text_len
-        rows, n_prefix, cut = [], [], 0
-        for pre, suf in zip(map(self._prompt_ids, prefixes), tok.encode_batch(list(suffixes))):
-            suf = [*suf, tok.eos_id]
-            if len(pre) > room - 1:
-                pre = [tok.bos_id, *pre[len(pre) - (room - 2):]]
-            if len(pre) + len(suf) > room:
-                suf, cut = suf[: room - len(pre)], cut + 1
-            rows.append(pre + suf)
-            n_prefix.append(len(pre))
-        if cut:
-            log.warning("%d of %d examples were longer than max_text_len=%d tokens and were cut", cut, len(rows), room)
-        T = max(len(r) for r in rows)
-        ids = torch.full((len(rows), T), tok.pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), T), IGNORE, dtype=torch.long)
-        attn = torch.zeros((len(rows), T), dtype=torch.long)
-        for i, (row, p) in enumerate(zip(rows, n_prefix)):
-            ids[i, : len(row)] = torch.tensor(row)
-            labels[i, p : len(row)] = torch.tensor(row[p:])
-            attn[i, : len(row)] = 1
-        return {"input_ids": ids, "attention_mask": attn, "labels": labels,
-                "prefix_lengths": torch.tensor(n_prefix, dtype=torch.long)}
-
-    def collate(self, examples: Sequence[Any], images: Sequence[Sequence[np.ndarray]]) -> dict[str, torch.Tensor]:
-        """Examples + their views -> forward's keyword arguments: pixel_values (B, M, 1, S, S), image_mask (B, M),
-        input_ids / attention_mask / labels (B, T), prefix_lengths (B,) — the native model's batch layout."""
-        if len(examples) != len(images):
-            raise ValueError(f"collate: {len(examples)} examples but {len(images)} image lists")
-        if not examples:
-            raise ValueError("collate: empty batch")
-        pixels, mask = self.pixel_batch(images)
-        return {"pixel_values": pixels, "image_mask": mask,
-                **self.text_batch([e.prefix for e in examples], [e.suffix for e in examples])}
 
     # ------------------------------------------------------------------------------------------------ compute
     def encode_pixels(self, pixel_values: torch.Tensor, image_mask: torch.Tensor) -> ImageFeatures:
