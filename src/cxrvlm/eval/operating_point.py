@@ -104,14 +104,9 @@ def write_operating_point(op: dict[str, Any], path: str | Path) -> Path:
 
 def read_operating_point(path: str | Path) -> dict[str, Any]:
     """An operating_point.json (or a metrics.json holding one under "operating_point")."""
-    path = Path(path)
+    from cxrvlm.infer.interpreter import read_operating_point_file
+
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise OperatingPointError(f"{path}: cannot read an operating point ({e})") from None
-    if isinstance(data, dict) and isinstance(data.get("operating_point"), dict):
-        data = data["operating_point"]
-    t = data.get("threshold") if isinstance(data, dict) else None
-    if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0.0 <= float(t) <= 1.0:
-        raise OperatingPointError(f"{path}: field 'threshold' must be a probability in [0, 1], got {t!r}")
-    return {**data, "threshold": float(t), "source_file": str(path)}
+        return {**read_operating_point_file(path), "source_file": str(path)}
+    except ValueError as e:
+        raise OperatingPointError(str(e)) from None

@@ -39,22 +39,28 @@ DEFAULT_THRESHOLD = 0.5
 MAX_TOKENS = {"report": 160, "detect_object": 24, "segment_object": 40, "vqa": 32}
 
 
-def read_operating_point(folder: str | os.PathLike | None) -> float | None:
-    """The TB threshold saved with a model (`operating_point.json`: {"threshold": t} or {"tb": {"threshold": t}}),
-    None when the folder has none; ValueError naming the file when it is unreadable or out of [0, 1]."""
-    if folder is None or not (Path(folder) / OPERATING_POINT_FILE).is_file():
-        return None
-    path = Path(folder) / OPERATING_POINT_FILE
+def read_operating_point_file(path: str | os.PathLike) -> dict[str, Any]:
+    """An operating point as evaluation writes it: {"threshold": t, ...}, also found nested under "operating_point"
+    (a metrics.json) or "tb"; ValueError naming the file when it is unreadable or t is not in [0, 1]."""
+    path = Path(path)
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not a readable JSON file ({e})") from None
+    for key in ("operating_point", "tb"):
+        if isinstance(data, dict) and "threshold" not in data and isinstance(data.get(key), dict):
+            data = data[key]
     value = data.get("threshold") if isinstance(data, dict) else None
-    if value is None and isinstance(data, dict) and isinstance(data.get("tb"), dict):
-        value = data["tb"].get("threshold")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{path}: 'threshold' must be a number in [0, 1], got {value!r}")
-    return float(value)
+        raise ValueError(f"{path}: 'threshold' must be a probability in [0, 1], got {value!r}")
+    return {**data, "threshold": float(value)}
+
+
+def read_operating_point(folder: str | os.PathLike | None) -> float | None:
+    """The TB threshold saved with a model (`operating_point.json` in its folder), None when it has none."""
+    if folder is None or not (Path(folder) / OPERATING_POINT_FILE).is_file():
+        return None
+    return read_operating_point_file(Path(folder) / OPERATING_POINT_FILE)["threshold"]
 
 
 class _Timer:
