@@ -51,7 +51,7 @@ def metrics_table(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_card(dest: Path, run: Path, eval_dir: Path) -> str:
+def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "") -> str:
     config = json.loads((run / "config.json").read_text())
     model_cfg = json.loads((dest / "config.json").read_text())
     metrics = json.loads((eval_dir / "metrics.json").read_text())
@@ -80,6 +80,7 @@ def write_card(dest: Path, run: Path, eval_dir: Path) -> str:
         f"`cxrvlm train --config configs/{dest.name}.json` ({summary['steps']} steps of {config['batch_size']}, "
         f"mixture `{config['mixture']}`, lr {config['lr']}, {summary['hours']:.2f} h on this project's 2-core CPU "
         "machine, shared with other jobs). Reproduce everything with `make default-model`.", "",
+        *([note, ""] if note else []),
         "Validation loss per task (first → last evaluation):", "",
         "| task | first | last |", "|---|---|---|",
         *[f"| {t} | {_fmt(summary['val_first'].get(t))} | {_fmt(v)} |" for t, v in sorted(summary["val_last"].items())],
@@ -97,7 +98,7 @@ def write_card(dest: Path, run: Path, eval_dir: Path) -> str:
     return text
 
 
-def ship(final: Path, eval_dir: Path, dest: Path) -> Path:
+def ship(final: Path, eval_dir: Path, dest: Path, note: str = "") -> Path:
     from cxrvlm.models import load_model
 
     model = load_model(final)
@@ -112,7 +113,7 @@ def ship(final: Path, eval_dir: Path, dest: Path) -> Path:
         raise ValueError(f"{final}: {size_mb:.1f} MB is over the {MAX_MB} MB a built-in model may weigh")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
-    write_card(dest, final.parent, eval_dir)
+    write_card(dest, final.parent, eval_dir, note)
     return dest
 
 
@@ -121,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("final", type=Path, help="the run's final model folder")
     parser.add_argument("eval_dir", type=Path, help="the `cxrvlm eval` output folder for the validation split")
     parser.add_argument("dest", type=Path, help="where the built-in model goes, e.g. src/cxrvlm/models/weights/cxrvlm-tiny")
+    parser.add_argument("--note", default="", help="a paragraph for the card's training section (how this run went)")
     args = parser.parse_args(argv)
-    print(ship(args.final, args.eval_dir, args.dest))
+    print(ship(args.final, args.eval_dir, args.dest, args.note))
     return 0
 
 

@@ -1,0 +1,37 @@
+"""Shipping a trained model into the package: files copied in fp16, the operating point kept, the card written
+from the run's own records."""
+from __future__ import annotations
+
+import json
+
+from cxrvlm.models import load_model
+from cxrvlm.models.ship import ship
+
+
+def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
+    run, eval_dir, dest = tmp_path / "run", tmp_path / "eval", tmp_path / "weights" / "cxrvlm-tiny"
+    model = tiny()
+    model.save_pretrained(run / "final")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.json").write_text(json.dumps({"command": "cxrvlm curate ...", "counts": {
+        "tasks": {"classify": {"train": 8, "val": 2, "test": 2}}}}))
+    (run / "config.json").write_text(json.dumps({"data": str(data), "batch_size": 4, "mixture": "inverse", "lr": 1e-3}))
+    rows = [{"step": 10, "loss": 2.0, "elapsed_s": 30.0}, {"step": 10, "split": "val", "task_loss": {"classify": 1.5}},
+            {"step": 20, "loss": 1.0, "elapsed_s": 60.0}, {"step": 20, "split": "val", "task_loss": {"classify": 0.9}}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    eval_dir.mkdir()
+    (eval_dir / "metrics.json").write_text(json.dumps({
+        "split": "val", "operating_point": {"threshold": 0.4, "split": "val"},
+        "main": {"classify": {"key": "tb_auroc", "value": 0.75, "ci_low": 0.5, "ci_high": 0.9}},
+        "tasks": {"classify": {"n": 2, "n_invalid": 0}}}))
+    (eval_dir / "operating_point.json").write_text(json.dumps({"threshold": 0.4}))
+    ship(run / "final", eval_dir, dest, note="Budget changed once.")
+    assert json.loads((dest / "operating_point.json").read_text())["threshold"] == 0.4
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert "| classify | tb_auroc | 0.750 | 0.500–0.900 | 2 | 0 |" in card
+    assert "| classify | 1.500 | 0.900 |" in card and "20 steps of 4" in card and "Budget changed once." in card
+    assert "Research use only" in card
+    shipped = load_model(dest)
+    assert shipped.config == model.config
+    assert sum(f.stat().st_size for f in dest.iterdir()) < sum(f.stat().st_size for f in (run / "final").iterdir())
