@@ -159,6 +159,9 @@ class Trainer:
         self._resume()
         writer = _tensorboard(self.run_dir) if cfg.tensorboard and self.acc.is_main_process else None
         progress = _progress(cfg.total_steps, self.start_step, disable=not self.acc.is_main_process)
+        if self.start_step == 0 and cfg.eval_every and self.acc.is_main_process:  # the curve's starting point
+            self._write({"step": 0, "split": "val", "task_loss": self.validate()}, writer)
+        self.acc.wait_for_everyone()
         last: dict[str, Any] = {}
         t0, seen = time.perf_counter(), 0
         weights: dict[str, float] | None = None
