@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cxrvlm.models.language_model import prefix_lm_mask
-from cxrvlm.models.preprocess import preprocess_views
+from cxrvlm.models.preprocess import as_examples, preprocess_views
 
 if TYPE_CHECKING:
     from cxrvlm.models.vlm import ImageFeatures
@@ -96,6 +96,13 @@ class BackendMixin:
         pixels, mask = self.pixel_batch(images)
         text = self.text_batch([e.prefix for e in examples], [e.suffix for e in examples])
         return {"pixel_values": pixels, "image_mask": mask, **text}
+
+    @torch.no_grad()
+    def encode_images(self, images: Any) -> ImageFeatures:
+        """Views of one example (list of arrays) or of a batch (list of lists) -> features for generate/score."""
+        pixels, mask = self.pixel_batch(as_examples(images))
+        with self._eval_mode():
+            return self.encode_pixels(pixels, mask)
 
     @contextlib.contextmanager
     def _eval_mode(self) -> Iterator[None]:

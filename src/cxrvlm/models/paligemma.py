@@ -37,7 +37,7 @@ from cxrvlm.models import checkpoint as ckpt
 from cxrvlm.models.config import VLMConfig
 from cxrvlm.models.generate import BackendMixin
 from cxrvlm.models.tokenizer import Tokenizer
-from cxrvlm.models.vlm import ImageFeatures, answer_loss, as_examples
+from cxrvlm.models.vlm import ImageFeatures, answer_loss
 from cxrvlm.tokens.loc import LOC_TOKENS
 from cxrvlm.tokens.seg import SEG_TOKENS
 
@@ -258,13 +258,6 @@ class PaliGemmaBackend(BackendMixin, nn.Module):
             views = pixel_values.to(self.device, self.dtype)[image_mask].expand(-1, 3, -1, -1)  # (K, 3, S, S)
             out[image_mask] = self.model.get_image_features(views).pooler_output.to(out.dtype)  # (K, n, D)
         return ImageFeatures(out.reshape(B, M * n, D), image_mask[:, :, None].expand(B, M, n).reshape(B, M * n))
-
-    @torch.no_grad()
-    def encode_images(self, images: Any) -> ImageFeatures:
-        """Views of one example (list of arrays) or of a batch (list of lists) -> features for generate/score."""
-        pixels, mask = self.pixel_batch(as_examples(images))
-        with self._eval_mode():
-            return self.encode_pixels(pixels, mask)
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         """Hidden states (..., D) -> logits (..., V), with Gemma-2's final soft-capping when the config has it."""

@@ -7,6 +7,8 @@ Chest X-rays are near-square (portrait 0.8-1.25), so the distortion is mild. Shr
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -55,3 +57,17 @@ def preprocess_views(views: list[np.ndarray], size: int, mean: float, std: float
     if not views:
         return torch.zeros(0, 1, size, size)
     return torch.stack([preprocess(v, size, mean, std, f"{where} view {i}") for i, v in enumerate(views)])
+
+
+def as_examples(images: Any) -> list[list[np.ndarray]]:
+    """Normalise an image argument: one array = one view of one example; a list of arrays = ONE example's views;
+    a list of lists = per example, its views."""
+    if isinstance(images, np.ndarray):
+        return [[images]]
+    if not isinstance(images, (list, tuple)):
+        raise ImageInputError(f"images must be arrays or lists of arrays, got {type(images).__name__}")
+    if images and all(isinstance(v, np.ndarray) for v in images):
+        return [list(images)]
+    if not all(isinstance(views, (list, tuple)) for views in images):
+        raise ImageInputError("images must be a list of arrays (one example's views) or a list of such lists")
+    return [list(views) for views in images]

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,7 +28,6 @@ from cxrvlm.models import checkpoint as ckpt
 from cxrvlm.models.config import VLMConfig
 from cxrvlm.models.generate import IGNORE, BackendMixin
 from cxrvlm.models.language_model import GPTDecoder, prefix_lm_mask
-from cxrvlm.models.preprocess import ImageInputError
 from cxrvlm.models.projector import Projector
 from cxrvlm.models.tokenizer import Tokenizer
 from cxrvlm.models.vision_encoder import VisionTower
@@ -55,20 +53,6 @@ class ImageFeatures:
         if len(self) != 1:
             raise ValueError(f"image features hold {len(self)} examples, but {n} prompts were given (need 1 or {n})")
         return ImageFeatures(self.tokens.expand(n, -1, -1), self.mask.expand(n, -1))
-
-
-def as_examples(images: Any) -> list[list[np.ndarray]]:
-    """Normalise an image argument: one array = one view of one example; a list of arrays = ONE example's views;
-    a list of lists = per example, its views."""
-    if isinstance(images, np.ndarray):
-        return [[images]]
-    if not isinstance(images, (list, tuple)):
-        raise ImageInputError(f"images must be arrays or lists of arrays, got {type(images).__name__}")
-    if images and all(isinstance(v, np.ndarray) for v in images):
-        return [list(images)]
-    if not all(isinstance(views, (list, tuple)) for views in images):
-        raise ImageInputError("images must be a list of arrays (one example's views) or a list of such lists")
-    return [list(views) for views in images]
 
 
 class CompactVLM(BackendMixin, nn.Module):
@@ -140,13 +124,6 @@ class CompactVLM(BackendMixin, nn.Module):
             out[image_mask] = self.projector(self.vision(views))  # (K, n, C)
         out = out + self.view_embed.weight[:M][None, :, None, :]
         return ImageFeatures(out.reshape(B, M * n, C), image_mask[:, :, None].expand(B, M, n).reshape(B, M * n))
-
-    @torch.no_grad()
-    def encode_images(self, images: Any) -> ImageFeatures:
-        """Views of one example (list of arrays) or of a batch (list of lists) -> features for generate/score."""
-        pixels, mask = self.pixel_batch(as_examples(images))
-        with self._eval_mode():
-            return self.encode_pixels(pixels, mask)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix_lengths: torch.Tensor,
                 pixel_values: torch.Tensor | None = None, image_mask: torch.Tensor | None = None,
