@@ -47,3 +47,19 @@ def test_effective_ratios_follow_weights():
     r = effective_ratios(w, SIZES, batch_size=32, seed=0, steps=200)
     for task in SIZES:
         assert r[task] == pytest.approx(w[task], abs=0.03)
+
+
+def test_geometric_augmentation_is_small_and_never_flips():
+    import numpy as np
+
+    from cxrvlm.train.data import augment_geometry
+
+    img = np.zeros((64, 64), np.float32)
+    img[20:44, 8:20] = 1.0  # a bright block in the image's left third
+    for seed in range(20):
+        out = augment_geometry(img, np.random.default_rng(seed))
+        assert out.shape == img.shape and out.dtype == np.float32
+        ys, xs = np.nonzero(out > 0.5)
+        assert xs.mean() < 24  # still on the left: no flip, only a small move
+        assert 0.7 < (out > 0.5).sum() / img.sum() < 1.4  # zoom within 0.9-1.1 in each direction
+    assert not np.array_equal(augment_geometry(img, np.random.default_rng(0)), img)

@@ -32,6 +32,7 @@ from cxrvlm.tasks.base import Example, Prediction, register_task
 log = logging.getLogger(__name__)
 
 NAME = "classify"
+GEOMETRY_IN_ANSWER = False  # no coordinates in the answer (left/right words survive small shifts, turns and zooms)
 TB_LABEL = "Tuberculosis"
 TB_PROMPT = "What is the diagnosis of the X-ray image?"
 TB_CANDIDATES = ("normal", "tuberculosis")

@@ -28,6 +28,7 @@ from cxrvlm.tasks.base import Example, Prediction, register_task
 log = logging.getLogger(__name__)
 
 NAME = "findings_then_report"
+GEOMETRY_IN_ANSWER = False  # no coordinates in the answer (left/right words survive small shifts, turns and zooms)
 NONE = "none"
 STEP1 = "Which of the following findings are present in this chest X-ray? Options: {options}."
 STEP2 = "Based on the previous conversation, provide a description of the findings."

@@ -22,6 +22,7 @@ from cxrvlm.tokens.loc import LOC_RE, decode_locs, encode_box
 log = logging.getLogger(__name__)
 
 NAME = "ground"
+GEOMETRY_IN_ANSWER = True  # the answer holds coordinates: training may not move or resize the image
 # Four loc tokens, optionally followed by the phrase echoed back (PaliGemma's detect habit), nothing else.
 _ANSWER_RE = re.compile(r"^\s*((?:<loc\d{4}>\s*){4})([^<>]*)$")
 

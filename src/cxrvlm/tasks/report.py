@@ -30,6 +30,7 @@ from cxrvlm.tasks import _text
 from cxrvlm.tasks.base import Example, Prediction, register_task
 
 NAME = "report"
+GEOMETRY_IN_ANSWER = False  # no coordinates in the answer (left/right words survive small shifts, turns and zooms)
 KINDS = ("report", "case_notes", "templated")
 _OPENING = {"report": "Generate a medical report for", "case_notes": "Write the case notes for"}
 _NORMAL_FINDINGS = (

@@ -37,6 +37,7 @@ from cxrvlm.tasks.base import Example, Prediction, register_task
 log = logging.getLogger(__name__)
 
 NAME = "vqa"
+GEOMETRY_IN_ANSWER = False  # no coordinates in the answer (left/right words survive small shifts, turns and zooms)
 YES_NO = ("yes", "no")
 PROJECTIONS = ("pa", "ap", "lateral")
 SIDES = ("right", "left")

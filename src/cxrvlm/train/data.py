@@ -83,3 +83,18 @@ def augment_intensity(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarra
     out = np.power(np.clip(pixels, 0.0, 1.0), gamma)
     out = (out - 0.5) * contrast + 0.5 + brightness
     return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def augment_geometry(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A small random affine (rotation ±7°, zoom 0.9-1.1, shift ±5%), never a flip: left and right stay where they
+    are. Only for tasks whose answer holds no coordinates (`GEOMETRY_IN_ANSWER` False in the task module)."""
+    from scipy import ndimage
+
+    h, w = pixels.shape
+    angle = np.deg2rad(rng.uniform(-7, 7))
+    zoom = rng.uniform(0.9, 1.1)
+    shift = rng.uniform(-0.05, 0.05, size=2) * (h, w)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) / zoom
+    centre = np.array([h / 2, w / 2])
+    offset = centre - rot @ (centre + shift)  # output pixel o samples input rot @ o + offset
+    return ndimage.affine_transform(pixels, rot, offset=offset, order=1, mode="nearest").astype(np.float32)

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from cxrvlm.tasks.base import get_task
 from cxrvlm.train import checkpoint as ckpt_io
 from cxrvlm.train.config import StageConfig, TrainConfig
-from cxrvlm.train.data import ImageCache, TaskData, augment_intensity, read_split
+from cxrvlm.train.data import ImageCache, TaskData, augment_geometry, augment_intensity, read_split
 from cxrvlm.train.mixture import effective_ratios, mixture_weights, sample_batch
 from cxrvlm.train.setup import apply_stage, build_model, load_weights, merge_lora
 
@@ -50,6 +51,7 @@ class Trainer:
         self.resume_from = checkpoints[-1] if checkpoints else None
         self.model = build_model(cfg, self.train_data, self.resume_from / "model" if self.resume_from else None)
         self.images = ImageCache(self.model.config.image_size)
+        self.geometry_in_answer = {t: getattr(get_task(t), "GEOMETRY_IN_ANSWER", True) for t in self.train_data.sizes}
         self.stage_index = -1
         self.optimizer: torch.optim.Optimizer | None = None
         self.start_step = 0
@@ -100,6 +102,8 @@ class Trainer:
             views = self.images.views(ex)
             if self.cfg.augment:
                 rng = np.random.default_rng([self.cfg.seed, step, i])
+                if not self.geometry_in_answer[task]:
+                    views = [augment_geometry(v, rng) for v in views]
                 views = [augment_intensity(v, rng) for v in views]
             examples.append(ex)
             images.append(views)
