@@ -37,7 +37,8 @@ class TrainConfig:
     warmup_steps: int = 50
     grad_clip: float = 1.0
     seed: int = 0
-    augment: bool = True  # intensity for all; small affine only where the answer holds no coordinates
+    augment: bool = True  # intensity jitter (brightness, contrast, gamma) for every example
+    augment_geometry: bool = True  # and a small affine where the task's answer holds no coordinates
     tokenizer_vocab_size: int = 4000  # BPE merges trained on the curated text when the model is new
     log_every: int = 10
     eval_every: int = 200

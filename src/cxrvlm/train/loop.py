@@ -102,7 +102,7 @@ class Trainer:
             views = self.images.views(ex)
             if self.cfg.augment:
                 rng = np.random.default_rng([self.cfg.seed, step, i])
-                if not self.geometry_in_answer[task]:
+                if self.cfg.augment_geometry and not self.geometry_in_answer[task]:
                     views = [augment_geometry(v, rng) for v in views]
                 views = [augment_intensity(v, rng) for v in views]
             examples.append(ex)
