@@ -81,3 +81,12 @@ def read_weights(folder: str | os.PathLike) -> dict[str, Any]:
         return load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path}: cannot read the weights ({e})") from None
+
+
+def load_weights_into(model: Any, folder: str | os.PathLike) -> Any:
+    """Fill `model` with `folder/model.safetensors`; every name must match. Returns the model in eval mode."""
+    missing, unexpected = model.load_state_dict(read_weights(folder), strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{folder}: weights do not match the config (missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]})")
+    return model.eval()

@@ -193,12 +193,7 @@ class PaliGemmaBackend(BackendMixin, nn.Module):
     @classmethod
     def _from_own(cls, folder: Path, raw: dict[str, Any]) -> PaliGemmaBackend:
         model = cls.from_checkpoint_config(raw, folder)
-        state = ckpt.read_weights(folder)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ckpt.CheckpointError(f"{folder}: weights do not match the config (missing {missing[:5]}, "
-                                       f"unexpected {unexpected[:5]})")
-        return model.eval()
+        return ckpt.load_weights_into(model, folder)
 
     @classmethod
     def from_checkpoint_config(cls, raw: dict[str, Any], folder: Path | None,

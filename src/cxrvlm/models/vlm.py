@@ -87,12 +87,7 @@ class CompactVLM(BackendMixin, nn.Module):
         folder = Path(folder)
         config = VLMConfig.from_json(ckpt.read_config(folder), where=str(folder / ckpt.CONFIG_FILE))
         model = cls(config, Tokenizer.load(folder / ckpt.TOKENIZER_FILE))
-        state = ckpt.read_weights(folder)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ckpt.CheckpointError(f"{folder}: weights do not match the config (missing {missing[:5]}, "
-                                       f"unexpected {unexpected[:5]})")
-        return model.eval()
+        return ckpt.load_weights_into(model, folder)
 
     def save_pretrained(self, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
         """Write config.json + model.safetensors (+ tokenizer.json) atomically; `dtype=torch.float16` halves it."""
