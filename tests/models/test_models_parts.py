@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cxrvlm.models.config import VLMConfig
-from cxrvlm.models.layers import KVCache
+from cxrvlm.models.layers import KVCache, Linear
 from cxrvlm.models.preprocess import ImageInputError, preprocess, preprocess_views, to_gray
 from cxrvlm.models.projector import Projector
 from cxrvlm.models.vision_encoder import ConvNet, VisionTower, merge_grid, merge_tokens, resample_grid
@@ -96,3 +96,19 @@ def test_kv_cache_bounds() -> None:
     assert k.shape == (1, 1, 2, 2)
     with pytest.raises(ValueError, match="KV cache full"):
         cache.update(0, torch.ones(1, 1, 2, 2), torch.ones(1, 1, 2, 2))
+
+
+def test_linear_inference_path_follows_weight_updates() -> None:
+    """The cached transposed weight used in inference mode is refreshed after an optimizer step and a load."""
+    torch.manual_seed(0)
+    layer = Linear(8, 5, bias=True)
+    x = torch.randn(3, 8)
+    with torch.inference_mode():
+        assert torch.allclose(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias), atol=1e-6)
+    layer(x).sum().backward()
+    torch.optim.SGD(layer.parameters(), lr=1.0).step()
+    with torch.inference_mode():
+        assert torch.allclose(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias), atol=1e-6)
+    layer.load_state_dict({"weight": torch.zeros(5, 8), "bias": torch.ones(5)})
+    with torch.inference_mode():
+        assert torch.equal(layer(x), torch.ones(3, 5))

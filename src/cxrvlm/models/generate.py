@@ -97,7 +97,7 @@ class BackendMixin:
         text = self.text_batch([e.prefix for e in examples], [e.suffix for e in examples])
         return {"pixel_values": pixels, "image_mask": mask, **text}
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode_images(self, images: Any) -> ImageFeatures:
         """Views of one example (list of arrays) or of a batch (list of lists) -> features for generate/score."""
         pixels, mask = self.pixel_batch(as_examples(images))
@@ -136,16 +136,19 @@ class BackendMixin:
             mask[i, Tp - len(r):] = True
         return ids.to(self.device), mask.to(self.device)
 
-    def _pick(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Greedy choice over (B, V) logits, never a pad/bos/sep/unk token (no answer contains them) -> ids, probs."""
+    def _banned_ids(self) -> list[int]:
+        """Tokens greedy decoding never emits (no answer contains them); a backend adds its own (image token)."""
         tok = self.tokenizer
-        logits = logits.float().clone()
-        logits[:, [tok.pad_id, tok.bos_id, tok.sep_id, tok.unk_id]] = float("-inf")
-        probs = torch.softmax(logits, dim=-1)
-        ids = probs.argmax(dim=-1)
-        return ids, probs.gather(1, ids[:, None])[:, 0]
+        return [i for i in (tok.pad_id, tok.bos_id, tok.sep_id, tok.unk_id) if i is not None]
 
-    @torch.no_grad()
+    def _pick(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy choice over (B, V) logits, never a banned token -> ids, probabilities."""
+        banned = torch.tensor([i for i in self._banned_ids() if i < logits.size(-1)], device=logits.device)
+        logp = torch.log_softmax(logits.float().index_fill(1, banned, float("-inf")), dim=-1)
+        best, ids = logp.max(dim=-1)
+        return ids, best.exp()
+
+    @torch.inference_mode()
     def generate(self, images: Any = None, prefixes: Sequence[str] | str = (), max_new_tokens: int = 64,
                  image_features: ImageFeatures | None = None, return_scores: bool = False,
                  use_cache: bool = True) -> list[str] | tuple[list[str], list[TokenScores]]:
@@ -181,6 +184,9 @@ class BackendMixin:
         # the whole prompt is prefix: full attention among its valid keys
         h = dec(x, key_valid[:, None, None, :L].expand(B, 1, L, L), cache)
         logits, next_pos = dec.lm_head(h[:, -1]), positions[:, -1] + 1
+        # one new query per step: with no padded key anywhere (every batch-1 call) it may see every cached key,
+        # so no mask is needed and attention takes its unmasked kernel
+        all_valid = bool(key_valid.all())
         out, probs = [], []
         done = torch.zeros(B, dtype=torch.bool, device=dev)
         for step in range(steps):
@@ -190,7 +196,8 @@ class BackendMixin:
             done |= tok == self.tokenizer.eos_id
             if bool(done.all()) or step == steps - 1:
                 break
-            h = dec(dec.embed(tok[:, None], next_pos[:, None]), key_valid[:, None, None, : cache.length + 1], cache)
+            step_mask = None if all_valid else key_valid[:, None, None, : cache.length + 1]
+            h = dec(dec.embed(tok[:, None], next_pos[:, None]), step_mask, cache)
             logits, next_pos = dec.lm_head(h[:, -1]), next_pos + 1
         return torch.stack(out, 1), torch.stack(probs, 1)
 
@@ -229,7 +236,7 @@ class BackendMixin:
             scores.append([(tok.id_to_token(t), float(q)) for t, q in zip(row[:n], prow[:n])])
         return (texts, scores) if return_scores else texts
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def score_candidates(self, images: Any = None, prefix: str = "", candidates: Sequence[str] = (),
                          image_features: ImageFeatures | None = None) -> list[float]:
         """Probability of each candidate answer (its full likelihood, <eos> included), normalised over the set."""

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxrvlm.models.config import VLMConfig
-from cxrvlm.models.layers import Block, KVCache, LayerNorm, init_weights
+from cxrvlm.models.layers import Block, KVCache, LayerNorm, init_weights, maybe_dropout, transposed
 
 
 def prefix_lm_mask(key_valid: torch.Tensor, prefix_end: torch.Tensor) -> torch.Tensor:
@@ -39,7 +39,7 @@ class GPTDecoder(nn.Module):
         self.max_text_len = cfg.max_text_len
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.max_text_len, cfg.n_embd)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = maybe_dropout(cfg.dropout)
         self.h = nn.ModuleList(Block(cfg.n_embd, cfg.n_head, cfg.bias, cfg.dropout) for _ in range(cfg.n_layer))
         self.ln_f = LayerNorm(cfg.n_embd, cfg.bias)
         init_weights(self, cfg.n_layer)
@@ -62,6 +62,8 @@ class GPTDecoder(nn.Module):
     def lm_head(self, h: torch.Tensor) -> torch.Tensor:
         """(..., C) -> logits (..., V); weights tied to the token embedding (one tensor, so no shared-tensor
         aliasing in the safetensors file)."""
+        if torch.is_inference_mode_enabled():
+            return h @ transposed(self.wte, self.wte.weight)
         return F.linear(h, self.wte.weight)
 
     def new_cache(self, batch: int, max_len: int, like: torch.Tensor) -> KVCache:

@@ -294,16 +294,8 @@ class PaliGemmaBackend(BackendMixin, nn.Module):
         return logits, loss
 
     # ------------------------------------------------------------------------------------------------ generation
-    def _pick(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Greedy choice over (B, V) logits, never pad/bos/unk/<sep>/the image token -> ids, probabilities."""
-        tok = self.tokenizer
-        banned = [i for i in (tok.pad_id, tok.bos_id, tok.unk_id, tok.sep_id, self.image_token_id)
-                  if i is not None and i < logits.size(-1)]
-        logits = logits.float().clone()
-        logits[:, banned] = float("-inf")
-        probs = torch.softmax(logits, dim=-1)
-        ids = probs.argmax(dim=-1)
-        return ids, probs.gather(1, ids[:, None])[:, 0]
+    def _banned_ids(self) -> list[int]:
+        return [*super()._banned_ids(), self.image_token_id]
 
     def _greedy_cached(self, feats: ImageFeatures, ids: torch.Tensor, mask: torch.Tensor,
                        steps: int) -> tuple[torch.Tensor, torch.Tensor]:
