@@ -35,3 +35,15 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
     shipped = load_model(dest)
     assert shipped.config == model.config
     assert sum(f.stat().st_size for f in dest.iterdir()) < sum(f.stat().st_size for f in (run / "final").iterdir())
+
+
+def test_card_describes_the_configured_encoders() -> None:
+    from cxrvlm.models.config import VLMConfig
+    from cxrvlm.models.ship import describe_encoders
+
+    conv = VLMConfig(encoders=["convnet"], cnn_widths=[8, 16], cnn_blocks=1, image_size=64).to_json()
+    assert describe_encoders(conv) == ("ConvNet encoder (ResNet-style, widths 8-16, 1 residual block(s) per stage) "
+                                       "on 64 px grayscale input")
+    fused = VLMConfig(encoders=["vit", "convnet"], merge_k=5).to_json()
+    assert describe_encoders(fused).startswith("ViT encoder (6 layers, width 192, patch 16) + ConvNet encoder")
+    assert describe_encoders(fused).endswith("tokens merged by 5")

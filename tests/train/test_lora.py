@@ -85,7 +85,7 @@ def test_paligemma_saves_unmerged_adapters(tok: Tokenizer, tmp_path) -> None:
 
 
 def test_second_lora_stage_keeps_base_frozen_and_merge_allows_a_new_adapter(tok: Tokenizer) -> None:
-    model, _ = make("cxrvlm-tiny", tok)
+    model, _ = make("cxrvlm-tiny-vit", tok)
     n_qkv = sum(n.endswith("qkv.weight") for n, _ in model.named_parameters())  # ViT + decoder blocks
     stage = StageConfig(name="lora", steps=1, lora={"r": 2, "target_modules": ["qkv"]})
     apply_stage(model, stage)

@@ -1,6 +1,6 @@
 """`cxrvlm bench`: the native model against the HF PaliGemma backend built at the same size, in one run.
 
-    cxrvlm bench [--json] [--steps N] [--model cxrvlm-tiny] [--set key=value ...]
+    cxrvlm bench [--json] [--steps N] [--model cxrvlm-tiny-vit] [--set key=value ...]
 
 Measures, on this machine and in this process: training samples/s (median step time over `--steps` timed steps
 after `--warmup`, forward + backward + AdamW on a fixed synthetic batch), model FLOPs utilisation against the
@@ -13,7 +13,9 @@ for steadier figures (oversubscribed OpenMP threads make every small kernel wait
 The twin: the native config's image size, patch, ViT width/depth/heads, decoder width/depth/heads, text length
 and tokenizer (so the vocabulary) go into SigLIP + Gemma (MHA, the same head size; GeGLU MLP at 8/3 x width for
 the native 4x GELU MLP's parameter count). What PaliGemma's architecture fixes stays PaliGemma's: a linear
-projector, no token merging (its decoder reads every patch token), RoPE instead of learned positions.
+projector, no token merging (its decoder reads every patch token), RoPE instead of learned positions. So the
+measured native model has a ViT (default `cxrvlm-tiny-vit`); the built-in ConvNet `cxrvlm-tiny` is timed on its
+own in the full-interpretation figures (`--builtin`).
 """
 from __future__ import annotations
 
@@ -36,7 +38,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--steps", type=int, default=5, help="timed training steps per model (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed training steps first (default 1)")
-    parser.add_argument("--model", default="cxrvlm-tiny", help="native configuration to measure (default cxrvlm-tiny)")
+    parser.add_argument("--model", default="cxrvlm-tiny-vit",
+                        help="native configuration to measure; it needs a ViT encoder, which is what the twin copies "
+                             "(default cxrvlm-tiny-vit: the built-in cxrvlm-tiny's decoder with a ViT)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides for the native model (the PaliGemma twin follows), e.g. image_size=64")
     parser.add_argument("--batch-size", type=int, default=16, help="training batch (default 16, the trainer's)")
@@ -90,6 +94,9 @@ def build_models(args: argparse.Namespace) -> tuple[Any, Any]:
     native = create_model(args.model, tokenizer=tok, **parse_overrides(args.set))
     if native.config.backend != "native":
         raise ValueError(f"--model {args.model!r} is not a native configuration (backend {native.config.backend!r})")
+    if native.config.encoders != ["vit"]:
+        raise ValueError(f"--model {args.model!r} has encoders {native.config.encoders}; the PaliGemma twin copies a "
+                         "single ViT (SigLIP), so measure a ViT configuration such as cxrvlm-tiny-vit")
     twin_cfg = native.config.replace(name=f"{native.config.name}-paligemma-twin", backend=BACKEND,
                                      projector="linear", merge_k=1)
     return native, PaliGemmaBackend.from_config(twin_cfg, tok)

@@ -1,6 +1,6 @@
 """Named model configurations (`configs/*.json`) and the functions that build and load models.
 
-    list_models()                                  # ["cxrvlm-small", "cxrvlm-tiny", "litegpt-style", "m4cxr-style"]
+    list_models()                                  # ["cxrvlm-small", "cxrvlm-tiny", "cxrvlm-tiny-vit", ...]
     create_model("cxrvlm-tiny", tokenizer=tok, n_layer=2)   # new, randomly initialised; overrides are config keys
     create_model("path/to/config.json")
     load_model("runs/x/final")                     # a checkpoint folder

@@ -51,6 +51,23 @@ def metrics_table(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+def describe_encoders(cfg: dict) -> str:
+    """The vision side of a native config in words, e.g. "ConvNet encoder (widths 32-64-128-256, ...)"."""
+    parts = []
+    for name in cfg["encoders"]:
+        if name == "vit":
+            parts.append(f"ViT encoder ({cfg['vit_depth']} layers, width {cfg['vit_width']}, "
+                         f"patch {cfg['vit_patch_size']})")
+        elif name == "convnet":
+            widths = "-".join(str(w) for w in cfg["cnn_widths"])
+            parts.append(f"ConvNet encoder (ResNet-style, widths {widths}, {cfg['cnn_blocks']} residual block(s) per "
+                         "stage)")
+        else:
+            parts.append(f"{name} encoder")
+    merged = f", tokens merged by {cfg['merge_k']}" if cfg.get("merge_k", 1) > 1 else ""
+    return f"{' + '.join(parts)} on {cfg['image_size']} px grayscale input{merged}"
+
+
 def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "") -> str:
     config = json.loads((run / "config.json").read_text())
     model_cfg = json.loads((dest / "config.json").read_text())
@@ -65,9 +82,7 @@ def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "") -> str:
         "A compact vision-language model trained from scratch on a CPU, jointly on every task cxrvlm defines "
         "(TB and finding classification, close- and open-ended VQA, reports, detection, grounding, segmentation).", "",
         "## Architecture", "",
-        f"ViT encoder ({model_cfg['vit_depth']} layers, width {model_cfg['vit_width']}, {model_cfg['image_size']} px "
-        f"grayscale input, patch {model_cfg['vit_patch_size']}, tokens merged by {model_cfg['merge_k']}), "
-        f"{model_cfg['projector']} projector, GPT decoder ({model_cfg['n_layer']} layers, width {model_cfg['n_embd']}, "
+        f"{describe_encoders(model_cfg)}, {model_cfg['projector']} projector, GPT decoder ({model_cfg['n_layer']} layers, width {model_cfg['n_embd']}, "
         f"vocabulary {model_cfg['vocab_size']} incl. 1024 `<loc>` and 128 `<seg>` tokens). Weights stored in fp16.", "",
         "## Data", "", f"Curated with: `{data.get('command', '?')}`", "",
         "| task | train | val | test |", "|---|---|---|---|",
