@@ -112,14 +112,3 @@ def test_linear_inference_path_follows_weight_updates() -> None:
     layer.load_state_dict({"weight": torch.zeros(5, 8), "bias": torch.ones(5)})
     with torch.inference_mode():
         assert torch.equal(layer(x), torch.ones(3, 5))
-
-
-def test_global_token_appends_the_mean() -> None:
-    cfg = VLMConfig(image_size=32, encoders=["convnet"], cnn_widths=[8, 16], global_token=True, vocab_size=10)
-    tower = VisionTower(cfg)
-    out = tower(torch.randn(2, 1, 32, 32))
-    assert tower.num_tokens == 16 + 1 and out.shape == (2, 17, 16) and tower.grid is None  # 4x4 grid + 1
-    assert torch.allclose(out[:, -1], out[:, :-1].mean(dim=1), atol=1e-6)
-    with pytest.raises(ValueError, match="global_token"):
-        VLMConfig(image_size=32, encoders=["convnet"], cnn_widths=[8, 16], global_token=True, projector="cabstractor",
-                  projector_tokens=4, vocab_size=10)

@@ -42,8 +42,6 @@ class VLMConfig:
     vit_heads: int = 3  # 64-dim heads, as in every ViT size
     cnn_widths: list[int] = field(default_factory=lambda: [32, 64, 128])  # stem /4, then /2 per stage: stride 16
     cnn_blocks: int = 1  # residual blocks per stage
-    global_token: bool = False  # append the mean of an image's tokens as one more token: a global summary the decoder
-    #                             reads directly (a CLS-like token; a mean-pooled head is what generalised on TB)
     # ---- projector (vision tokens -> decoder width)
     projector: str = "mlp"  # "linear", "mlp" (LLaVA-1.5: Linear-GELU-Linear), "cabstractor" (Honeybee/M4CXR)
     projector_hidden: int = 0  # hidden width of the MLP / C-Abstractor; 0 = the decoder width
@@ -112,9 +110,6 @@ class VLMConfig:
                 raise ConfigError(f"config {name!r}: merge_mode 'grid' needs a square merge_k whose side divides the "
                                   f"token grid ({self.encoder_grid}) and one encoder or fusion='channel'")
         if self.projector == "cabstractor":
-            if self.global_token:
-                raise ConfigError(f"config {name!r}: global_token adds a token outside the grid the C-Abstractor pools; "
-                                  "use it with the linear or MLP projector")
             if not self.has_grid:
                 raise ConfigError(f"config {name!r}: the C-Abstractor pools a 2-D grid of tokens; use one encoder or "
                                   "fusion='channel', and merge_k=1 or merge_mode='grid'")
@@ -140,7 +135,7 @@ class VLMConfig:
     @property
     def has_grid(self) -> bool:
         """Whether the merged vision tokens still form a square grid (needed by the C-Abstractor)."""
-        return self.fused_is_grid and (self.merge_k == 1 or self.merge_mode == "grid") and not self.global_token
+        return self.fused_is_grid and (self.merge_k == 1 or self.merge_mode == "grid")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -7,8 +7,8 @@ Every encoder maps a grayscale image (B, 1, S, S) to a grid of tokens (B, grid *
 - fusion "channel": every encoder's grid resampled to the first one's, features concatenated per grid cell;
 then `merge_k` > 1 merges k adjacent tokens into one by concatenating their features: k neighbours in token order
 (merge_mode "sequence"; LiteGPT merges 5 of its 196 + 49 tokens) or each sqrt(k) x sqrt(k) block of the grid
-(merge_mode "grid", pixel shuffle); `global_token` appends the tokens' mean as one more. The projector's first
-linear layer maps the merged features to the decoder width.
+(merge_mode "grid", pixel shuffle). The projector's first linear layer maps the merged features to the decoder
+width.
 """
 from __future__ import annotations
 
@@ -158,8 +158,7 @@ class VisionTower(nn.Module):
         else:
             self.align = nn.ModuleList(nn.Identity() for _ in dims)
             fused_tokens, fused_dim = grids[0] ** 2, sum(dims)
-        self.global_token = cfg.global_token
-        self.num_tokens = -(-fused_tokens // cfg.merge_k) + int(cfg.global_token)
+        self.num_tokens = -(-fused_tokens // cfg.merge_k)
         self.out_dim = fused_dim * cfg.merge_k
         self.grid = grids[0] // math.isqrt(cfg.merge_k) if cfg.has_grid else None
 
@@ -173,9 +172,5 @@ class VisionTower(nn.Module):
             grids = [enc.grid for enc in self.encoders]
             fused = torch.cat([resample_grid(f, g, self.target_grid) for f, g in zip(feats, grids)], dim=2)
         if self.merge_mode == "grid":
-            merged = merge_grid(fused, self.target_grid, self.merge_k)
-        else:
-            merged = merge_tokens(fused, self.merge_k)
-        if self.global_token:
-            merged = torch.cat([merged, merged.mean(dim=1, keepdim=True)], dim=1)
-        return merged
+            return merge_grid(fused, self.target_grid, self.merge_k)
+        return merge_tokens(fused, self.merge_k)
