@@ -82,7 +82,8 @@ def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "") -> str:
         "A compact vision-language model trained from scratch on a CPU, jointly on every task cxrvlm defines "
         "(TB and finding classification, close- and open-ended VQA, reports, detection, grounding, segmentation).", "",
         "## Architecture", "",
-        f"{describe_encoders(model_cfg)}, {model_cfg['projector']} projector, GPT decoder ({model_cfg['n_layer']} layers, width {model_cfg['n_embd']}, "
+        f"{describe_encoders(model_cfg)}, {model_cfg['projector']} projector, "
+        f"GPT decoder ({model_cfg['n_layer']} layers, width {model_cfg['n_embd']}, "
         f"vocabulary {model_cfg['vocab_size']} incl. 1024 `<loc>` and 128 `<seg>` tokens). Weights stored in fp16.", "",
         "## Data", "", f"Curated with: `{data.get('command', '?')}`", "",
         "| task | train | val | test |", "|---|---|---|---|",

@@ -40,8 +40,8 @@ def probe(args: argparse.Namespace) -> list[dict[str, float]]:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     train, val = tb_images(args.data, "train"), tb_images(args.data, "val")
-    base = {**read_model_config(args.model)[0], "image_size": args.image_size, "encoders": [args.encoder], "vocab_size": 1,
-            **parse_overrides(args.set)}
+    base = {**read_model_config(args.model)[0], "image_size": args.image_size, "encoders": [args.encoder],
+            "vocab_size": 1, **parse_overrides(args.set)}
     cfg = VLMConfig.from_json(base, where=f"probe of {args.model}")
     encoder = ENCODER_REGISTRY[args.encoder](cfg)
     head = nn.Linear(encoder.out_dim, 1)
