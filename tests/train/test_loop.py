@@ -172,3 +172,15 @@ def test_resume_at_a_stage_boundary_into_a_lora_stage(data, tmp_path, monkeypatc
         assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-6), step
     model = load_model(crashed / "final")
     assert not any("lora_" in n for n, _ in model.named_parameters())
+
+
+def test_location_augmentation_rewrites_loc_answers_only(data, tmp_path):
+    from cxrvlm.train.config import load_config
+    from cxrvlm.train.loop import Trainer
+
+    trainer = Trainer(load_config(None, overrides(data, 1, augment_locations=True)), tmp_path / "run")
+    for task in ("detect", "classify"):
+        pairs = [(task, i) for i in range(trainer.train_data.sizes[task])]
+        examples, _ = trainer._examples(pairs, step=0)
+        changed = [ex.suffix != trainer.train_data.get(t, i).suffix for ex, (t, i) in zip(examples, pairs)]
+        assert any(changed) if task == "detect" else not any(changed), task

@@ -25,3 +25,28 @@ def test_probe_needs_both_classes(tmp_path) -> None:
         (empty / f"{split}.jsonl").write_text("")
     with pytest.raises(ValueError, match="needs TB and normal"):
         main(["--data", str(empty)])
+
+
+def test_saved_probe_encoder_starts_a_vlm_run(tmp_path, capsys) -> None:
+    from safetensors.torch import load_file
+
+    from cxrvlm.train.config import load_config
+    from cxrvlm.train.data import TaskData, read_split
+    from cxrvlm.train.setup import build_model
+
+    data = write_curated(tmp_path / "curated")
+    saved = tmp_path / "encoder.safetensors"
+    assert main(["--data", str(data), "--image-size", "32", "--epochs", "1", "--batch-size", "4",
+                 "--set", "cnn_widths=[8,16]", "--save", str(saved)]) == 0
+    tiny = {"image_size": 32, "cnn_widths": [8, 16], "n_layer": 1, "n_embd": 32, "n_head": 2, "max_text_len": 96}
+    cfg = load_config(None, [f"data={data}", "tokenizer_vocab_size=300", f"model_overrides={json.dumps(tiny)}",
+                             f'init_from={json.dumps({"vision.encoders.0": str(saved)})}'])
+    model = build_model(cfg, TaskData(read_split(data, "train")))
+    state = model.vision.encoders[0].state_dict()
+    for name, value in load_file(str(saved)).items():
+        assert (state[name] == value).all(), name
+
+    wrong = load_config(None, [f"data={data}", "tokenizer_vocab_size=300", f"model_overrides={json.dumps(tiny)}",
+                               f'init_from={json.dumps({"decoder": str(saved)})}'])
+    with pytest.raises(ValueError, match="does not match the module"):
+        build_model(wrong, TaskData(read_split(data, "train")))

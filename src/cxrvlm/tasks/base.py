@@ -4,6 +4,7 @@ A task module defines, once, its text format:
 
     NAME = "detect"
     GEOMETRY_IN_ANSWER = True   # whether the answer encodes positions (then training keeps the image geometry)
+    ZOOM_SHIFT_SAFE = True      # optional: all positions are loc tokens, so training may zoom/shift and rewrite them
     def format(study: Study, rng: random.Random) -> list[Example]   # prefix (prompt) -> suffix (answer)
     def parse(text: str, image_size: tuple[int, int] | None = None) -> Prediction   # never raises
     def metric() -> Metric                                           # update(pred, target) / compute() / reset()

@@ -27,6 +27,7 @@ from cxrvlm.tokens.loc import LOC_RE, decode_locs, encode_box
 
 NAME = "detect"
 GEOMETRY_IN_ANSWER = True  # the answer holds coordinates: training may not move or resize the image
+ZOOM_SHIFT_SAFE = True  # every coordinate of the answer is a loc token: training may zoom/shift the image and rewrite them
 SEPARATOR = " ; "
 _OBJECT_RE = re.compile(r"^\s*((?:<loc\d{4}>\s*){4})\s*([^<>]*?)\s*$")
 _MAX_DETECT_CHARS = 50_000  # ~1,000 objects; longer is a runaway generation

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 NAME = "ground"
 GEOMETRY_IN_ANSWER = True  # the answer holds coordinates: training may not move or resize the image
+ZOOM_SHIFT_SAFE = True  # every coordinate of the answer is a loc token: training may zoom/shift the image and rewrite them
 # Four loc tokens, optionally followed by the phrase echoed back (PaliGemma's detect habit), nothing else.
 _ANSWER_RE = re.compile(r"^\s*((?:<loc\d{4}>\s*){4})([^<>]*)$")
 

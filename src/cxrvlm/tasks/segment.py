@@ -38,6 +38,7 @@ from cxrvlm.tokens.seg import MaskTokenizer, encode_seg, mask_box, split_lungs
 log = logging.getLogger(__name__)
 NAME = "segment"
 GEOMETRY_IN_ANSWER = True  # the answer holds coordinates: training may not move or resize the image
+ZOOM_SHIFT_SAFE = True  # coordinates are loc tokens, mask codes are relative to their box: zoom/shift keeps them
 SEPARATOR = " ; "
 LUNG_SIDES = ("right lung", "left lung")
 _MAX_SEGMENT_CHARS = 50_000  # ~800 objects; longer is a runaway generation

@@ -25,6 +25,9 @@ class StageConfig:
 class TrainConfig:
     model: str = "cxrvlm-tiny"  # registered name or checkpoint folder
     model_overrides: dict[str, Any] = field(default_factory=dict)
+    # module name -> safetensors file of that module's weights, loaded into a new model before step 0
+    # (e.g. {"vision.encoders.0": "runs/probe/encoder.safetensors"} from `python -m cxrvlm.train.probe --save`)
+    init_from: dict[str, str] = field(default_factory=dict)
     data: str = "runs/curated"  # a folder written by `cxrvlm curate`
     tasks: list[str] | None = None
     mixture: str = "inverse"  # inverse | proportional | temperature | fixed
@@ -39,6 +42,7 @@ class TrainConfig:
     seed: int = 0
     augment: bool = True  # intensity jitter (brightness, contrast, gamma) for every example
     augment_geometry: bool = True  # and a small affine where the task's answer holds no coordinates
+    augment_locations: bool = False  # zoom/shift single-image examples of ZOOM_SHIFT_SAFE tasks, loc tokens rewritten
     tokenizer_vocab_size: int = 4000  # BPE merges trained on the curated text when the model is new
     log_every: int = 10
     eval_every: int = 200

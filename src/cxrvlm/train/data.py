@@ -1,6 +1,7 @@
 """Curated examples grouped by task, and the images they need, read once and kept at the model's input size."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections import defaultdict
@@ -11,6 +12,7 @@ import numpy as np
 from cxrvlm.io import read_image
 from cxrvlm.io.transforms import resize_to
 from cxrvlm.tasks.base import Example
+from cxrvlm.tokens.loc import locs_extent, zoom_shift_locs
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +100,41 @@ def augment_geometry(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray
     centre = np.array([h / 2, w / 2])
     offset = centre - rot @ (centre + shift)  # output pixel o samples input rot @ o + offset
     return ndimage.affine_transform(pixels, rot, offset=offset, order=1, mode="nearest").astype(np.float32)
+
+
+def draw_zoom_shift(extent: tuple[float, float, float, float] | None, rng: np.random.Generator,
+                    max_zoom: float = 0.1, max_shift: float = 0.05) -> tuple[float, float, float]:
+    """(zoom, dx, dy) for `zoom_shift`: zoom 1 ± max_zoom and shifts within ± max_shift, narrowed so the boxes'
+    `extent` (normalised x1, y1, x2, y2) stays inside the image: no box is cut, so every mask keeps its shape."""
+    zoom = float(rng.uniform(1 - max_zoom, 1 + max_zoom))
+    if extent is not None:
+        lo = [zoom * (v - 0.5) + 0.5 for v in extent[:2]]
+        hi = [zoom * (v - 0.5) + 0.5 for v in extent[2:]]
+        if min(lo) < 0 or max(hi) > 1:  # zoomed past the edge: keep the scale
+            zoom, lo, hi = 1.0, list(extent[:2]), list(extent[2:])
+    else:
+        lo, hi = [0.5, 0.5], [0.5, 0.5]
+    shifts = [float(rng.uniform(max(-max_shift, -a), min(max_shift, 1 - b))) for a, b in zip(lo, hi)]
+    return zoom, shifts[0], shifts[1]
+
+
+def zoom_shift(pixels: np.ndarray, zoom: float, dx: float, dy: float) -> np.ndarray:
+    """The image zoomed by `zoom` about its centre, then shifted by (dx, dy) of its width and height: the pixel
+    transform that `tokens.loc.zoom_shift_locs` applies to loc tokens (edges extended)."""
+    from scipy import ndimage
+
+    h, w = pixels.shape
+    # output pixel o samples input (o - centre - shift) / zoom + centre, per axis (pixel centres at i + 0.5)
+    offset = [(h / 2 - 0.5) - ((h / 2 - 0.5) + dy * h) / zoom, (w / 2 - 0.5) - ((w / 2 - 0.5) + dx * w) / zoom]
+    return ndimage.affine_transform(pixels, np.array([1 / zoom, 1 / zoom]), offset=offset, order=1,
+                                    mode="nearest").astype(np.float32)
+
+
+def zoomed_and_shifted(example: Example, pixels: np.ndarray,
+                       rng: np.random.Generator) -> tuple[Example, list[np.ndarray]]:
+    """A single-image example of a ZOOM_SHIFT_SAFE task, zoomed and shifted, with its loc tokens rewritten to match
+    (for training: `target` still holds the original geometry)."""
+    zoom, dx, dy = draw_zoom_shift(locs_extent(example.prefix + example.suffix), rng)
+    moved = dataclasses.replace(example, prefix=zoom_shift_locs(example.prefix, zoom, dx, dy),
+                                suffix=zoom_shift_locs(example.suffix, zoom, dx, dy))
+    return moved, [zoom_shift(pixels, zoom, dx, dy)]

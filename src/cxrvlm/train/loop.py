@@ -19,7 +19,8 @@ import torch
 from cxrvlm.tasks.base import get_task
 from cxrvlm.train import checkpoint as ckpt_io
 from cxrvlm.train.config import StageConfig, TrainConfig
-from cxrvlm.train.data import ImageCache, TaskData, augment_geometry, augment_intensity, read_split
+from cxrvlm.train.data import (ImageCache, TaskData, augment_geometry, augment_intensity, read_split,
+                               zoomed_and_shifted)
 from cxrvlm.train.mixture import effective_ratios, mixture_weights, sample_batch
 from cxrvlm.train.setup import apply_stage, build_model, load_weights, merge_lora
 
@@ -52,6 +53,7 @@ class Trainer:
         self.model = build_model(cfg, self.train_data, self.resume_from / "model" if self.resume_from else None)
         self.images = ImageCache(self.model.config.image_size)
         self.geometry_in_answer = {t: getattr(get_task(t), "GEOMETRY_IN_ANSWER", True) for t in self.train_data.sizes}
+        self.zoom_shift_safe = {t: getattr(get_task(t), "ZOOM_SHIFT_SAFE", False) for t in self.train_data.sizes}
         self.stage_index = -1
         self.optimizer: torch.optim.Optimizer | None = None
         self.start_step = 0
@@ -104,6 +106,8 @@ class Trainer:
                 rng = np.random.default_rng([self.cfg.seed, step, i])
                 if self.cfg.augment_geometry and not self.geometry_in_answer[task]:
                     views = [augment_geometry(v, rng) for v in views]
+                elif self.cfg.augment_locations and self.zoom_shift_safe[task] and len(views) == 1:
+                    ex, views = zoomed_and_shifted(ex, views[0], rng)
                 views = [augment_intensity(v, rng) for v in views]
             examples.append(ex)
             images.append(views)

@@ -7,11 +7,15 @@ Trains one encoder of the model registry (as configured by a registered model pl
 into a logistic head, on the curated training split's TB images (task `classify`, kind `tb`) with the trainer's
 intensity augmentation, and prints the validation AUROC five times along the way. It is a probe of the encoder's
 inductive bias on this little data, not a model: the VLM reads the same encoder through its decoder instead.
+With `--save FILE` the trained encoder is written out, and a VLM run can start from it
+(`cxrvlm train ... 'init_from={"vision.encoders.0": "FILE"}'`): encoder pre-training on the one label that
+needs global features, before the joint run.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -83,6 +87,14 @@ def probe(args: argparse.Namespace) -> list[dict[str, float]]:
                    "elapsed_s": round(time.perf_counter() - t0, 1)}
             print(json.dumps(row), flush=True)
             log.append(row)
+    if args.save:
+        from safetensors.torch import save_file
+
+        tmp = f"{args.save}.tmp"
+        save_file({k: v.detach().contiguous() for k, v in encoder.state_dict().items()}, tmp,
+                  metadata={"encoder": args.encoder, "image_size": str(args.image_size)})
+        os.replace(tmp, args.save)  # atomic: a crash leaves no half-written file
+        print(json.dumps({"saved": args.save}), flush=True)
     return log
 
 
@@ -99,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--geometry", action="store_true", help="add the small random affine augmentation")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save", default="", metavar="FILE.safetensors",
+                        help="write the trained encoder's weights, to start a VLM from (TrainConfig.init_from)")
     probe(parser.parse_args(argv))
     return 0
 

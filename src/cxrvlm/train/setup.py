@@ -42,6 +42,8 @@ def build_model(cfg: TrainConfig, data: TaskData, resume_from: Path | None = Non
         torch.manual_seed(cfg.seed)
         tokenizer = Tokenizer.train(corpus_texts(cfg, data), vocab_size=cfg.tokenizer_vocab_size)
         model = create_model(cfg.model, tokenizer=tokenizer, **cfg.model_overrides)
+        for module, path in cfg.init_from.items():
+            load_module_weights(model, module, path)
     supported = getattr(model, "supported_tasks", None)
     if supported is not None:
         missing = sorted(set(data.sizes) - set(supported))
@@ -124,6 +126,23 @@ def _into_adapted(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str,
         out[wrapped if key not in names and wrapped in names else key] = value
     out.update({k: v for k, v in model.state_dict().items() if "lora_" in k})
     return out
+
+
+def load_module_weights(model: nn.Module, module: str, path: str | Path) -> None:
+    """Load a safetensors file holding one submodule's state dict (names relative to it) into `model.<module>`."""
+    from safetensors.torch import load_file
+
+    try:
+        target = model.get_submodule(module)
+    except AttributeError as e:
+        raise ValueError(f"init_from: model has no module {module!r} ({e})") from e
+    if not Path(path).is_file():
+        raise ValueError(f"init_from[{module!r}]: {path} is not a file")
+    missing, unexpected = target.load_state_dict(load_file(str(path)), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"init_from[{module!r}]: {path} does not match the module "
+                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    log.info("initialised %s from %s", module, path)
 
 
 def load_weights(model: nn.Module, folder: Path) -> None:
