@@ -184,3 +184,13 @@ def test_location_augmentation_rewrites_loc_answers_only(data, tmp_path):
         examples, _ = trainer._examples(pairs, step=0)
         changed = [ex.suffix != trainer.train_data.get(t, i).suffix for ex, (t, i) in zip(examples, pairs)]
         assert any(changed) if task == "detect" else not any(changed), task
+
+
+def test_a_stage_can_set_its_own_mixture(data, tmp_path):
+    run = tmp_path / "run"
+    stages = [{"name": "all", "steps": 2}, {"name": "classify", "steps": 2, "mixture": "fixed",
+                                            "mixture_ratios": {"classify": 1.0}}]
+    train(data, run, steps=4, stages=stages)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    tasks = {r["step"]: set(r["task_loss"]) for r in rows if "loss" in r}
+    assert tasks[3] == tasks[4] == {"classify"} and len(tasks[1] | tasks[2]) > 1

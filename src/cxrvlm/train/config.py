@@ -19,6 +19,8 @@ class StageConfig:
     lora: dict[str, Any] | None = None  # peft LoraConfig kwargs, e.g. {"r": 16, "target_modules": ["qkv"]}
     tasks: list[str] | None = None  # None: every task of the data
     lr: float | None = None  # None: TrainConfig.lr
+    mixture: str | None = None  # None: TrainConfig.mixture (and its ratios / temperature)
+    mixture_ratios: dict[str, float] | None = None  # for a "fixed" stage mixture; None: TrainConfig.mixture_ratios
 
 
 @dataclass

@@ -78,7 +78,8 @@ class Trainer:
             if unknown:
                 raise ValueError(f"stage {stage.name!r}: task(s) {unknown} have no training examples; have {sorted(sizes)}")
             sizes = {t: n for t, n in sizes.items() if t in stage.tasks}
-        weights = mixture_weights(sizes, self.cfg.mixture, self.cfg.mixture_temperature, self.cfg.mixture_ratios)
+        ratios = stage.mixture_ratios if stage.mixture_ratios is not None else self.cfg.mixture_ratios
+        weights = mixture_weights(sizes, stage.mixture or self.cfg.mixture, self.cfg.mixture_temperature, ratios)
         return weights, sizes
 
     def _resume(self) -> None:
