@@ -6,6 +6,7 @@ import json
 
 from cxrvlm.models import load_model
 from cxrvlm.models.ship import ship
+from cxrvlm.train.config import StageConfig, TrainConfig
 
 
 def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
@@ -16,7 +17,15 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
     data.mkdir()
     (data / "manifest.json").write_text(json.dumps({"command": "cxrvlm curate ...", "counts": {
         "tasks": {"classify": {"train": 8, "val": 2, "test": 2}}}}))
-    (run / "config.json").write_text(json.dumps({"data": str(data), "batch_size": 4, "mixture": "inverse", "lr": 1e-3}))
+    first = tmp_path / "first"  # the run this one continued
+    first.mkdir()
+    (first / "config.json").write_text(json.dumps(TrainConfig(
+        data=str(data), batch_size=4, init_from={"vision.encoders.0": "probe.safetensors"}, augment_locations=True,
+        stages=[StageConfig("warm-up", 5, freeze=["vision"]), StageConfig("joint", 15)]).to_json()))
+    (first / "metrics.jsonl").write_text(json.dumps({"step": 20, "loss": 3.0, "elapsed_s": 36.0}) + "\n")
+    (run / "config.json").write_text(json.dumps(TrainConfig(
+        model=str(first / "final"), data=str(data), batch_size=4, mixture="fixed", mixture_ratios={"classify": 1.0},
+        stages=[StageConfig("balance", 20)]).to_json()))
     rows = [{"step": 10, "loss": 2.0, "elapsed_s": 30.0}, {"step": 10, "split": "val", "task_loss": {"classify": 1.5}},
             {"step": 20, "loss": 1.0, "elapsed_s": 60.0}, {"step": 20, "split": "val", "task_loss": {"classify": 0.9}}]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -30,7 +39,11 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
     assert json.loads((dest / "operating_point.json").read_text())["threshold"] == 0.4
     card = (dest / "MODEL_CARD.md").read_text()
     assert "| classify | tb_auroc | 0.750 | 0.500–0.900 | 2 | 0 |" in card
-    assert "| classify | 1.500 | 0.900 |" in card and "20 steps of 4" in card and "Budget changed once." in card
+    assert "| classify | 1.500 | 0.900 |" in card and "Budget changed once." in card
+    assert (f"- Run 1 of 2 (`{first}`, from `cxrvlm-tiny`, vision.encoders.0 initialised from `probe.safetensors`): "
+            "20 steps of 4 (warm-up 5 steps with vision frozen; joint 15 steps), mixture `inverse`, lr 0.001, "
+            "location-aware zoom/shift augmentation, 0.01 h.") in card
+    assert f"- Run 2 of 2 (`{run}`, from `{first / 'final'}`): 20 steps of 4 (balance 20 steps), mixture `fixed " in card
     assert "Research use only" in card
     shipped = load_model(dest)
     assert shipped.config == model.config

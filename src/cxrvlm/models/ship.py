@@ -68,6 +68,29 @@ def describe_encoders(cfg: dict) -> str:
     return f"{' + '.join(parts)} on {cfg['image_size']} px grayscale input{merged}"
 
 
+def run_chain(run: Path) -> list[Path]:
+    """The run and the runs it continued (a config whose model is another run's model folder), first run first."""
+    chain = [run]
+    while True:
+        start = Path(json.loads((chain[0] / "config.json").read_text())["model"])
+        if not (start.parent / "config.json").is_file() or start.parent in chain:
+            return chain
+        chain.insert(0, start.parent)
+
+
+def describe_run(run: Path, index: int, total: int) -> str:
+    """One bullet of the card's training section: steps, mixture, lr, stages, start weights, time."""
+    config, summary = json.loads((run / "config.json").read_text()), training_summary(run)
+    mixture = config["mixture"] + (f" {config['mixture_ratios']}" if config["mixture"] == "fixed" else "")
+    stages = "; ".join(f"{s['name']} {s['steps']} steps" + (f" with {', '.join(s['freeze'])} frozen" if s["freeze"]
+                                                             else "") for s in config["stages"])
+    init = "".join(f", {m} initialised from `{p}`" for m, p in config.get("init_from", {}).items())
+    aug = ", location-aware zoom/shift augmentation" if config.get("augment_locations") else ""
+    return (f"- Run {index + 1} of {total} (`{run}`, from `{config['model']}`{init}): {summary['steps']} steps of "
+            f"{config['batch_size']} ({stages}), mixture `{mixture}`, lr {config['lr']}{aug}, "
+            f"{summary['hours']:.2f} h.")
+
+
 def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "") -> str:
     config = json.loads((run / "config.json").read_text())
     model_cfg = json.loads((dest / "config.json").read_text())
@@ -75,6 +98,7 @@ def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "") -> str:
     data_manifest = Path(config["data"]) / "manifest.json"
     data = json.loads(data_manifest.read_text()) if data_manifest.is_file() else {}
     summary = training_summary(run)
+    chain = run_chain(run)
     tasks = data.get("counts", {}).get("tasks", {})
     op = metrics.get("operating_point") or {}
     lines = [
@@ -93,9 +117,9 @@ def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "") -> str:
         "masks; Open-i report text trains the tokenizer only. Reports for the TB images are templated from their "
         "labels; for the COVID-19 collection they are the case notes.", "",
         "## Training", "",
-        f"`cxrvlm train --config configs/{dest.name}.json` ({summary['steps']} steps of {config['batch_size']}, "
-        f"mixture `{config['mixture']}`, lr {config['lr']}, {summary['hours']:.2f} h on this project's 2-core CPU "
-        "machine, shared with other jobs). Reproduce everything with `make default-model`.", "",
+        *[describe_run(r, i, len(chain)) for i, r in enumerate(chain)],
+        "Reproduce everything with `make default-model` (times are on this project's 2-core CPU machine, shared "
+        "with other jobs).", "",
         *([note, ""] if note else []),
         "Validation loss per task (first → last evaluation):", "",
         "| task | first | last |", "|---|---|---|",
