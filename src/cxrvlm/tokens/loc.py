@@ -29,7 +29,8 @@ def decode_locs(tokens: list[int]) -> tuple[float, float, float, float]:
     return (x1, y1, x2, y2)
 
 
-def _zoom_shift(v: float, zoom: float, shift: float) -> float:
+def zoom_shift_coord(v: float, zoom: float, shift: float = 0.0) -> float:
+    """Where normalised coordinate v lands when the image is zoomed by `zoom` about its centre, then shifted."""
     return zoom * (v - 0.5) + 0.5 + shift
 
 
@@ -45,7 +46,7 @@ def zoom_shift_locs(text: str, zoom: float, dx: float, dy: float) -> str:
     def move(m: re.Match) -> str:
         i = next(pos)
         shift = dy if i % 2 == 0 else dx  # y1 x1 y2 x2: even positions are y
-        return f"<loc{quantise(_zoom_shift(dequantise(int(m.group(1))), zoom, shift)):04d}>"
+        return f"<loc{quantise(zoom_shift_coord(dequantise(int(m.group(1))), zoom, shift)):04d}>"
 
     return LOC_RE.sub(move, text)
 

@@ -12,7 +12,7 @@ import numpy as np
 from cxrvlm.io import read_image
 from cxrvlm.io.transforms import resize_to
 from cxrvlm.tasks.base import Example
-from cxrvlm.tokens.loc import locs_extent, zoom_shift_locs
+from cxrvlm.tokens.loc import locs_extent, zoom_shift_coord, zoom_shift_locs
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,8 @@ def draw_zoom_shift(extent: tuple[float, float, float, float] | None, rng: np.ra
     `extent` (normalised x1, y1, x2, y2) stays inside the image: no box is cut, so every mask keeps its shape."""
     zoom = float(rng.uniform(1 - max_zoom, 1 + max_zoom))
     if extent is not None:
-        lo = [zoom * (v - 0.5) + 0.5 for v in extent[:2]]
-        hi = [zoom * (v - 0.5) + 0.5 for v in extent[2:]]
+        lo = [zoom_shift_coord(v, zoom) for v in extent[:2]]
+        hi = [zoom_shift_coord(v, zoom) for v in extent[2:]]
         if min(lo) < 0 or max(hi) > 1:  # zoomed past the edge: keep the scale
             zoom, lo, hi = 1.0, list(extent[:2]), list(extent[2:])
     else:
