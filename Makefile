@@ -36,9 +36,8 @@ default-model: curate
 	$(BIN)/python -m cxrvlm.train.probe --data runs/curated --encoder convnet --image-size 256 --epochs 20 \
 		--save runs/probe-convnet-tb.safetensors
 	$(BIN)/cxrvlm train --config configs/cxrvlm-tiny.json --out $(RUN)
-	$(BIN)/cxrvlm train --config configs/cxrvlm-tiny-balance.json --out $(RUN)-balance
-	$(BIN)/cxrvlm eval --model $(RUN)-balance/final --data runs/curated --split val --out $(RUN)-balance/eval-val
-	$(BIN)/python -m cxrvlm.models.ship $(RUN)-balance/final $(RUN)-balance/eval-val $(SHIPPED)
+	$(BIN)/cxrvlm eval --model $(RUN)/final --data runs/curated --split val --out $(RUN)/eval-val
+	$(BIN)/python -m cxrvlm.models.ship $(RUN)/final $(RUN)/eval-val $(SHIPPED)
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -117,7 +117,7 @@ def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "") -> str:
         "masks; Open-i report text trains the tokenizer only. Reports for the TB images are templated from their "
         "labels; for the COVID-19 collection they are the case notes.", "",
         "## Training", "",
-        *[describe_run(r, i, len(chain)) for i, r in enumerate(chain)],
+        *[describe_run(r, i, len(chain)) for i, r in enumerate(chain)], "",
         "Reproduce everything with `make default-model` (times are on this project's 2-core CPU machine, shared "
         "with other jobs).", "",
         *([note, ""] if note else []),
