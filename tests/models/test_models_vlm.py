@@ -237,3 +237,20 @@ def test_memorises_two_examples(tiny) -> None:
     assert model.generate([bright, dark], [PROMPT, PROMPT], max_new_tokens=8) == ["tuberculosis", "normal"]
     probs = model.score_candidates(dark, PROMPT, ["normal", "tuberculosis"])
     assert probs[0] > 0.9
+
+
+def test_a_loc_token_scores_the_mass_of_its_neighbouring_bins(tiny) -> None:
+    from cxrvlm.models.generate import LOC_TOLERANCE
+
+    model = tiny()
+    loc = model.tokenizer.loc_ids
+    logits = torch.full((2, model.config.vocab_size), -30.0)
+    for k in range(-5, 6):  # row 0: a coordinate spread evenly over bins 495..505
+        logits[0, loc[500 + k]] = 0.0
+    word = model.tokenizer.encode("lung")[0]
+    logits[1, word], logits[1, loc[3]] = 1.0, 0.0  # row 1: an ordinary token wins
+    ids, probs = model._pick(logits)
+    assert model.tokenizer.loc_bin(int(ids[0])) in range(495, 506) and abs(float(probs[0]) - 1.0) < 1e-4
+    assert int(ids[1]) == word and abs(float(probs[1]) - torch.softmax(logits[1], 0)[word].item()) < 1e-6
+    logits[0, loc[500 + LOC_TOLERANCE + 20]] = 0.0  # a far bin is not counted
+    assert abs(float(model._pick(logits)[1][0]) - 11 / 12) < 1e-4

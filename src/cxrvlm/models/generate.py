@@ -20,6 +20,7 @@ import torch
 
 from cxrvlm.models.language_model import prefix_lm_mask
 from cxrvlm.models.preprocess import as_examples, preprocess_views
+from cxrvlm.tokens.loc import LOC_BINS
 
 if TYPE_CHECKING:
     from cxrvlm.models.vlm import ImageFeatures
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 IGNORE = -100  # label of positions without loss (prefix, padding), as torch's cross_entropy ignore_index
 TokenScores = list[tuple[str, float]]  # one generated answer: (token, probability) per token, <eos> excluded
+LOC_TOLERANCE = 10  # bins either side (about 1% of the image side) counted in a loc token's probability
 
 
 class BackendMixin:
@@ -141,12 +143,35 @@ class BackendMixin:
         tok = self.tokenizer
         return [i for i in (tok.pad_id, tok.bos_id, tok.sep_id, tok.unk_id) if i is not None]
 
+    def _pick_tables(self, vocab: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(banned ids, loc bin -> id, id -> loc bin or -1) for `_pick`, built once per vocabulary size and device."""
+        key = (vocab, str(device))
+        cached = getattr(self, "_pick_cache", None)
+        if cached is None or cached[0] != key:
+            banned = torch.tensor([i for i in self._banned_ids() if i < vocab], dtype=torch.long, device=device)
+            loc_ids = torch.tensor([i for i in getattr(self.tokenizer, "loc_ids", []) if i < vocab],
+                                   dtype=torch.long, device=device)
+            bin_of = torch.full((vocab,), -1, dtype=torch.long, device=device)
+            if loc_ids.numel() == LOC_BINS:
+                bin_of[loc_ids] = torch.arange(LOC_BINS, device=device)
+            self._pick_cache = cached = (key, (banned, loc_ids, bin_of))
+        return cached[1]
+
     def _pick(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Greedy choice over (B, V) logits, never a banned token -> ids, probabilities."""
-        banned = torch.tensor([i for i in self._banned_ids() if i < logits.size(-1)], device=logits.device)
+        """Greedy choice over (B, V) logits, never a banned token -> ids, probabilities. The probability of a
+        `<locNNNN>` token is the mass of the bins within ±LOC_TOLERANCE of it: a coordinate's probability spreads
+        over neighbouring bins, so the exact bin's own (a few percent for a good box) says little about the box."""
+        banned, loc_ids, bin_of = self._pick_tables(logits.size(-1), logits.device)
         logp = torch.log_softmax(logits.float().index_fill(1, banned, float("-inf")), dim=-1)
         best, ids = logp.max(dim=-1)
-        return ids, best.exp()
+        prob, bins = best.exp(), bin_of[ids]
+        if bool((bins >= 0).any()):
+            cum = torch.nn.functional.pad(logp.index_select(1, loc_ids).exp().cumsum(1), (1, 0))  # (B, 1025)
+            lo = (bins - LOC_TOLERANCE).clamp(0, LOC_BINS - 1)[:, None]
+            hi = (bins + LOC_TOLERANCE).clamp(0, LOC_BINS - 1)[:, None] + 1
+            window = (cum.gather(1, hi) - cum.gather(1, lo))[:, 0].clamp(0.0, 1.0)
+            prob = torch.where(bins >= 0, window, prob)
+        return ids, prob
 
     @torch.inference_mode()
     def generate(self, images: Any = None, prefixes: Sequence[str] | str = (), max_new_tokens: int = 64,
