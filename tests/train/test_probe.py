@@ -50,3 +50,8 @@ def test_saved_probe_encoder_starts_a_vlm_run(tmp_path, capsys) -> None:
                                f'init_from={json.dumps({"decoder": str(saved)})}'])
     with pytest.raises(ValueError, match="does not match the module"):
         build_model(wrong, TaskData(read_split(data, "train")))
+    wider = load_config(None, [f"data={data}", "tokenizer_vocab_size=300",
+                               f"model_overrides={json.dumps({**tiny, 'cnn_widths': [8, 32]})}",
+                               f'init_from={json.dumps({"vision.encoders.0": str(saved)})}'])
+    with pytest.raises(ValueError, match="does not match the module"):
+        build_model(wider, TaskData(read_split(data, "train")))

@@ -36,13 +36,14 @@ def build_model(cfg: TrainConfig, data: TaskData, resume_from: Path | None = Non
 
     if resume_from is not None:
         model = create_model(resume_from, tokenizer=Tokenizer.load(resume_from / TOKENIZER_FILE))
-    elif Path(cfg.model).is_dir():
-        model = load_model(cfg.model)
     else:
-        torch.manual_seed(cfg.seed)
-        tokenizer = Tokenizer.train(corpus_texts(cfg, data), vocab_size=cfg.tokenizer_vocab_size)
-        model = create_model(cfg.model, tokenizer=tokenizer, **cfg.model_overrides)
-        for module, path in cfg.init_from.items():
+        if Path(cfg.model).is_dir():
+            model = load_model(cfg.model)
+        else:
+            torch.manual_seed(cfg.seed)
+            tokenizer = Tokenizer.train(corpus_texts(cfg, data), vocab_size=cfg.tokenizer_vocab_size)
+            model = create_model(cfg.model, tokenizer=tokenizer, **cfg.model_overrides)
+        for module, path in cfg.init_from.items():  # a resumed run has them in its checkpoint already
             load_module_weights(model, module, path)
     supported = getattr(model, "supported_tasks", None)
     if supported is not None:
@@ -138,7 +139,10 @@ def load_module_weights(model: nn.Module, module: str, path: str | Path) -> None
         raise ValueError(f"init_from: model has no module {module!r} ({e})") from e
     if not Path(path).is_file():
         raise ValueError(f"init_from[{module!r}]: {path} is not a file")
-    missing, unexpected = target.load_state_dict(load_file(str(path)), strict=False)
+    try:
+        missing, unexpected = target.load_state_dict(load_file(str(path)), strict=False)
+    except RuntimeError as e:  # a tensor of the wrong shape
+        raise ValueError(f"init_from[{module!r}]: {path} does not match the module: {e}") from e
     if missing or unexpected:
         raise ValueError(f"init_from[{module!r}]: {path} does not match the module "
                          f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
