@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +36,10 @@ def test_missing_or_invalid_file(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
         load_config(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "configs").rglob("*.json")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path) -> None:
+    """A recipe in configs/ with a misspelt key or a bad stage fails here, not an hour into a run."""
+    cfg = load_config(path)
+    assert cfg.total_steps > 0
