@@ -254,3 +254,15 @@ def test_a_loc_token_scores_the_mass_of_its_neighbouring_bins(tiny) -> None:
     assert int(ids[1]) == word and abs(float(probs[1]) - torch.softmax(logits[1], 0)[word].item()) < 1e-6
     logits[0, loc[500 + LOC_TOLERANCE + 20]] = 0.0  # a far bin is not counted
     assert abs(float(model._pick(logits)[1][0]) - 11 / 12) < 1e-4
+
+
+def test_a_loc_coordinate_is_the_median_of_its_bins_not_the_argmax(tiny) -> None:
+    model = tiny()
+    loc = model.tokenizer.loc_ids
+    logits = torch.full((1, model.config.vocab_size), -30.0)
+    logits[0, loc[300]] = float(torch.tensor(3.0).log())  # the single likeliest bin holds 3/9 of the mass
+    for k in range(6):  # the other 6/9 lies on bins 600..605, 1/9 each
+        logits[0, loc[600 + k]] = 0.0
+    ids, probs = model._pick(logits)
+    assert model.tokenizer.loc_bin(int(ids[0])) == 601  # 3/9 + 2/9 passes half the mass at bin 601
+    assert abs(float(probs[0]) - 6 / 9) < 1e-4  # the bins within ±LOC_TOLERANCE of 601
