@@ -21,7 +21,9 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
     first.mkdir()
     (first / "config.json").write_text(json.dumps(TrainConfig(
         data=str(data), batch_size=4, init_from={"vision.encoders.0": "probe.safetensors"}, augment_locations=True,
-        stages=[StageConfig("warm-up", 5, freeze=["vision"]), StageConfig("joint", 15)]).to_json()))
+        stages=[StageConfig("warm-up", 5, freeze=["vision"]),
+                StageConfig("joint", 15, lr_scale={"vision": 0.1}, mixture="fixed", mixture_ratios={"vqa": 1.0})]
+    ).to_json()))
     (first / "metrics.jsonl").write_text(json.dumps({"step": 20, "loss": 3.0, "elapsed_s": 36.0}) + "\n")
     (run / "config.json").write_text(json.dumps(TrainConfig(
         model=str(first / "final"), data=str(data), batch_size=4, mixture="fixed", mixture_ratios={"classify": 1.0},
@@ -41,7 +43,8 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
     assert "| classify | tb_auroc | 0.750 | 0.500–0.900 | 2 | 0 |" in card
     assert "| classify | 1.500 | 0.900 |" in card and "Budget changed once." in card
     assert (f"- Run 1 of 2 (`{first}`, from `cxrvlm-tiny`, vision.encoders.0 initialised from `probe.safetensors`): "
-            "20 steps of 4 (warm-up 5 steps with vision frozen; joint 15 steps), mixture `inverse`, lr 0.001, "
+            "20 steps of 4 (warm-up 5 steps with vision frozen; joint 15 steps with lr x0.1 for vision, mixture `fixed` "
+            "{'vqa': 1.0}), mixture `inverse`, lr 0.001, "
             "location-aware zoom/shift augmentation, 0.01 h.") in card
     assert f"- Run 2 of 2 (`{run}`, from `{first / 'final'}`): 20 steps of 4 (balance 20 steps), mixture `fixed " in card
     assert "Research use only" in card

@@ -194,3 +194,34 @@ def test_a_stage_can_set_its_own_mixture(data, tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     tasks = {r["step"]: set(r["task_loss"]) for r in rows if "loss" in r}
     assert tasks[3] == tasks[4] == {"classify"} and len(tasks[1] | tasks[2]) > 1
+
+
+def test_a_stage_lr_scale_slows_the_modules_it_names(data, tmp_path):
+    import torch
+
+    from cxrvlm.train.config import load_config
+    from cxrvlm.train.loop import Trainer
+
+    stages = [{"name": "gentle-encoder", "steps": 3, "lr_scale": {"vision": 1e-4}}]
+    trainer = Trainer(load_config(None, overrides(data, 3, stages=stages)), tmp_path / "run")
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.run()
+    change = {n: float((p.detach() - before[n]).abs().max()) for n, p in trainer.model.named_parameters()}
+    vision = max(v for n, v in change.items() if n.startswith("vision."))
+    decoder = max(v for n, v in change.items() if n.startswith("decoder."))
+    assert 0 < vision < 1e-3 * decoder  # Adam's step is about lr, so 1e-4 of it
+
+
+def test_lr_scale_groups_parameters_by_longest_prefix_and_rejects_unknown_ones() -> None:
+    from torch import nn
+
+    from cxrvlm.train.config import StageConfig
+    from cxrvlm.train.setup import param_groups
+
+    model = nn.ModuleDict({"vision": nn.ModuleDict({"enc": nn.Linear(2, 2), "align": nn.Linear(2, 2)}),
+                           "decoder": nn.Linear(2, 2)})
+    groups = param_groups(model, StageConfig("s", 1, lr_scale={"vision": 0.1, "vision.align": 0.5}))
+    sizes = {g["lr_scale"]: sum(p.numel() for p in g["params"]) for g in groups}
+    assert sizes == {0.1: 6, 0.5: 6, 1.0: 6}
+    with pytest.raises(ValueError, match="lr_scale 'vison' matches no trainable parameter"):
+        param_groups(model, StageConfig("s", 1, lr_scale={"vison": 0.1}))

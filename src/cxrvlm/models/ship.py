@@ -78,12 +78,20 @@ def run_chain(run: Path) -> list[Path]:
         chain.insert(0, start.parent)
 
 
+def _describe_stage(stage: dict) -> str:
+    parts = [f"{', '.join(stage['freeze'])} frozen"] if stage.get("freeze") else []
+    parts += [f"lr x{factor} for {prefix}" for prefix, factor in (stage.get("lr_scale") or {}).items()]
+    if stage.get("mixture"):
+        ratios = stage.get("mixture_ratios")
+        parts.append(f"mixture `{stage['mixture']}`" + (f" {ratios}" if stage["mixture"] == "fixed" and ratios else ""))
+    return f"{stage['name']} {stage['steps']} steps" + (f" with {', '.join(parts)}" if parts else "")
+
+
 def describe_run(run: Path, index: int, total: int) -> str:
     """One bullet of the card's training section: steps, mixture, lr, stages, start weights, time."""
     config, summary = json.loads((run / "config.json").read_text()), training_summary(run)
     mixture = config["mixture"] + (f" {config['mixture_ratios']}" if config["mixture"] == "fixed" else "")
-    stages = "; ".join(f"{s['name']} {s['steps']} steps" + (f" with {', '.join(s['freeze'])} frozen" if s["freeze"]
-                                                             else "") for s in config["stages"])
+    stages = "; ".join(_describe_stage(s) for s in config["stages"])
     init = "".join(f", {m} initialised from `{p}`" for m, p in config.get("init_from", {}).items())
     aug = ", location-aware zoom/shift augmentation" if config.get("augment_locations") else ""
     return (f"- Run {index + 1} of {total} (`{run}`, from `{config['model']}`{init}): {summary['steps']} steps of "

@@ -21,6 +21,9 @@ class StageConfig:
     lr: float | None = None  # None: TrainConfig.lr
     mixture: str | None = None  # None: TrainConfig.mixture (and its ratios / temperature)
     mixture_ratios: dict[str, float] | None = None  # for a "fixed" stage mixture; None: TrainConfig.mixture_ratios
+    # module name prefix -> factor on the learning rate of its parameters (discriminative fine-tuning), e.g.
+    # {"vision": 0.1} lets a pre-trained encoder adapt without forgetting; the longest matching prefix wins
+    lr_scale: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -100,6 +103,9 @@ class TrainConfig:
         for s in self.stages:
             if s.steps < 0:
                 raise ValueError(f"stage {s.name!r}: steps must be >= 0, got {s.steps}")
+            bad = {k: v for k, v in s.lr_scale.items() if not isinstance(v, (int, float)) or v <= 0}
+            if bad:
+                raise ValueError(f"stage {s.name!r}: lr_scale factors must be numbers > 0, got {bad}")
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:

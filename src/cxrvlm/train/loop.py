@@ -22,7 +22,7 @@ from cxrvlm.train.config import StageConfig, TrainConfig
 from cxrvlm.train.data import (ImageCache, TaskData, augment_geometry, augment_intensity, read_split,
                                zoomed_and_shifted)
 from cxrvlm.train.mixture import effective_ratios, mixture_weights, sample_batch
-from cxrvlm.train.setup import apply_stage, build_model, load_weights, merge_lora
+from cxrvlm.train.setup import apply_stage, build_model, load_weights, merge_lora, param_groups
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,8 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise ValueError(f"stage {stage.name!r} freezes every parameter; nothing would train")
-        self.optimizer = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        groups = param_groups(self.model, stage)
+        self.optimizer = torch.optim.AdamW(groups, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.wrapped, self.optimizer = self.acc.prepare(self.model, self.optimizer)
         self.stage_index = index
         n = sum(p.numel() for p in params)
@@ -125,7 +126,7 @@ class Trainer:
         _, per_example = self.wrapped(**batch, reduction="none")  # (B_local,)
         loss = per_example.mean()
         for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(cfg, step)
+            group["lr"] = lr_at(cfg, step) * group.get("lr_scale", 1.0)
         self.optimizer.zero_grad(set_to_none=True)
         acc.backward(loss)
         if cfg.grad_clip > 0:

@@ -66,6 +66,22 @@ def apply_stage(model: nn.Module, stage: StageConfig) -> None:
         add_lora(model, stage.lora)
 
 
+def param_groups(model: nn.Module, stage: StageConfig) -> list[dict[str, Any]]:
+    """The trainable parameters in optimizer groups by the stage's `lr_scale` (longest matching name prefix;
+    factor 1 where none matches). Each group carries its factor as "lr_scale" for the schedule to apply."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    for prefix in stage.lr_scale:
+        if not any(n.startswith(prefix) for n in names):
+            raise ValueError(f"stage {stage.name!r}: lr_scale {prefix!r} matches no trainable parameter")
+    groups: dict[float, list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            matches = [k for k in stage.lr_scale if name.startswith(k)]
+            scale = float(stage.lr_scale[max(matches, key=len)]) if matches else 1.0
+            groups.setdefault(scale, []).append(p)
+    return [{"params": params, "lr_scale": scale} for scale, params in sorted(groups.items())]
+
+
 def add_lora(model: nn.Module, lora: dict[str, Any]) -> None:
     """Inject peft LoRA adapters in place (once: a model that has them keeps them); only the adapters and
     `modules_to_save` copies train, also when the model already had adapters from an earlier stage."""
