@@ -55,3 +55,16 @@ def test_saved_probe_encoder_starts_a_vlm_run(tmp_path, capsys) -> None:
                                f'init_from={json.dumps({"vision.encoders.0": str(saved)})}'])
     with pytest.raises(ValueError, match="does not match the module"):
         build_model(wider, TaskData(read_split(data, "train")))
+
+
+def test_closed_label_probe_learns_every_closed_question(tmp_path, capsys) -> None:
+    from cxrvlm.train.probe import closed_questions
+
+    data = write_curated(tmp_path / "curated")
+    questions = closed_questions(str(data), "train")
+    assert {q for _, q, _, _ in questions} >= {"What is the diagnosis of the X-ray image?"}
+    assert all(0 <= y < len(c) for _, _, c, y in questions)
+    assert main(["--data", str(data), "--image-size", "32", "--epochs", "2", "--batch-size", "4", "--labels", "closed",
+                 "--set", "cnn_widths=[8,16]"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows and all(0.0 <= r["val_closed_accuracy"] <= 1.0 and 0.0 <= r["val_auroc"] <= 1.0 for r in rows)

@@ -5,7 +5,10 @@
 
 Trains one encoder of the model registry (as configured by a registered model plus `--set` overrides), mean-pooled
 into a logistic head, on the curated training split's TB images (task `classify`, kind `tb`) with the trainer's
-intensity augmentation, and prints the validation AUROC five times along the way. It is a probe of the encoder's
+intensity augmentation, and prints the validation AUROC five times along the way. With `--labels closed` the
+encoder learns every closed question the split asks of one image instead (TB and finding classification, the
+close-ended VQA: projection, normal, severity, ...), one linear head per question over its candidate answers, and
+also prints the validation accuracy over those questions. It is a probe of the encoder's
 inductive bias on this little data, not a model: the VLM reads the same encoder through its decoder instead.
 With `--save FILE` the trained encoder is written out, and a VLM run can start from it
 (`cxrvlm train ... 'init_from={"vision.encoders.0": "FILE"}'`): encoder pre-training on the one label that
@@ -40,24 +43,40 @@ def tb_images(data: str, split: str) -> list[tuple[str, int]]:
     return items
 
 
+def closed_questions(data: str, split: str) -> list[tuple[str, str, tuple[str, ...], int]]:
+    """(image path, question, candidate answers, index of the answer) of the split's single-image classification
+    and close-ended VQA examples: the labels a pooled head can learn from one image."""
+    items = []
+    for ex in read_split(data, split):
+        candidates = tuple(ex.target.get("candidates") or ())
+        closed = ex.task == "classify" or (ex.task == "vqa" and ex.target.get("closed"))
+        if closed and len(ex.images) == 1 and ex.suffix in candidates:
+            items.append((ex.images[0], ex.prefix, candidates, candidates.index(ex.suffix)))
+    return items
+
+
 def probe(args: argparse.Namespace) -> list[dict[str, float]]:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     train, val = tb_images(args.data, "train"), tb_images(args.data, "val")
+    questions = closed_questions(args.data, "train") if args.labels == "closed" else []
+    keys = sorted({(q, c) for _, q, c, _ in questions})
+    key_index = {k: i for i, k in enumerate(keys)}
     base = {**read_model_config(args.model)[0], "image_size": args.image_size, "encoders": [args.encoder],
             "vocab_size": 1, **parse_overrides(args.set)}
     cfg = VLMConfig.from_json(base, where=f"probe of {args.model}")
     encoder = ENCODER_REGISTRY[args.encoder](cfg)
     head = nn.Linear(encoder.out_dim, 1)
-    params = [*encoder.parameters(), *head.parameters()]
-    steps = max(args.epochs * len(train) // args.batch_size, 5)
+    heads = nn.ModuleList(nn.Linear(encoder.out_dim, len(c)) for _, c in keys)  # one per closed question
+    params = [*encoder.parameters(), *head.parameters(), *heads.parameters()]
+    steps = max(args.epochs * (len(questions) or len(train)) // args.batch_size, 5)
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps)
     cache = ImageCache(args.image_size)
 
-    def pixels(items: list[tuple[str, int]], augment: bool) -> torch.Tensor:
+    def pixels(items: list[tuple], augment: bool) -> torch.Tensor:
         out = []
-        for path, _ in items:
+        for path, *_ in items:
             x = cache.get(path)
             if augment:
                 x = augment_intensity(x, rng)
@@ -73,11 +92,39 @@ def probe(args: argparse.Namespace) -> list[dict[str, float]]:
         encoder.train()
         return auroc([y for _, y in val], scores)
 
+    val_questions = [q for q in closed_questions(args.data, "val") if (q[1], q[2]) in key_index] if keys else []
+
+    def val_accuracy() -> float:
+        encoder.eval()
+        with torch.inference_mode():
+            right = 0
+            for i in range(0, len(val_questions), 32):
+                chunk = val_questions[i:i + 32]
+                feats = encoder(pixels(chunk, False)).mean(1)
+                right += sum(int(heads[key_index[(q, c)]](f).argmax()) == y for f, (_, q, c, y) in zip(feats, chunk))
+        encoder.train()
+        return right / max(len(val_questions), 1)
+
+    def loss_of_batch() -> torch.Tensor:
+        if not keys:
+            batch = [train[i] for i in rng.integers(0, len(train), args.batch_size)]
+            logit = head(encoder(pixels(batch, True)).mean(1))[:, 0]
+            return F.binary_cross_entropy_with_logits(logit, torch.tensor([float(y) for _, y in batch]))
+        batch = [questions[i] for i in rng.integers(0, len(questions), args.batch_size)]
+        feats = encoder(pixels(batch, True)).mean(1)
+        # the TB head keeps learning on the TB images of the batch, so the TB AUROC stays comparable
+        tb = [(f, float(c[y] == "tuberculosis")) for f, (_, q, c, y) in zip(feats, batch) if "tuberculosis" in c
+              and len(c) == 2]
+        losses = [F.cross_entropy(heads[key_index[(q, c)]](f)[None], torch.tensor([y]))
+                  for f, (_, q, c, y) in zip(feats, batch)]
+        if tb:
+            losses.append(F.binary_cross_entropy_with_logits(head(torch.stack([f for f, _ in tb]))[:, 0],
+                                                             torch.tensor([y for _, y in tb])))
+        return torch.stack(losses).mean()
+
     log, t0 = [], time.perf_counter()
     for step in range(steps):
-        batch = [train[i] for i in rng.integers(0, len(train), args.batch_size)]
-        logit = head(encoder(pixels(batch, True)).mean(1))[:, 0]
-        loss = F.binary_cross_entropy_with_logits(logit, torch.tensor([float(y) for _, y in batch]))
+        loss = loss_of_batch()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -85,6 +132,8 @@ def probe(args: argparse.Namespace) -> list[dict[str, float]]:
         if (step + 1) % max(steps // 5, 1) == 0 or step == steps - 1:
             row = {"step": step + 1, "train_loss": round(loss.item(), 4), "val_auroc": round(val_auroc(), 4),
                    "elapsed_s": round(time.perf_counter() - t0, 1)}
+            if keys:
+                row["val_closed_accuracy"] = round(val_accuracy(), 4)
             print(json.dumps(row), flush=True)
             log.append(row)
     if args.save:
@@ -109,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--labels", default="tb", choices=["tb", "closed"],
+                        help="tb: the TB label only; closed: every closed question of one image (a head each)")
     parser.add_argument("--geometry", action="store_true", help="add the small random affine augmentation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", default="", metavar="FILE.safetensors",
