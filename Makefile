@@ -35,7 +35,8 @@ curate: setup
 default-model: curate
 	$(BIN)/python -m cxrvlm.train.probe --data runs/curated --encoder convnet --image-size 256 --epochs 20 \
 		--save runs/probe-convnet-tb.safetensors
-	$(BIN)/cxrvlm train --config configs/cxrvlm-tiny.json --out $(RUN)
+	$(BIN)/cxrvlm train --config configs/cxrvlm-tiny.json --out $(RUN)-joint
+	$(BIN)/cxrvlm train --config configs/cxrvlm-tiny-balance.json model=$(RUN)-joint/final --out $(RUN)
 	$(BIN)/cxrvlm eval --model $(RUN)/final --data runs/curated --split val --out $(RUN)/eval-val
 	$(BIN)/python -m cxrvlm.models.ship $(RUN)/final $(RUN)/eval-val $(SHIPPED)
 
