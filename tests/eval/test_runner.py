@@ -36,7 +36,8 @@ class Oracle:
     def encode_images(self, images: list[list[np.ndarray]]) -> list[str]:
         return [_key(v) for v in images]  # not a feature dataclass: scoring falls back to the views
 
-    def generate(self, images=None, prefixes=(), max_new_tokens=64, image_features=None, return_scores=False):
+    def generate(self, images=None, prefixes=(), max_new_tokens=64, image_features=None, return_scores=False,
+                 answer_shapes=None):
         self.generate_calls += 1
         # a prompt the data does not hold (a chained step 2 built from the model's own answer) gets a fixed reply
         texts = [self.answers.get((k, p), "no reference for this prompt") for k, p in zip(image_features, prefixes)]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from cxrvlm.tasks.base import Example
+from cxrvlm.tasks.base import Example, answer_shape
 from cxrvlm.tokens.loc import quantise
 
 log = logging.getLogger(__name__)
@@ -68,14 +68,15 @@ def score_one(model: Any, views: list[np.ndarray], features: Any, prefix: str,
 
 def run_batch(model: Any, examples: Sequence[Example], views: Sequence[list[np.ndarray]], prefixes: Sequence[str],
               max_new_tokens: int, score: bool = True, generate: bool = True) -> BatchOutput:
-    """Encode the batch's views once, generate an answer to each prefix (greedy), score the candidates of the
-    close-ended examples. views: per example, its (H, W) float arrays in [0, 1]."""
+    """Encode the batch's views once, generate an answer to each prefix (greedy, kept to its task's answer shape),
+    score the candidates of the close-ended examples. views: per example, its (H, W) float arrays in [0, 1]."""
     features = model.encode_images([list(v) for v in views])
     texts: list[str] = [""] * len(examples)
     token_scores: list[list[tuple[str, float]]] = [[] for _ in examples]
     if generate:
         texts, token_scores = model.generate(prefixes=list(prefixes), max_new_tokens=max_new_tokens,
-                                             return_scores=True, image_features=features)
+                                             return_scores=True, image_features=features,
+                                             answer_shapes=[answer_shape(ex.task) for ex in examples])
         texts, token_scores = list(texts), [list(s) for s in token_scores]
     probs: list[dict[str, float] | None] = []
     for i, (ex, prefix) in enumerate(zip(examples, prefixes)):

@@ -30,6 +30,7 @@ from cxrvlm.infer.result import (DETECT_LABELS, SEGMENT_LABELS, TASKS, Answer, D
 from cxrvlm.io import resize_to
 from cxrvlm.tasks import classify, detect, report, segment, vqa
 from cxrvlm.tokens.rle import rle_encode
+from cxrvlm.tokens.shape import AnswerShape
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ class Interpreter:
             feats, prefix = study.pair, report.prompt("report", lateral=True)
         elif study.second_is_prior and prior_days is not None:
             feats, prefix = study.pair, report.prompt("report", prior_interval_days=float(prior_days))
-        text, _ = self._generate(feats, prefix, MAX_TOKENS["report"])
+        text, _ = self._generate(feats, prefix, MAX_TOKENS["report"], report.ANSWER_SHAPE)
         pred = report.parse(text)
         if pred.valid:
             reading.report = pred.text
@@ -217,7 +218,8 @@ class Interpreter:
 
     def _detect(self, study: _Study, reading: Reading, qs: Any, prior_days: Any) -> None:
         budget = MAX_TOKENS["detect_object"] * len(self.detect_labels) + 8
-        text, token_scores = self._generate(study.single, detect.prompt(self.detect_labels), budget)
+        text, token_scores = self._generate(study.single, detect.prompt(self.detect_labels), budget,
+                                                  detect.ANSWER_SHAPE)
         h, w = study.frontal.size
         pred = detect.parse(text, (h, w), labels=self.detect_labels)
         if not pred.valid:
@@ -231,7 +233,8 @@ class Interpreter:
 
     def _segment(self, study: _Study, reading: Reading, qs: Any, prior_days: Any) -> None:
         budget = MAX_TOKENS["segment_object"] * len(self.segment_labels) + 8
-        text, token_scores = self._generate(study.single, segment.prompt(self.segment_labels), budget)
+        text, token_scores = self._generate(study.single, segment.prompt(self.segment_labels), budget,
+                                                  segment.ANSWER_SHAPE)
         h, w = study.frontal.size
         pred = segment.parse(text, (h, w), labels=self.segment_labels)
         if not pred.valid:
@@ -263,7 +266,7 @@ class Interpreter:
             probs = self._score(feats, vqa.prompt(q.text), q.candidates)
             best = int(np.argmax(probs))
             return Answer(q.text, q.candidates[best], round(float(probs[best]), 6), True)
-        text, token_scores = self._generate(feats, vqa.prompt(q.text), MAX_TOKENS["vqa"])
+        text, token_scores = self._generate(feats, vqa.prompt(q.text), MAX_TOKENS["vqa"], vqa.ANSWER_SHAPE)
         pred = vqa.parse(text)
         if not pred.valid:
             reading.warnings.append(_warning(f"vqa {q.text!r}", pred.reason, text))
@@ -276,13 +279,15 @@ class Interpreter:
                                             image_features=feats)
         return [float(p) for p in probs]
 
-    def _generate(self, feats: Any, prefix: str, budget: int) -> tuple[str, list[tuple[str, float]]]:
-        """Greedy answer and its (token, probability) list; the budget is cut to what the context has room for."""
+    def _generate(self, feats: Any, prefix: str, budget: int,
+                  shape: AnswerShape) -> tuple[str, list[tuple[str, float]]]:
+        """Greedy answer, kept to the task's answer shape, and its (token, probability) list; the budget is cut to
+        what the context has room for."""
         limit = getattr(self.model.config, "max_text_len", None)
         if isinstance(limit, int):
             budget = max(1, min(budget, limit - len(self.model.tokenizer.encode(prefix)) - 2))
         texts, token_scores = self.model.generate(images=None, prefixes=[prefix], image_features=feats,
-                                                  max_new_tokens=budget, return_scores=True)
+                                                  max_new_tokens=budget, return_scores=True, answer_shapes=[shape])
         return texts[0], list(token_scores[0])
 
 

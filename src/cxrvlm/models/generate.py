@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from cxrvlm.models.constrain import ShapeConstraint
 from cxrvlm.models.language_model import prefix_lm_mask
 from cxrvlm.models.preprocess import as_examples, preprocess_views
 from cxrvlm.tokens.loc import LOC_BINS
+from cxrvlm.tokens.shape import AnswerShape
 
 if TYPE_CHECKING:
     from cxrvlm.models.vlm import ImageFeatures
@@ -157,14 +159,17 @@ class BackendMixin:
             self._pick_cache = cached = (key, (banned, loc_ids, bin_of))
         return cached[1]
 
-    def _pick(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pick(self, logits: torch.Tensor,
+              shape: ShapeConstraint | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy choice over (B, V) logits, never a banned token -> ids, probabilities. Where the choice is a
         `<locNNNN>` token, the coordinate is the median of the loc bins' distribution (the value with the least
         expected absolute error; the argmax of a spread-out distribution is off by a few bins), and its probability
         is the mass of the bins within ±LOC_TOLERANCE of it: the exact bin's own (a few percent for a good box)
-        says little about the box."""
+        says little about the box. With `shape`, only the token kinds each row's answer shape allows next are
+        candidates (the probabilities are renormalised over them), and `shape` moves past the chosen tokens."""
         banned, loc_ids, bin_of = self._pick_tables(logits.size(-1), logits.device)
-        logp = torch.log_softmax(logits.float().index_fill(1, banned, float("-inf")), dim=-1)
+        logits = logits.float().index_fill(1, banned, float("-inf"))
+        logp = torch.log_softmax(logits if shape is None else shape.apply(logits), dim=-1)
         best, ids = logp.max(dim=-1)
         prob, is_loc = best.exp(), bin_of[ids] >= 0
         if bool(is_loc.any()):
@@ -176,18 +181,24 @@ class BackendMixin:
             window = (cum.gather(1, hi) - cum.gather(1, lo))[:, 0].clamp(0.0, 1.0)
             ids = torch.where(is_loc, loc_ids[median], ids)
             prob = torch.where(is_loc, window, prob)
+        if shape is not None:
+            shape.advance(ids)
         return ids, prob
 
     @torch.inference_mode()
     def generate(self, images: Any = None, prefixes: Sequence[str] | str = (), max_new_tokens: int = 64,
                  image_features: ImageFeatures | None = None, return_scores: bool = False,
-                 use_cache: bool = True) -> list[str] | tuple[list[str], list[TokenScores]]:
+                 use_cache: bool = True, answer_shapes: Sequence[AnswerShape | None] | None = None,
+                 ) -> list[str] | tuple[list[str], list[TokenScores]]:
         """Greedy answers to `prefixes` -> decoded strings (special tokens stripped, loc/seg kept), and with
-        `return_scores` each answer's per-token probabilities. `use_cache=False` recomputes the whole sequence at
-        every step (the reference the cache is tested against)."""
+        `return_scores` each answer's per-token probabilities. `answer_shapes` (one per prefix; None: free) keeps
+        each answer to its task's token structure (`cxrvlm.models.constrain`). `use_cache=False` recomputes the
+        whole sequence at every step (the reference the cache is tested against)."""
         prefixes = [prefixes] if isinstance(prefixes, str) else list(prefixes)
         if not prefixes:
             raise ValueError("generate: no prefixes given")
+        if answer_shapes is not None and len(answer_shapes) != len(prefixes):
+            raise ValueError(f"generate: {len(answer_shapes)} answer shapes for {len(prefixes)} prefixes")
         if max_new_tokens < 1:
             raise ValueError(f"generate: max_new_tokens must be >= 1, got {max_new_tokens}")
         with self._eval_mode():
@@ -197,12 +208,15 @@ class BackendMixin:
             if steps < max_new_tokens:
                 log.warning("generate: max_new_tokens cut from %d to %d by max_text_len=%d", max_new_tokens, steps,
                             self.config.max_text_len)
+            shape = None if answer_shapes is None or not any(answer_shapes) else ShapeConstraint(
+                answer_shapes, getattr(self.tokenizer, "loc_ids", []),
+                getattr(self.tokenizer, "seg_ids", []), self.tokenizer.eos_id, self.device)
             run = self._greedy_cached if use_cache else self._greedy_full
-            out, probs = run(feats, ids, mask, steps)
+            out, probs = run(feats, ids, mask, steps, shape)
         return self._finish(out, probs, return_scores)
 
-    def _greedy_cached(self, feats: ImageFeatures, ids: torch.Tensor, mask: torch.Tensor,
-                       steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _greedy_cached(self, feats: ImageFeatures, ids: torch.Tensor, mask: torch.Tensor, steps: int,
+                       shape: ShapeConstraint | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         dec, dev = self.decoder, self.device
         B = ids.size(0)
         positions = (mask.long().cumsum(1) - 1).clamp(min=0)
@@ -220,7 +234,7 @@ class BackendMixin:
         out, probs = [], []
         done = torch.zeros(B, dtype=torch.bool, device=dev)
         for step in range(steps):
-            tok, p = self._pick(logits)
+            tok, p = self._pick(logits, shape)
             out.append(tok)
             probs.append(p)
             done |= tok == self.tokenizer.eos_id
@@ -231,8 +245,8 @@ class BackendMixin:
             logits, next_pos = dec.lm_head(h[:, -1]), next_pos + 1
         return torch.stack(out, 1), torch.stack(probs, 1)
 
-    def _greedy_full(self, feats: ImageFeatures, ids: torch.Tensor, mask: torch.Tensor,
-                     steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _greedy_full(self, feats: ImageFeatures, ids: torch.Tensor, mask: torch.Tensor, steps: int,
+                     shape: ShapeConstraint | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         dec, dev = self.decoder, self.device
         B, Tp = ids.shape
         n_img = feats.tokens.size(1)
@@ -246,7 +260,7 @@ class BackendMixin:
             x = torch.cat([feats.tokens.to(dev, self.dtype), dec.embed(seq, positions)], dim=1)
             key_valid = torch.cat([feats.mask.to(dev), text_mask], 1)
             attn = prefix_lm_mask(key_valid, torch.full((B,), n_img + Tp, device=dev))
-            tok, p = self._pick(dec.lm_head(dec(x, attn)[:, -1]))
+            tok, p = self._pick(dec.lm_head(dec(x, attn)[:, -1]), shape)
             out.append(tok)
             probs.append(p)
             gen = torch.cat([gen, tok[:, None]], 1)

@@ -35,7 +35,7 @@ from torch import nn
 
 from cxrvlm.models import checkpoint as ckpt
 from cxrvlm.models.config import VLMConfig
-from cxrvlm.models.generate import BackendMixin
+from cxrvlm.models.generate import BackendMixin, ShapeConstraint
 from cxrvlm.models.tokenizer import Tokenizer
 from cxrvlm.models.vlm import ImageFeatures, answer_loss
 from cxrvlm.tokens.loc import LOC_TOKENS
@@ -59,8 +59,8 @@ class GemmaText:
         if None in (self.pad_id, self.bos_id, self.eos_id):
             raise ValueError(f"tokenizer {type(hf).__name__} lacks a pad, bos or eos token")
         self.loc_ids = hf.convert_tokens_to_ids(list(LOC_TOKENS))
-        seg_ids = hf.convert_tokens_to_ids(list(SEG_TOKENS))
-        if self.unk_id in self.loc_ids or self.unk_id in seg_ids:
+        self.seg_ids = hf.convert_tokens_to_ids(list(SEG_TOKENS))
+        if self.unk_id in self.loc_ids or self.unk_id in self.seg_ids:
             raise ValueError("tokenizer lacks the <locNNNN>/<segNNN> tokens PaliGemma's detection/segmentation need")
         self.special_ids = frozenset({self.pad_id, self.bos_id, self.eos_id, self.unk_id, image_token_id})
         self._loc_bin = {tid: i for i, tid in enumerate(self.loc_ids)}
@@ -297,8 +297,8 @@ class PaliGemmaBackend(BackendMixin, nn.Module):
     def _banned_ids(self) -> list[int]:
         return [*super()._banned_ids(), self.image_token_id]
 
-    def _greedy_cached(self, feats: ImageFeatures, ids: torch.Tensor, mask: torch.Tensor,
-                       steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _greedy_cached(self, feats: ImageFeatures, ids: torch.Tensor, mask: torch.Tensor, steps: int,
+                       shape: ShapeConstraint | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Prefill the left-padded prompts into an HF DynamicCache, then one token per step."""
         from transformers import DynamicCache
 
@@ -311,7 +311,7 @@ class PaliGemmaBackend(BackendMixin, nn.Module):
         out, probs = [], []
         done = torch.zeros(B, dtype=torch.bool, device=self.device)
         for step in range(steps):
-            tok, p = self._pick(logits)
+            tok, p = self._pick(logits, shape)
             out.append(tok), probs.append(p)
             done |= tok == self.tokenizer.eos_id
             if bool(done.all()) or step == steps - 1:
@@ -324,8 +324,8 @@ class PaliGemmaBackend(BackendMixin, nn.Module):
             logits = self._logits(o.last_hidden_state[:, -1])
         return torch.stack(out, 1), torch.stack(probs, 1)
 
-    def _greedy_full(self, feats: ImageFeatures, ids: torch.Tensor, mask: torch.Tensor,
-                     steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _greedy_full(self, feats: ImageFeatures, ids: torch.Tensor, mask: torch.Tensor, steps: int,
+                     shape: ShapeConstraint | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reference decoding without a cache: the whole sequence again at every step."""
         B, Tp = ids.shape
         gen = ids.new_zeros(B, 0)
@@ -335,7 +335,7 @@ class PaliGemmaBackend(BackendMixin, nn.Module):
             seq = torch.cat([ids, gen], 1)
             text_mask = torch.cat([mask, torch.ones_like(gen, dtype=torch.bool)], 1)
             h = self._run(feats, seq, text_mask, torch.full((B,), Tp, device=self.device))
-            tok, p = self._pick(self._logits(h[:, -1]))
+            tok, p = self._pick(self._logits(h[:, -1]), shape)
             out.append(tok), probs.append(p)
             gen = torch.cat([gen, tok[:, None]], 1)
             done |= tok == self.tokenizer.eos_id

@@ -5,6 +5,7 @@ A task module defines, once, its text format:
     NAME = "detect"
     GEOMETRY_IN_ANSWER = True   # whether the answer encodes positions (then training keeps the image geometry)
     ZOOM_SHIFT_SAFE = True      # optional: all positions are loc tokens, so training may zoom/shift and rewrite them
+    ANSWER_SHAPE = BOXES        # optional: the <loc>/<seg> structure greedy decoding keeps to (`cxrvlm.tokens.shape`)
     def format(study: Study, rng: random.Random) -> list[Example]   # prefix (prompt) -> suffix (answer)
     def parse(text: str, image_size: tuple[int, int] | None = None) -> Prediction   # never raises
     def metric() -> Metric                                           # update(pred, target) / compute() / reset()
@@ -17,6 +18,8 @@ import importlib
 from dataclasses import asdict, dataclass, field
 from types import ModuleType
 from typing import Any, Protocol
+
+from cxrvlm.tokens.shape import AnswerShape
 
 
 @dataclass
@@ -89,6 +92,11 @@ def get_task(name: str) -> ModuleType:
     if name not in _REGISTRY:
         raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
+
+
+def answer_shape(name: str) -> AnswerShape | None:
+    """The token structure task `name`'s answers keep to (None: the task declares none; decoding is free)."""
+    return getattr(get_task(name), "ANSWER_SHAPE", None)
 
 
 def list_tasks() -> list[str]:

@@ -28,11 +28,13 @@ from typing import Any
 from cxrvlm.records import Study, View
 from cxrvlm.tasks import _text
 from cxrvlm.tasks.base import Example, Prediction, register_task
+from cxrvlm.tokens.shape import TEXT
 
 log = logging.getLogger(__name__)
 
 NAME = "classify"
 GEOMETRY_IN_ANSWER = False  # no coordinates in the answer (left/right words survive small shifts, turns and zooms)
+ANSWER_SHAPE = TEXT  # plain text: greedy decoding never writes a <loc> or <seg> token
 TB_LABEL = "Tuberculosis"
 TB_PROMPT = "What is the diagnosis of the X-ray image?"
 TB_CANDIDATES = ("normal", "tuberculosis")

@@ -24,9 +24,11 @@ from cxrvlm.records import Study, View
 from cxrvlm.tasks import _text
 from cxrvlm.tasks.base import Example, Prediction, register_task
 from cxrvlm.tokens.loc import LOC_RE, decode_locs, encode_box
+from cxrvlm.tokens.shape import BOXES
 
 NAME = "detect"
 GEOMETRY_IN_ANSWER = True  # the answer holds coordinates: training may not move or resize the image
+ANSWER_SHAPE = BOXES  # each object: four <loc> tokens, then its label
 ZOOM_SHIFT_SAFE = True  # every coordinate of the answer is a loc token: training may zoom/shift the image and rewrite them
 SEPARATOR = " ; "
 _OBJECT_RE = re.compile(r"^\s*((?:<loc\d{4}>\s*){4})\s*([^<>]*?)\s*$")

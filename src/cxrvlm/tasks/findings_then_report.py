@@ -24,11 +24,13 @@ from typing import Any
 from cxrvlm.records import CHEXPERT_14, LABELS, Study
 from cxrvlm.tasks import _text
 from cxrvlm.tasks.base import Example, Prediction, register_task
+from cxrvlm.tokens.shape import TEXT
 
 log = logging.getLogger(__name__)
 
 NAME = "findings_then_report"
 GEOMETRY_IN_ANSWER = False  # no coordinates in the answer (left/right words survive small shifts, turns and zooms)
+ANSWER_SHAPE = TEXT  # plain text: greedy decoding never writes a <loc> or <seg> token
 NONE = "none"
 STEP1 = "Which of the following findings are present in this chest X-ray? Options: {options}."
 STEP2 = "Based on the previous conversation, provide a description of the findings."

@@ -18,11 +18,13 @@ from cxrvlm.records import Study
 from cxrvlm.tasks import _text
 from cxrvlm.tasks.base import Example, Prediction, register_task
 from cxrvlm.tokens.loc import LOC_RE, decode_locs, encode_box
+from cxrvlm.tokens.shape import BOX_ONLY
 
 log = logging.getLogger(__name__)
 
 NAME = "ground"
 GEOMETRY_IN_ANSWER = True  # the answer holds coordinates: training may not move or resize the image
+ANSWER_SHAPE = BOX_ONLY  # four <loc> tokens, no label after them
 ZOOM_SHIFT_SAFE = True  # every coordinate of the answer is a loc token: training may zoom/shift the image and rewrite them
 # Four loc tokens, optionally followed by the phrase echoed back (PaliGemma's detect habit), nothing else.
 _ANSWER_RE = re.compile(r"^\s*((?:<loc\d{4}>\s*){4})([^<>]*)$")

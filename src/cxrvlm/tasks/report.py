@@ -28,9 +28,11 @@ from typing import Any
 from cxrvlm.records import Report, Study, View
 from cxrvlm.tasks import _text
 from cxrvlm.tasks.base import Example, Prediction, register_task
+from cxrvlm.tokens.shape import TEXT
 
 NAME = "report"
 GEOMETRY_IN_ANSWER = False  # no coordinates in the answer (left/right words survive small shifts, turns and zooms)
+ANSWER_SHAPE = TEXT  # plain text: greedy decoding never writes a <loc> or <seg> token
 KINDS = ("report", "case_notes", "templated")
 _OPENING = {"report": "Generate a medical report for", "case_notes": "Write the case notes for"}
 _NORMAL_FINDINGS = (

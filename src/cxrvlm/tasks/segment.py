@@ -34,10 +34,12 @@ from cxrvlm.tasks import _text
 from cxrvlm.tasks.base import Example, Prediction, register_task
 from cxrvlm.tokens.loc import LOC_RE, decode_locs, encode_box
 from cxrvlm.tokens.seg import MaskTokenizer, encode_seg, mask_box, split_lungs
+from cxrvlm.tokens.shape import BOXES_AND_MASKS
 
 log = logging.getLogger(__name__)
 NAME = "segment"
 GEOMETRY_IN_ANSWER = True  # the answer holds coordinates: training may not move or resize the image
+ANSWER_SHAPE = BOXES_AND_MASKS  # each object: four <loc>, sixteen <seg>, then its label
 ZOOM_SHIFT_SAFE = True  # coordinates are loc tokens, mask codes are relative to their box: zoom/shift keeps them
 SEPARATOR = " ; "
 LUNG_SIDES = ("right lung", "left lung")

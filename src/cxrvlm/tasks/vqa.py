@@ -33,11 +33,13 @@ from typing import Any
 from cxrvlm.records import LABELS, QA, Study, View, load_mask
 from cxrvlm.tasks import _text
 from cxrvlm.tasks.base import Example, Prediction, register_task
+from cxrvlm.tokens.shape import TEXT
 
 log = logging.getLogger(__name__)
 
 NAME = "vqa"
 GEOMETRY_IN_ANSWER = False  # no coordinates in the answer (left/right words survive small shifts, turns and zooms)
+ANSWER_SHAPE = TEXT  # plain text: greedy decoding never writes a <loc> or <seg> token
 YES_NO = ("yes", "no")
 PROJECTIONS = ("pa", "ap", "lateral")
 SIDES = ("right", "left")
