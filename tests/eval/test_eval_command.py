@@ -107,3 +107,19 @@ def test_operating_point_file_is_reused_and_checked(eval_out: Path, curated: Pat
                  "--no-progress"]) == 0
     assert json.loads((out / "metrics.json").read_text())["operating_point"] is None
     assert not (out / "operating_point.json").exists()  # the earlier run's file is not left to mislead
+
+
+def test_perturb_is_parsed_and_recorded_and_a_bad_one_is_a_clear_error(curated: Path, tiny_model_dir: Path,
+                                                                       tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "moved"
+    assert main(["eval", "--model", str(tiny_model_dir), "--data", str(curated), "--out", str(out), "--tasks",
+                 "classify", "--perturb", "zoom=0.93,dx=0.03", "--fast-metrics", "--no-progress"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["perturb"] == {"zoom": 0.93, "dx": 0.03, "dy": 0.0}
+    with pytest.raises(SystemExit):
+        main(["eval", "--model", str(tiny_model_dir), "--data", str(curated), "--out", str(out),
+              "--perturb", "tilt=3"])
+    assert "unknown key 'tilt'" in capsys.readouterr().err
+    assert main(["eval", "--model", str(tiny_model_dir), "--data", str(curated), "--out", str(out), "--tasks",
+                 "segment", "--perturb", "dx=0.03", "--no-progress"]) == 2
+    assert "hold coordinates" in capsys.readouterr().err

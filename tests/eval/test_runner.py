@@ -26,11 +26,15 @@ def _key(views: list[np.ndarray]) -> str:
 class Oracle:
     """Stands in for a model's encode / generate / score: answers each (images, prompt) with `answer(example)`."""
 
-    def __init__(self, examples: list[Example], answer, size: int = 32) -> None:
+    def __init__(self, examples: list[Example], answer, size: int = 32, transform=lambda v: v) -> None:
         cache = ImageCache(size)
         self.config = type("C", (), {"image_size": size})()
-        self.answers = {(_key(cache.views(e)), e.prefix): answer(e) for e in examples}
-        self.truth = {(_key(cache.views(e)), e.prefix): e.suffix for e in examples}
+
+        def key(e: Example) -> str:
+            return _key([transform(v) for v in cache.views(e)])
+
+        self.answers = {(key(e), e.prefix): answer(e) for e in examples}
+        self.truth = {(key(e), e.prefix): e.suffix for e in examples}
         self.generate_calls = 0
 
     def encode_images(self, images: list[list[np.ndarray]]) -> list[str]:
@@ -70,6 +74,21 @@ def test_reference_answers_score_perfectly(curated: Path) -> None:
     # detection boxes carry the loc tokens' probability as their score
     det = next(r for r in result.records if r["task"] == "detect")
     assert det["prediction"]["box_scores"] == pytest.approx([0.9] * len(det["prediction"]["boxes"]))
+
+
+def test_perturbed_evaluation_reads_moved_images_and_refuses_tasks_with_coordinates(curated: Path) -> None:
+    from cxrvlm.train.data import zoom_shift
+
+    examples = [e for e in read_split(curated, "test") if e.task in ("classify", "vqa")]
+    # the oracle only knows the images zoomed and shifted: it can score perfectly only if it is shown those
+    oracle = Oracle(examples, lambda e: e.suffix, transform=lambda v: zoom_shift(v, 0.9, 0.05, 0.0))
+    result = evaluate(oracle, examples, EvalOptions(progress=False, fast_metrics=True, perturb=(0.9, 0.05, 0.0)))
+    assert result.tasks["classify"].metrics["tb_auroc"] == 1.0 and result.tasks["vqa"].metrics["closed_accuracy"] == 1.0
+    boxes = [e for e in read_split(curated, "test") if e.task in ("classify", "detect")]
+    with pytest.raises(ValueError, match="detect"):
+        evaluate(oracle, boxes, EvalOptions(progress=False, perturb=(1.0, 0.03, 0.0)))
+    with pytest.raises(ValueError, match="zoom"):
+        EvalOptions(perturb=(3.0, 0.0, 0.0))
 
 
 def test_chain_step2_is_asked_with_the_models_own_step1_answer(curated: Path) -> None:

@@ -47,7 +47,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="findings_then_report step 2 gets the reference step-1 answer, not the model's own")
     parser.add_argument("--fast-metrics", action="store_true",
                         help="skip pycocoevalcap (its METEOR starts a JVM) and use 200 bootstrap resamples")
+    parser.add_argument("--perturb", type=_perturbation, default=None, metavar="zoom=Z,dx=X,dy=Y",
+                        help="robustness check: every image zoomed by Z about its centre and shifted by X, Y of its "
+                             "side (e.g. zoom=0.93 or dx=0.03); tasks without coordinates in their answers only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def _perturbation(text: str) -> tuple[float, float, float]:
+    values = {"zoom": 1.0, "dx": 0.0, "dy": 0.0}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        if key.strip() not in values:
+            raise argparse.ArgumentTypeError(f"unknown key {key.strip()!r} in {text!r}; use zoom=, dx=, dy=")
+        try:
+            values[key.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{key.strip()}={value!r} in {text!r} is not a number") from None
+    return values["zoom"], values["dx"], values["dy"]
 
 
 def _tasks(text: str | None) -> list[str] | None:
@@ -98,10 +114,13 @@ def run(args: argparse.Namespace) -> int:
     op = resolve_operating_point(args, model, (args.limit, args.seed))
     options = EvalOptions(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                           threshold=op["threshold"] if op else None, candidate_mode=args.candidate_mode,
-                          chain=not args.no_chain, progress=not args.no_progress, fast_metrics=args.fast_metrics)
+                          chain=not args.no_chain, progress=not args.no_progress, fast_metrics=args.fast_metrics,
+                          perturb=args.perturb)
     result = evaluate(model, examples, options)
     out = Path(args.out)
     info = {"model": str(args.model), "data": str(args.data), "split": args.split}
+    if args.perturb:
+        info["perturb"] = dict(zip(("zoom", "dx", "dy"), args.perturb))
     doc = write_outputs(result, out, info, op)
     if op:
         write_operating_point({**op, "applied_to": args.split}, out / "operating_point.json")

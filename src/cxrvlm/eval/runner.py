@@ -14,6 +14,9 @@ Conventions (stated because they change the numbers):
   they reach the metric as invalid predictions (scored as wrong) except for scored candidates (above).
 - findings_then_report step 2 is asked with the model's own step-1 answer in its prompt (`chain=True`, the chain
   of thought as deployed), not the reference answer the training prompt holds.
+- `perturb=(zoom, dx, dy)` evaluates on every image zoomed about its centre and shifted by (dx, dy) of its side
+  (`train.data.zoom_shift`): how much a reading depends on the framing of the film. Only for tasks whose answers
+  hold no coordinates; the TB operating point stays the one chosen on unperturbed images, as deployed.
 - Examples whose images cannot be read, or that the model refuses (e.g. more views than image slots), are skipped,
   counted in `n_skipped` with the reason, and the run goes on.
 """
@@ -56,6 +59,7 @@ class EvalOptions:
     chain: bool = True
     progress: bool = True
     fast_metrics: bool = False  # no pycocoevalcap (Java METEOR/PTB) and 200 bootstrap resamples: quick runs, tests
+    perturb: tuple[float, float, float] | None = None  # (zoom, dx, dy) applied to every image: a robustness check
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -64,6 +68,10 @@ class EvalOptions:
             raise ValueError(f"candidate mode must be one of {CANDIDATE_MODES}, got {self.candidate_mode!r}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be a probability in [0, 1], got {self.threshold}")
+        if self.perturb is not None:
+            zoom, dx, dy = self.perturb
+            if not (0.5 <= zoom <= 2.0 and abs(dx) <= 0.25 and abs(dy) <= 0.25):
+                raise ValueError(f"perturb needs zoom in [0.5, 2] and shifts within ±0.25, got {self.perturb}")
 
 
 @dataclass
@@ -232,7 +240,13 @@ def evaluate(model: Any, examples: Sequence[Example], options: EvalOptions | Non
     by_task: dict[str, list[Example]] = defaultdict(list)
     for e in examples:
         by_task[e.task].append(e)
-    cache = ImageCache(int(model.config.image_size))
+    cache: Any = ImageCache(int(model.config.image_size))
+    if options.perturb is not None:
+        moved = [t for t in by_task if getattr(get_task(t), "GEOMETRY_IN_ANSWER", True)]
+        if moved:
+            raise ValueError(f"perturb: the answers of {', '.join(sorted(moved))} hold coordinates that the "
+                             f"perturbation would move; evaluate them without it (--tasks)")
+        cache = _PerturbedViews(cache, options.perturb)
     bar = tqdm(total=len(examples), desc="eval", unit="ex", file=sys.stderr, disable=not options.progress,
                dynamic_ncols=True)
     results, records = {}, []
@@ -243,6 +257,18 @@ def evaluate(model: Any, examples: Sequence[Example], options: EvalOptions | Non
     finally:
         bar.close()
     return EvalResult(results, records, options)
+
+
+class _PerturbedViews:
+    """An image cache whose views come zoomed and shifted (`EvalOptions.perturb`)."""
+
+    def __init__(self, cache: Any, perturb: tuple[float, float, float]) -> None:
+        self.cache, self.perturb = cache, perturb
+
+    def views(self, example: Example) -> list[np.ndarray]:
+        from cxrvlm.train.data import zoom_shift
+
+        return [zoom_shift(v, *self.perturb) for v in self.cache.views(example)]
 
 
 class _Chain:
