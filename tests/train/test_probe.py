@@ -57,6 +57,25 @@ def test_saved_probe_encoder_starts_a_vlm_run(tmp_path, capsys) -> None:
         build_model(wider, TaskData(read_split(data, "train")))
 
 
+def test_probe_continues_from_saved_weights_and_rejects_foreign_ones(tmp_path, capsys) -> None:
+    from safetensors.torch import load_file
+
+    data = write_curated(tmp_path / "curated")
+    first, second, other = (tmp_path / f"{n}.safetensors" for n in ("first", "second", "other"))
+    small = ["--data", str(data), "--image-size", "32", "--epochs", "1", "--batch-size", "4"]
+    assert main([*small, "--set", "cnn_widths=[8,16]", "--save", str(first)]) == 0
+    # a learning rate too small to move anything: the continued encoder is the one it started from
+    assert main([*small, "--set", "cnn_widths=[8,16]", "--lr", "1e-12", "--seed", "5", "--geometry",
+                 "--init", str(first), "--save", str(second)]) == 0
+    a, b = load_file(str(first)), load_file(str(second))
+    assert all((a[k] - b[k]).abs().max() < 1e-6 for k in a)
+    assert main([*small, "--set", "cnn_widths=[8,32]", "--save", str(other)]) == 0
+    with pytest.raises(ValueError, match="not weights of this convnet encoder"):
+        main([*small, "--set", "cnn_widths=[8,16]", "--init", str(other)])
+    with pytest.raises(ValueError, match="no such file"):
+        main([*small, "--init", str(tmp_path / "missing.safetensors")])
+
+
 def test_closed_label_probe_learns_every_closed_question(tmp_path, capsys) -> None:
     from cxrvlm.train.probe import closed_questions
 

@@ -10,7 +10,8 @@ encoder learns every closed question the split asks of one image instead (TB and
 close-ended VQA: projection, normal, severity, ...), one linear head per question over its candidate answers, and
 also prints the validation accuracy over those questions. It is a probe of the encoder's
 inductive bias on this little data, not a model: the VLM reads the same encoder through its decoder instead.
-With `--save FILE` the trained encoder is written out, and a VLM run can start from it
+With `--init FILE` it continues from an earlier probe's encoder (e.g. to make a good TB encoder robust to framing
+with `--geometry` at a lower learning rate). With `--save FILE` the trained encoder is written out, and a VLM run can start from it
 (`cxrvlm train ... 'init_from={"vision.encoders.0": "FILE"}'`): encoder pre-training on the one label that
 needs global features, before the joint run.
 """
@@ -66,6 +67,15 @@ def probe(args: argparse.Namespace) -> list[dict[str, float]]:
             "vocab_size": 1, **parse_overrides(args.set)}
     cfg = VLMConfig.from_json(base, where=f"probe of {args.model}")
     encoder = ENCODER_REGISTRY[args.encoder](cfg)
+    if args.init:
+        from safetensors.torch import load_file
+
+        if not os.path.isfile(args.init):
+            raise ValueError(f"--init {args.init}: no such file")
+        try:
+            encoder.load_state_dict(load_file(args.init))
+        except RuntimeError as e:
+            raise ValueError(f"--init {args.init}: not weights of this {args.encoder} encoder: {e}") from None
     head = nn.Linear(encoder.out_dim, 1)
     heads = nn.ModuleList(nn.Linear(encoder.out_dim, len(c)) for _, c in keys)  # one per closed question
     params = [*encoder.parameters(), *head.parameters(), *heads.parameters()]
@@ -161,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", default="tb", choices=["tb", "closed"],
                         help="tb: the TB label only; closed: every closed question of one image (a head each)")
     parser.add_argument("--geometry", action="store_true", help="add the small random affine augmentation")
+    parser.add_argument("--init", default="", metavar="FILE.safetensors",
+                        help="start from these encoder weights (a --save of an earlier probe), e.g. to add --geometry")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", default="", metavar="FILE.safetensors",
                         help="write the trained encoder's weights, to start a VLM from (TrainConfig.init_from)")
