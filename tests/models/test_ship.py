@@ -37,7 +37,13 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
         "main": {"classify": {"key": "tb_auroc", "value": 0.75, "ci_low": 0.5, "ci_high": 0.9}},
         "tasks": {"classify": {"n": 2, "n_invalid": 0}}}))
     (eval_dir / "operating_point.json").write_text(json.dumps({"threshold": 0.4}))
-    ship(run / "final", eval_dir, dest, note="Budget changed once.")
+    filmed, moved = tmp_path / "filmed", tmp_path / "moved"
+    for folder, perturb, value in ((filmed, None, 0.8), (moved, {"zoom": 0.93, "dx": 0.0, "dy": 0.0}, 0.71)):
+        folder.mkdir()
+        (folder / "metrics.json").write_text(json.dumps({"split": "test", **({"perturb": perturb} if perturb else {}),
+                                                         "tasks": {"classify": {"metrics": {"tb_auroc": value,
+                                                                                            "tb_accuracy": 0.6}}}}))
+    ship(run / "final", eval_dir, dest, note="Budget changed once.", robustness=[filmed, moved])
     assert json.loads((dest / "operating_point.json").read_text())["threshold"] == 0.4
     card = (dest / "MODEL_CARD.md").read_text()
     assert "| classify | tb_auroc | 0.750 | 0.500–0.900 | 2 | 0 |" in card
@@ -45,8 +51,10 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
     assert (f"- Run 1 of 2 (`{first}`, from `cxrvlm-tiny`, vision.encoders.0 initialised from `probe.safetensors`): "
             "20 steps of 4 (warm-up 5 steps with vision frozen; joint 15 steps with lr x0.1 for vision, mixture `fixed` "
             "{'vqa': 1.0}), mixture `inverse`, lr 0.001, "
-            "location-aware zoom/shift augmentation, 0.01 h.") in card
+            "location-aware zoom/shift augmentation, a small random affine on the images of tasks without "
+            "coordinates, 0.01 h.") in card
     assert f"- Run 2 of 2 (`{run}`, from `{first / 'final'}`): 20 steps of 4 (balance 20 steps), mixture `fixed " in card
+    assert "| test | as filmed | 0.800 | 0.600 |\n| test | zoom 0.93 | 0.710 | 0.600 |" in card
     assert "Research use only" in card
     shipped = load_model(dest)
     assert shipped.config == model.config

@@ -21,6 +21,8 @@ ANY, TEXT, FREE, LOC, SEG, LABEL, START = range(7)
 
 
 class ShapeConstraint:
+    """Per row of a batch: its answer shape and how far into its current object it is."""
+
     def __init__(self, shapes: Sequence[AnswerShape | None], loc_ids: Sequence[int], seg_ids: Sequence[int],
                  eos_id: int, device: torch.device) -> None:
         self.loc_ids, self.seg_ids, self.eos_id = list(loc_ids), list(seg_ids), eos_id

@@ -94,12 +94,33 @@ def describe_run(run: Path, index: int, total: int) -> str:
     stages = "; ".join(_describe_stage(s) for s in config["stages"])
     init = "".join(f", {m} initialised from `{p}`" for m, p in config.get("init_from", {}).items())
     aug = ", location-aware zoom/shift augmentation" if config.get("augment_locations") else ""
+    if config.get("augment", True) and config.get("augment_geometry", True):
+        aug += ", a small random affine on the images of tasks without coordinates"
     return (f"- Run {index + 1} of {total} (`{run}`, from `{config['model']}`{init}): {summary['steps']} steps of "
             f"{config['batch_size']} ({stages}), mixture `{mixture}`, lr {config['lr']}{aug}, "
             f"{summary['hours']:.2f} h.")
 
 
-def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "") -> str:
+def robustness_table(eval_dirs: list[Path]) -> list[str]:
+    """Card lines: TB AUROC and accuracy of `cxrvlm eval --perturb` runs (and unperturbed ones), per split."""
+    if not eval_dirs:
+        return []
+    rows = []
+    for d in eval_dirs:
+        doc = json.loads((d / "metrics.json").read_text())
+        m = doc.get("tasks", {}).get("classify", {}).get("metrics", {})
+        if "tb_auroc" not in m:
+            raise ValueError(f"{d}/metrics.json: no TB AUROC (evaluate task classify)")
+        p = doc.get("perturb") or {}
+        moved = ", ".join(f"{k} {v:g}" for k, v in p.items() if v != (1.0 if k == "zoom" else 0.0)) or "as filmed"
+        rows.append(f"| {doc.get('split')} | {moved} | {_fmt(m['tb_auroc'])} | {_fmt(m.get('tb_accuracy'))} |")
+    return ["## Robustness to framing (`cxrvlm eval --tasks classify --perturb ...`)", "",
+            "Every image zoomed about its centre (zoom < 1 shrinks the chest in the frame) or shifted by a fraction of "
+            "its side; the operating point stays the one chosen on unmoved validation images.", "",
+            "| split | images | TB AUROC | TB accuracy |", "|---|---|---|---|", *rows, ""]
+
+
+def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "", robustness: list[Path] | None = None) -> str:
     config = json.loads((run / "config.json").read_text())
     model_cfg = json.loads((dest / "config.json").read_text())
     metrics = json.loads((eval_dir / "metrics.json").read_text())
@@ -136,6 +157,7 @@ def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "") -> str:
         *metrics_table(metrics), "",
         f"TB operating point: threshold {_fmt(op.get('threshold'))} chosen on the {op.get('split', 'validation')} "
         "split for sensitivity ≥ 0.90 (the WHO screening target), shipped as `operating_point.json`.", "",
+        *robustness_table(robustness or []),
         "## Limitations", "",
         "- Small data (a few hundred patients), trained from scratch for a short CPU budget: far from the quality of "
         "pretrained systems; the validation sets are small, so the confidence intervals are wide.",
@@ -146,7 +168,7 @@ def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "") -> str:
     return text
 
 
-def ship(final: Path, eval_dir: Path, dest: Path, note: str = "") -> Path:
+def ship(final: Path, eval_dir: Path, dest: Path, note: str = "", robustness: list[Path] | None = None) -> Path:
     from cxrvlm.models import load_model
 
     model = load_model(final)
@@ -161,7 +183,7 @@ def ship(final: Path, eval_dir: Path, dest: Path, note: str = "") -> Path:
         raise ValueError(f"{final}: {size_mb:.1f} MB is over the {MAX_MB} MB a built-in model may weigh")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
-    write_card(dest, final.parent, eval_dir, note)
+    write_card(dest, final.parent, eval_dir, note, robustness)
     return dest
 
 
@@ -171,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("eval_dir", type=Path, help="the `cxrvlm eval` output folder for the validation split")
     parser.add_argument("dest", type=Path, help="where the built-in model goes, e.g. src/cxrvlm/models/weights/cxrvlm-tiny")
     parser.add_argument("--note", default="", help="a paragraph for the card's training section (how this run went)")
+    parser.add_argument("--robustness", type=Path, nargs="*", default=[], metavar="EVAL_DIR",
+                        help="`cxrvlm eval --tasks classify [--perturb ...]` output folders for the card's robustness table")
     args = parser.parse_args(argv)
-    print(ship(args.final, args.eval_dir, args.dest, args.note))
+    print(ship(args.final, args.eval_dir, args.dest, args.note, args.robustness))
     return 0
 
 
