@@ -100,3 +100,5 @@ def test_a_random_model_keeps_to_the_shape_of_every_task_in_one_batch(tiny) -> N
               "<loc" in free[2] or "<seg" in free[2]]
     assert any(broken)
     assert model.generate(image, prompts, max_new_tokens=60, answer_shapes=[None] * 3) == free
+    assert model.generate(image, prompts, max_new_tokens=60, answer_shapes=[BOXES_AND_MASKS, BOXES, TEXT],
+                          use_cache=False) == texts  # the uncached reference path keeps to the same shapes

@@ -219,7 +219,7 @@ class Interpreter:
     def _detect(self, study: _Study, reading: Reading, qs: Any, prior_days: Any) -> None:
         budget = MAX_TOKENS["detect_object"] * len(self.detect_labels) + 8
         text, token_scores = self._generate(study.single, detect.prompt(self.detect_labels), budget,
-                                                  detect.ANSWER_SHAPE)
+                                            detect.ANSWER_SHAPE)
         h, w = study.frontal.size
         pred = detect.parse(text, (h, w), labels=self.detect_labels)
         if not pred.valid:
@@ -234,7 +234,7 @@ class Interpreter:
     def _segment(self, study: _Study, reading: Reading, qs: Any, prior_days: Any) -> None:
         budget = MAX_TOKENS["segment_object"] * len(self.segment_labels) + 8
         text, token_scores = self._generate(study.single, segment.prompt(self.segment_labels), budget,
-                                                  segment.ANSWER_SHAPE)
+                                            segment.ANSWER_SHAPE)
         h, w = study.frontal.size
         pred = segment.parse(text, (h, w), labels=self.segment_labels)
         if not pred.valid:

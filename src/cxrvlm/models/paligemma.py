@@ -35,7 +35,8 @@ from torch import nn
 
 from cxrvlm.models import checkpoint as ckpt
 from cxrvlm.models.config import VLMConfig
-from cxrvlm.models.generate import BackendMixin, ShapeConstraint
+from cxrvlm.models.constrain import ShapeConstraint
+from cxrvlm.models.generate import BackendMixin
 from cxrvlm.models.tokenizer import Tokenizer
 from cxrvlm.models.vlm import ImageFeatures, answer_loss
 from cxrvlm.tokens.loc import LOC_TOKENS
