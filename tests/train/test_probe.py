@@ -70,9 +70,9 @@ def test_probe_continues_from_saved_weights_and_rejects_foreign_ones(tmp_path, c
     a, b = load_file(str(first)), load_file(str(second))
     assert all((a[k] - b[k]).abs().max() < 1e-6 for k in a)
     assert main([*small, "--set", "cnn_widths=[8,32]", "--save", str(other)]) == 0
-    with pytest.raises(ValueError, match="not weights of this convnet encoder"):
+    with pytest.raises(ValueError, match="does not match the module"):
         main([*small, "--set", "cnn_widths=[8,16]", "--init", str(other)])
-    with pytest.raises(ValueError, match="no such file"):
+    with pytest.raises(ValueError, match="missing.safetensors is not a file"):
         main([*small, "--init", str(tmp_path / "missing.safetensors")])
 
 

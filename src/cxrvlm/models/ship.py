@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dest", type=Path, help="where the built-in model goes, e.g. src/cxrvlm/models/weights/cxrvlm-tiny")
     parser.add_argument("--note", default="", help="a paragraph for the card's training section (how this run went)")
     parser.add_argument("--robustness", type=Path, nargs="*", default=[], metavar="EVAL_DIR",
-                        help="`cxrvlm eval --tasks classify [--perturb ...]` output folders for the card's robustness table")
+                        help="`cxrvlm eval --tasks classify [--perturb ...]` output folders for the card's "
+                             "robustness table")
     args = parser.parse_args(argv)
     print(ship(args.final, args.eval_dir, args.dest, args.note, args.robustness))
     return 0

@@ -11,9 +11,9 @@ close-ended VQA: projection, normal, severity, ...), one linear head per questio
 also prints the validation accuracy over those questions. It is a probe of the encoder's
 inductive bias on this little data, not a model: the VLM reads the same encoder through its decoder instead.
 With `--init FILE` it continues from an earlier probe's encoder (e.g. to make a good TB encoder robust to framing
-with `--geometry` at a lower learning rate). With `--save FILE` the trained encoder is written out, and a VLM run can start from it
-(`cxrvlm train ... 'init_from={"vision.encoders.0": "FILE"}'`): encoder pre-training on the one label that
-needs global features, before the joint run.
+with `--geometry` at a lower learning rate). With `--save FILE` the trained encoder is written out, and a VLM run
+can start from it (`cxrvlm train ... 'init_from={"vision.encoders.0": "FILE"}'`): encoder pre-training on the one
+label that needs global features, before the joint run.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from cxrvlm.models.config import VLMConfig
 from cxrvlm.models.registry import read_model_config
 from cxrvlm.models.vision_encoder import ENCODER_REGISTRY
 from cxrvlm.train.data import ImageCache, augment_geometry, augment_intensity, read_split
+from cxrvlm.train.setup import load_module_weights
 
 
 def tb_images(data: str, split: str) -> list[tuple[str, int]]:
@@ -68,14 +69,7 @@ def probe(args: argparse.Namespace) -> list[dict[str, float]]:
     cfg = VLMConfig.from_json(base, where=f"probe of {args.model}")
     encoder = ENCODER_REGISTRY[args.encoder](cfg)
     if args.init:
-        from safetensors.torch import load_file
-
-        if not os.path.isfile(args.init):
-            raise ValueError(f"--init {args.init}: no such file")
-        try:
-            encoder.load_state_dict(load_file(args.init))
-        except RuntimeError as e:
-            raise ValueError(f"--init {args.init}: not weights of this {args.encoder} encoder: {e}") from None
+        load_module_weights(encoder, "", args.init)  # clear errors for a missing file or another encoder's weights
     head = nn.Linear(encoder.out_dim, 1)
     heads = nn.ModuleList(nn.Linear(encoder.out_dim, len(c)) for _, c in keys)  # one per closed question
     params = [*encoder.parameters(), *head.parameters(), *heads.parameters()]
