@@ -76,6 +76,26 @@ def test_reference_answers_score_perfectly(curated: Path) -> None:
     assert det["prediction"]["box_scores"] == pytest.approx([0.9] * len(det["prediction"]["boxes"]))
 
 
+def test_segmentation_is_scored_on_refined_masks_unless_turned_off(curated: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from cxrvlm.tokens import seg_refine
+
+    examples = [e for e in read_split(curated, "test") if e.task == "segment"]
+    films = []
+
+    def wipe(pixels, objects, refiner=None):  # a refiner that erases: its masks must be what the metric sees
+        films.append(pixels.shape)
+        return [(o[0], o[1], np.zeros_like(o[2])) for o in objects]
+
+    monkeypatch.setattr(seg_refine, "refine_objects", wipe)
+    dice = {}
+    for refine in (True, False):
+        options = EvalOptions(progress=False, fast_metrics=True, refine_masks=refine)
+        dice[refine] = evaluate(Oracle(examples, lambda e: e.suffix), examples, options).tasks["segment"].metrics["dice"]
+    assert dice[True] == 0.0 and dice[False] > 0.9
+    assert films == [tuple(e.target["size"]) for e in examples]  # the full-size film of each example
+
+
 def test_perturbed_evaluation_reads_moved_images_and_refuses_tasks_with_coordinates(curated: Path) -> None:
     from cxrvlm.train.data import zoom_shift
 

@@ -87,7 +87,8 @@ def test_segmentation_rle_decodes_to_a_mask_of_the_input_size(interp: Interprete
     (_, right_tokens), (_, left_tokens) = segment.encode_objects([right, left])
     pieces = [f"{right_tokens} right lung", f"{left_tokens} left lung"]
     monkeypatch.setattr(interp.model, "generate", ScriptedGenerate(interp.model, {"segment": " ; ".join(pieces)}))
-    reading = json.loads(json.dumps(interp.interpret(np.full((h, w), 0.4, np.float32), tasks=["segment"])))
+    raw = Interpreter(interp.model, name="tiny-test", refine_masks=False)  # the decoding itself, on a blank film
+    reading = json.loads(json.dumps(raw.interpret(np.full((h, w), 0.4, np.float32), tasks=["segment"])))
     segs = reading["segmentations"]
     assert [s["label"] for s in segs] == ["right lung", "left lung"] and reading["warnings"] == []
     for seg, truth in zip(segs, (right, left)):
@@ -198,3 +199,22 @@ def test_paligemma_backend_reads_too(phantom_png: Path, one_thread: None) -> Non
 
     reading = Interpreter(tiny_paligemma(max_text_len=256)).interpret(str(phantom_png))
     assert check_reading(reading) == [] and reading["tb"] is not None
+
+
+def test_masks_are_redrawn_on_the_film_unless_asked_not_to(interp: Interpreter,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decoded lung cut short at its base grows back along the film's edge; `refine_masks=False` keeps it cut."""
+    h, w = 240, 200
+    right = _lung_mask(h, w, 0.3)
+    film = np.where(right | _lung_mask(h, w, 0.7), 0.15, 0.75).astype(np.float32)
+    short = right.copy()
+    short[int(0.68 * h):] = False
+    (_, tokens), = segment.encode_objects([short])
+    monkeypatch.setattr(interp.model, "generate", ScriptedGenerate(interp.model, {"segment": f"{tokens} right lung"}))
+
+    def iou_of(reader: Interpreter) -> float:
+        mask = rle_decode(reader.interpret(film, tasks=["segment"])["segmentations"][0]["mask"])
+        return float((mask & right).sum() / (mask | right).sum())
+
+    raw = Interpreter(interp.model, name="tiny-test", refine_masks=False)
+    assert iou_of(interp) > iou_of(raw) + 0.03

@@ -71,3 +71,19 @@ def test_card_describes_the_configured_encoders() -> None:
     fused = VLMConfig(encoders=["vit", "convnet"], merge_k=5).to_json()
     assert describe_encoders(fused).startswith("ViT encoder (6 layers, width 192, patch 16) + ConvNet encoder")
     assert describe_encoders(fused).endswith("tokens merged by 5")
+
+
+def test_card_says_whether_masks_were_refined_and_gives_both_figures(tmp_path) -> None:
+    from cxrvlm.models.ship import masks_paragraph
+
+    def metrics(refined: bool, iou: float) -> dict:
+        return {"mask_refiner": refined, "tasks": {"segment": {"metrics": {"iou": iou, "dice": iou + 0.1}}}}
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "metrics.json").write_text(json.dumps(metrics(False, 0.6)))
+    text = " ".join(masks_paragraph(metrics(True, 0.8), raw))
+    assert "redrawn on the film by the mask refiner" in text and "IoU 0.800, Dice 0.900" in text
+    assert "(`cxrvlm eval --no-mask-refiner`): IoU 0.600, Dice 0.700" in text
+    assert "no mask refiner" in " ".join(masks_paragraph(metrics(False, 0.6), None))
+    assert masks_paragraph({"tasks": {"classify": {}}}, None) == []

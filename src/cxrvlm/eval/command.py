@@ -50,6 +50,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--perturb", type=_perturbation, default=None, metavar="zoom=Z,dx=X,dy=Y",
                         help="robustness check: every image zoomed by Z about its centre and shifted by X, Y of its "
                              "side (e.g. zoom=0.93 or dx=0.03); tasks without coordinates in their answers only")
+    parser.add_argument("--no-mask-refiner", action="store_true",
+                        help="score the masks as the model's tokens decode them, not redrawn on the film by the "
+                             "mask refiner (the default, as `cxrvlm interpret` gives them)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
@@ -115,10 +118,12 @@ def run(args: argparse.Namespace) -> int:
     options = EvalOptions(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                           threshold=op["threshold"] if op else None, candidate_mode=args.candidate_mode,
                           chain=not args.no_chain, progress=not args.no_progress, fast_metrics=args.fast_metrics,
-                          perturb=args.perturb)
+                          perturb=args.perturb, refine_masks=not args.no_mask_refiner)
     result = evaluate(model, examples, options)
     out = Path(args.out)
     info = {"model": str(args.model), "data": str(args.data), "split": args.split}
+    if "segment" in result.tasks:
+        info["mask_refiner"] = not args.no_mask_refiner
     if args.perturb:
         info["perturb"] = dict(zip(("zoom", "dx", "dy"), args.perturb))
     doc = write_outputs(result, out, info, op)

@@ -22,6 +22,7 @@ Conventions (stated because they change the numbers):
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import math
@@ -60,6 +61,7 @@ class EvalOptions:
     progress: bool = True
     fast_metrics: bool = False  # no pycocoevalcap (Java METEOR/PTB) and 200 bootstrap resamples: quick runs, tests
     perturb: tuple[float, float, float] | None = None  # (zoom, dx, dy) applied to every image: a robustness check
+    refine_masks: bool = True  # segmentation masks redrawn on the film by the mask refiner (tokens.seg_refine)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -213,8 +215,24 @@ def predict_one(module: Any, example: Example, text: str, token_scores: list, pr
     parsed = parse_output(module, text, example)
     if parsed.boxes and module.NAME in _BOX_TASKS:
         parsed.extra["box_scores"] = predict.box_scores_for(parsed.boxes, token_scores)
+    if parsed.masks and options.refine_masks:
+        parsed = refined(parsed, example)
     final = scored_prediction(parsed, probs, example, options) if probs is not None else parsed
     return parsed, final
+
+
+def refined(parsed: Prediction, example: Example) -> Prediction:
+    """A segmentation with its masks redrawn on the example's film by the mask refiner (boxes follow the masks);
+    unchanged, with a warning, when the film or the refiner fails."""
+    from cxrvlm.io.read import read_image
+    from cxrvlm.tokens.seg_refine import refine_objects
+
+    try:
+        objects = refine_objects(read_image(example.images[0]).pixels, parsed.masks)
+    except (ValueError, OSError, RuntimeError) as e:
+        log.warning("%s: masks not refined: %s", example.study_id, e)
+        return parsed
+    return dataclasses.replace(parsed, masks=objects, boxes=[(lab, box) for lab, box, _ in objects])
 
 
 def prediction_json(pred: Prediction) -> dict[str, Any]:

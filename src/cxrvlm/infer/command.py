@@ -37,6 +37,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segment-labels", default=",".join(SEGMENT_LABELS), metavar="A,B",
                         help="what to segment, comma-separated (default: %(default)s)")
     parser.add_argument("--threshold", type=float, help="TB operating point (default: the model's, else 0.5)")
+    parser.add_argument("--no-mask-refiner", action="store_true",
+                        help="give the masks as the model's tokens decode them, not redrawn on the film")
     parser.add_argument("--out", metavar="DIR", help="write <name>.overlay.png and <name>.html per image here")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
 
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     interp = load(args.model, threshold=args.threshold, detect_labels=_labels(args.detect_labels),
-                  segment_labels=_labels(args.segment_labels))
+                  segment_labels=_labels(args.segment_labels), refine_masks=not args.no_mask_refiner)
     failed, used = 0, set()
     for i, path in enumerate(files, 1):
         start = time.perf_counter()

@@ -30,6 +30,7 @@ from cxrvlm.infer.result import (DETECT_LABELS, SEGMENT_LABELS, TASKS, Answer, D
 from cxrvlm.io import resize_to
 from cxrvlm.tasks import classify, detect, report, segment, vqa
 from cxrvlm.tokens.rle import rle_encode
+from cxrvlm.tokens.seg_refine import refine_objects
 from cxrvlm.tokens.shape import AnswerShape
 
 log = logging.getLogger(__name__)
@@ -91,12 +92,14 @@ class _Study:
 
 class Interpreter:
     """Runs every task of a model on a study. `threshold` overrides the TB operating point; `model_dir` is the
-    model's folder, read for `operating_point.json`."""
+    model's folder, read for `operating_point.json`; `refine_masks` redraws the decoded masks on the film with the
+    mask refiner (`cxrvlm.tokens.seg_refine`)."""
 
     def __init__(self, model: Any, name: str | None = None, threshold: float | None = None,
                  model_dir: str | os.PathLike | None = None, detect_labels: Sequence[str] = DETECT_LABELS,
-                 segment_labels: Sequence[str] = SEGMENT_LABELS) -> None:
+                 segment_labels: Sequence[str] = SEGMENT_LABELS, refine_masks: bool = True) -> None:
         self.model = model
+        self.refine_masks = bool(refine_masks)
         self.name = name or str(getattr(model.config, "name", "model"))
         saved = read_operating_point(model_dir)
         if threshold is not None:
@@ -247,6 +250,11 @@ class Interpreter:
         if got is None and kept:
             reading.warnings.append("segment: mask scores are whole-answer confidences (tokens and text disagree)")
             got = [sc.answer_probability(token_scores)] * len(kept)
+        if self.refine_masks and kept:
+            try:
+                kept = refine_objects(study.frontal.pixels, kept)
+            except (ValueError, OSError, RuntimeError) as e:
+                reading.warnings.append(f"segment: masks not refined ({e}); they are the decoded masks")
         reading.segmentations = [Segmentation(label, _to_pixels(box, h, w), rle_encode(mask), round(s, 6))
                                  for (label, box, mask, _), s in zip(kept, got or [])]
 
@@ -323,7 +331,7 @@ def _warning(task: str, reason: str, text: str) -> str:
 
 def load(name_or_path: str | os.PathLike = "cxrvlm-tiny", **kwargs: Any) -> Interpreter:
     """An Interpreter over `load_model(name_or_path)`; the model's folder is read for its TB operating point.
-    Keyword arguments go to `Interpreter` (threshold, detect_labels, segment_labels)."""
+    Keyword arguments go to `Interpreter` (threshold, detect_labels, segment_labels, refine_masks)."""
     from cxrvlm.models import load_model
 
     model = load_model(name_or_path)

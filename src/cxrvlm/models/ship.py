@@ -120,7 +120,25 @@ def robustness_table(eval_dirs: list[Path]) -> list[str]:
             "| split | images | TB AUROC | TB accuracy |", "|---|---|---|---|", *rows, ""]
 
 
-def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "", robustness: list[Path] | None = None) -> str:
+def masks_paragraph(metrics: dict[str, Any], unrefined: Path | None) -> list[str]:
+    """Card lines: whether the evaluated masks were redrawn by the mask refiner, and the figures without it."""
+    if "segment" not in metrics.get("tasks", {}):
+        return []
+    if not metrics.get("mask_refiner"):
+        return ["Segmentation masks are scored as the model's tokens decode them (no mask refiner).", ""]
+    seg = metrics["tasks"]["segment"]["metrics"]
+    lines = [f"Segmentation masks are redrawn on the film by the mask refiner that ships with cxrvlm "
+             f"(`cxrvlm.tokens.seg_refine`, as `cxrvlm interpret` gives them): IoU {_fmt(seg.get('iou'))}, "
+             f"Dice {_fmt(seg.get('dice'))}."]
+    if unrefined is not None:
+        raw = json.loads((unrefined / "metrics.json").read_text())["tasks"]["segment"]["metrics"]
+        lines[0] += (f" The masks as the model's tokens decode them (`cxrvlm eval --no-mask-refiner`): IoU "
+                     f"{_fmt(raw.get('iou'))}, Dice {_fmt(raw.get('dice'))}.")
+    return [*lines, ""]
+
+
+def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "", robustness: list[Path] | None = None,
+               unrefined: Path | None = None) -> str:
     config = json.loads((run / "config.json").read_text())
     model_cfg = json.loads((dest / "config.json").read_text())
     metrics = json.loads((eval_dir / "metrics.json").read_text())
@@ -157,6 +175,7 @@ def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "", robustness
         *metrics_table(metrics), "",
         f"TB operating point: threshold {_fmt(op.get('threshold'))} chosen on the {op.get('split', 'validation')} "
         "split for sensitivity ≥ 0.90 (the WHO screening target), shipped as `operating_point.json`.", "",
+        *masks_paragraph(metrics, unrefined),
         *robustness_table(robustness or []),
         "## Limitations", "",
         "- Small data (a few hundred patients), trained from scratch for a short CPU budget: far from the quality of "
@@ -168,7 +187,8 @@ def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "", robustness
     return text
 
 
-def ship(final: Path, eval_dir: Path, dest: Path, note: str = "", robustness: list[Path] | None = None) -> Path:
+def ship(final: Path, eval_dir: Path, dest: Path, note: str = "", robustness: list[Path] | None = None,
+         unrefined: Path | None = None) -> Path:
     from cxrvlm.models import load_model
 
     model = load_model(final)
@@ -183,7 +203,7 @@ def ship(final: Path, eval_dir: Path, dest: Path, note: str = "", robustness: li
         raise ValueError(f"{final}: {size_mb:.1f} MB is over the {MAX_MB} MB a built-in model may weigh")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
-    write_card(dest, final.parent, eval_dir, note, robustness)
+    write_card(dest, final.parent, eval_dir, note, robustness, unrefined)
     return dest
 
 
@@ -196,8 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--robustness", type=Path, nargs="*", default=[], metavar="EVAL_DIR",
                         help="`cxrvlm eval --tasks classify [--perturb ...]` output folders for the card's "
                              "robustness table")
+    parser.add_argument("--unrefined", type=Path, default=None, metavar="EVAL_DIR",
+                        help="`cxrvlm eval --tasks segment --no-mask-refiner` output folder: the card gives the "
+                             "segmentation figures without the mask refiner too")
     args = parser.parse_args(argv)
-    print(ship(args.final, args.eval_dir, args.dest, args.note, args.robustness))
+    print(ship(args.final, args.eval_dir, args.dest, args.note, args.robustness, args.unrefined))
     return 0
 
 

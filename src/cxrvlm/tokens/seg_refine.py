@@ -1,0 +1,214 @@
+"""Mask refiner: the image redraws a decoded mask along its own edges.
+
+A `<seg>` answer gives an object's shape as 16 codes of a 64x64 mask inside a box of four `<loc>` tokens. The
+codes cannot see the image, and the mask stops at the box, so a box that ends short of the costophrenic angle
+cuts the lung base off. The refiner is a small U-Net that reads the film around the box (the box grown by
+`MARGIN` of its size on each side) together with the decoded mask, and gives the object's mask back; it may
+move the outline anywhere in the grown box. It runs after any backend and mask tokenizer (its input is the
+decoded mask, not the codes). Image-reading mask heads after a VLM are how LISA and GLaMM segment; here the
+VLM's own mask stays the prompt.
+
+    ref = MaskRefiner.default()                    # the weights shipped in the package (cached)
+    masks = ref.refine(pixels, boxes, masks)       # pixels float (H, W) in [0, 1]; boxes (x1, y1, x2, y2) px;
+                                                   # masks bool (H, W) each -> refined bool (H, W) each
+
+Trained by `cxrvlm train-mask-refiner` (`tokens.seg_refine_train`) on the training split's masks, with coarse
+masks made the way a model errs: the box's edges moved, the mask sent through the tokenizer, some codes wrong.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+WORK_SIDE = 512  # the film is refined at most this long on its long side: lung edges survive, big films stay cheap
+SIZE = 128  # the refiner's square input: the grown box, resized
+PASSES = 1  # refinement passes, each from the last one's mask and box
+MARGIN = 0.2  # the box grows by this share of its width / height on each side: room for a short edge
+WEIGHTS = Path(__file__).parent / "weights" / "mask_refiner.safetensors"
+FORMAT = "cxrvlm-mask-refiner"
+Box = Sequence[float]
+
+
+class MaskRefinerError(ValueError):
+    """Weights, pixels, a box or a mask the refiner cannot use; the message says which and why."""
+
+
+def work_scale(size: tuple[int, int]) -> float:
+    """Factor from the film's pixels to the refiner's working pixels (at most WORK_SIDE on the long side)."""
+    return min(1.0, WORK_SIDE / max(int(size[0]), int(size[1])))
+
+
+def shrink(array: np.ndarray, scale: float) -> np.ndarray:
+    """float (H, W) -> its working-size copy (antialiased bilinear); unchanged at scale 1."""
+    if scale >= 1.0:
+        return array.astype(np.float32)
+    h, w = array.shape
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(array.astype(np.float32), mode="F").resize(size, Image.BILINEAR), np.float32)
+
+
+def grow(box: Box, margin: float = MARGIN) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    dx, dy = margin * (x2 - x1), margin * (y2 - y1)
+    return x1 - dx, y1 - dy, x2 + dx, y2 + dy
+
+
+def crop(array: np.ndarray, box: Box) -> np.ndarray:
+    """The float box (x1, y1, x2, y2) of a float (H, W) array -> SIZE x SIZE, bilinear, zero outside the array."""
+    im = Image.fromarray(array.astype(np.float32), mode="F")
+    return np.asarray(im.transform((SIZE, SIZE), Image.EXTENT, tuple(float(v) for v in box), Image.BILINEAR),
+                      np.float32)
+
+
+def net_input(image: np.ndarray, coarse: np.ndarray, box: Box) -> np.ndarray:
+    """Working-size film and coarse mask, the object's working-size box -> the (2, SIZE, SIZE) refiner input:
+    the film standardised over the grown box, the coarse mask as -1 / +1."""
+    g = grow(box)
+    film = crop(image, g)
+    return np.stack([(film - film.mean()) / (film.std() + 1e-3), crop(coarse, g) * 2.0 - 1.0])
+
+
+def paste(prob: np.ndarray, box: Box, size: tuple[int, int]) -> np.ndarray:
+    """SIZE x SIZE probabilities over a float box in the film's pixels -> bool (H, W) at probability 0.5."""
+    h, w = int(size[0]), int(size[1])
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    out = np.zeros((h, w), bool)
+    if x2 <= x1 or y2 <= y1:
+        return out
+    inside = np.asarray(Image.fromarray(prob.astype(np.float32), mode="F").resize((x2 - x1, y2 - y1), Image.BILINEAR))
+    sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+    if sx2 > sx1 and sy2 > sy1:
+        out[sy1:sy2, sx1:sx2] = inside[sy1 - y1:sy2 - y1, sx1 - x1:sx2 - x1] > 0.5
+    return out
+
+
+def build_net(widths: Sequence[int] = (16, 32, 64, 128)):  # noqa: ANN201 - torch is imported lazily
+    """A small U-Net: 2 input channels (film, coarse mask) -> 1 logit channel, same size."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    def block(i: int, o: int) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.GroupNorm(8, o), nn.SiLU(),
+                             nn.Conv2d(o, o, 3, padding=1), nn.GroupNorm(8, o), nn.SiLU())
+
+    class UNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.widths = [int(w) for w in widths]
+            ins = [2, *self.widths[:-1]]
+            self.down = nn.ModuleList(block(i, o) for i, o in zip(ins, self.widths))
+            self.up = nn.ModuleList(block(self.widths[i + 1] + self.widths[i], self.widths[i])
+                                    for i in reversed(range(len(self.widths) - 1)))
+            self.out = nn.Conv2d(self.widths[0], 1, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            skips = []
+            for i, down in enumerate(self.down):
+                x = down(x if i == 0 else F.max_pool2d(x, 2))
+                skips.append(x)
+            for up, skip in zip(self.up, reversed(skips[:-1])):
+                x = up(torch.cat([F.interpolate(x, scale_factor=2, mode="bilinear"), skip], 1))
+            return self.out(x)[:, 0]
+
+    return UNet()
+
+
+class MaskRefiner:
+    """The U-Net and the geometry around it. Inference only; thread-safe (no state changes)."""
+
+    def __init__(self, net, name: str = "custom") -> None:  # noqa: ANN001
+        self.net = net.eval()
+        self.name = name
+
+    @classmethod
+    def default(cls) -> MaskRefiner:
+        """The weights shipped in the package (loaded once, then cached)."""
+        return _default()
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> MaskRefiner:
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise MaskRefinerError(f"{path}: mask refiner weights not found")
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT or "widths" not in meta:
+                raise MaskRefinerError(f"{path}: not a {FORMAT} file (metadata 'format'/'widths' missing)")
+            tensors = {k: f.get_tensor(k).float() for k in f.keys()}
+        net = build_net(json.loads(meta["widths"]))
+        missing, unexpected = net.load_state_dict(tensors, strict=False)
+        if missing or unexpected:
+            raise MaskRefinerError(f"{path}: weights do not fit the refiner (missing {missing[:3]}, "
+                                   f"unexpected {unexpected[:3]})")
+        return cls(net, name=path.name)
+
+    def save(self, path: str | os.PathLike, meta: dict[str, str] | None = None) -> None:
+        """Write safetensors atomically (a temporary file, then renamed)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.contiguous() for k, v in self.net.state_dict().items()}
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "widths": json.dumps(self.net.widths),
+                                               **(meta or {})})
+        os.replace(tmp, path)
+
+    def refine(self, pixels: np.ndarray, boxes: Sequence[Box], masks: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One film's objects: pixel boxes and bool (H, W) masks -> refined bool (H, W) masks, in order."""
+        import torch
+
+        pixels = np.asarray(pixels, dtype=np.float32)
+        if pixels.ndim != 2:
+            raise MaskRefinerError(f"pixels must be 2-D (H, W), got shape {pixels.shape}")
+        if len(boxes) != len(masks):
+            raise MaskRefinerError(f"{len(boxes)} boxes but {len(masks)} masks")
+        if not masks:
+            return []
+        for i, m in enumerate(masks):
+            if np.shape(m) != pixels.shape:
+                raise MaskRefinerError(f"mask {i} has shape {np.shape(m)}, the film {pixels.shape}")
+        s = work_scale(pixels.shape)
+        image = shrink(pixels, s)
+        small = [[float(v) * s for v in b] for b in boxes]
+        x = np.stack([net_input(image, shrink(np.asarray(m, np.float32), s), b) for m, b in zip(masks, small)])
+        with torch.inference_mode():
+            prob = torch.sigmoid(self.net(torch.from_numpy(x))).numpy()
+        return [paste(p, [v / s for v in grow(b)], pixels.shape) for p, b in zip(prob, small)]
+
+
+@functools.lru_cache(maxsize=1)
+def _default() -> MaskRefiner:
+    return MaskRefiner.from_file(WEIGHTS)
+
+
+def refine_objects(pixels: np.ndarray, objects: Sequence[tuple], refiner: MaskRefiner | None = None,
+                   passes: int = PASSES) -> list[tuple]:
+    """One film's parsed objects [(label, normalised box (x1, y1, x2, y2), bool (H, W) mask or None, ...)] -> the
+    same tuples with each mask redrawn by the refiner and its box made the redrawn mask's tight box; each pass
+    starts from the last one's mask and box. An object without a mask, or whose redrawn mask would be empty, is
+    kept as it was: the refiner never drops an object."""
+    from cxrvlm.tokens.seg import mask_box
+
+    refiner = refiner or MaskRefiner.default()
+    h, w = np.shape(pixels)
+    out = list(objects)
+    for _ in range(passes):
+        todo = [i for i, o in enumerate(out) if o[2] is not None and np.shape(o[2]) == (h, w) and np.any(o[2])]
+        if not todo:
+            break
+        boxes = [[out[i][1][0] * w, out[i][1][1] * h, out[i][1][2] * w, out[i][1][3] * h] for i in todo]
+        for i, mask in zip(todo, refiner.refine(pixels, boxes, [out[i][2] for i in todo])):
+            tight = mask_box(mask)
+            if tight is not None:
+                out[i] = (out[i][0], (tight[0] / w, tight[1] / h, tight[2] / w, tight[3] / h), mask, *out[i][3:])
+    return out
