@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 DATA ?= ../shared/data
 RUN ?= runs/cxrvlm-tiny
 SHIPPED := src/cxrvlm/models/weights/cxrvlm-tiny
+REFINER := src/cxrvlm/tokens/weights/mask_refiner.safetensors
+REFINER_ARGS := --steps 2000 --box-jitter 0.1
 
 .PHONY: setup demo test test-slow curate default-model clean
 
@@ -34,23 +36,28 @@ curate: setup
 # Train the built-in model (resumes if interrupted), evaluate it on validation patients, ship it in the package.
 # The encoder learns TB alone first, then again with small random affines (robust to how the chest is framed).
 # The weights ship in fp16, so the operating point and the card's figures come from evaluating the shipped weights.
+# The mask refiner learns on the training split's masks alone (it redraws any model's decoded masks on the film).
 MOVES := zoom=0.93 zoom=1.07 dx=0.03 dy=0.03
 default-model: curate
 	$(BIN)/python -m cxrvlm.train.probe --data runs/curated --encoder convnet --image-size 256 --epochs 20 \
 		--save runs/probe-convnet-tb.safetensors
 	$(BIN)/python -m cxrvlm.train.probe --data runs/curated --encoder convnet --image-size 256 --epochs 15 \
 		--lr 3e-4 --geometry --init runs/probe-convnet-tb.safetensors --save runs/probe-convnet-tb-geo.safetensors
+	$(BIN)/cxrvlm train-mask-refiner --data runs/curated --out runs/mask-refiner $(REFINER_ARGS)
+	cp runs/mask-refiner/mask_refiner.safetensors $(REFINER)
 	$(BIN)/cxrvlm train --config configs/cxrvlm-tiny.json --out $(RUN)-joint
 	$(BIN)/cxrvlm train --config configs/cxrvlm-tiny-balance.json model=$(RUN)-joint/final --out $(RUN)
 	$(BIN)/cxrvlm eval --model $(RUN)/final --data runs/curated --split val --out $(RUN)/eval-val
 	$(BIN)/python -m cxrvlm.models.ship $(RUN)/final $(RUN)/eval-val $(SHIPPED)
 	$(BIN)/cxrvlm eval --model $(SHIPPED) --data runs/curated --split val --out $(RUN)/eval-val-shipped
+	$(BIN)/cxrvlm eval --model $(SHIPPED) --data runs/curated --split val --tasks segment --no-mask-refiner \
+		--fast-metrics --out $(RUN)/eval-val-shipped-unrefined
 	for split in val test; do for move in none $(MOVES); do \
 		$(BIN)/cxrvlm eval --model $(SHIPPED) --data runs/curated --split $$split --tasks classify --fast-metrics \
 			--threshold-from $(RUN)/eval-val-shipped/operating_point.json $$( [ $$move = none ] || echo --perturb $$move ) \
 			--out $(RUN)/robustness/$$split-$$move || exit 1; done; done
 	$(BIN)/python -m cxrvlm.models.ship $(RUN)/final $(RUN)/eval-val-shipped $(SHIPPED) \
-		--robustness $(foreach s,val test,$(foreach m,none $(MOVES),$(RUN)/robustness/$(s)-$(m)))
+		--unrefined $(RUN)/eval-val-shipped-unrefined --robustness $(foreach s,val test,$(foreach m,none $(MOVES),$(RUN)/robustness/$(s)-$(m)))
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -160,3 +160,22 @@ def test_second_pass_training_feeds_the_refiners_own_answer_back() -> None:
     assert not torch.equal(x[0, 1], before[0, 1])
     fed, want = (x[0, 1] > 0).numpy(), (t[0] > 0.5).numpy()  # the true mask fed back, in its tight box's crop
     assert _iou(fed, want) > 0.97
+
+
+def test_each_pass_starts_from_the_last_passes_mask_and_box() -> None:
+    film, lung = _film_and_lung()
+    h, w = lung.shape
+    seen = []
+
+    class Recorder(MaskRefiner):
+        def refine(self, pixels, boxes, masks):  # noqa: ANN001, ANN201
+            seen.append((list(boxes[0]), masks[0].copy()))
+            return super().refine(pixels, boxes, masks)
+
+    loose = (20 / w, 30 / h, 160 / w, 270 / h)
+    got = refine_objects(film, [("right lung", loose, lung)], Recorder(_CoarseBack()), passes=2)
+    assert len(seen) == 2
+    first_box = got[0][1]  # after pass 2; pass 1's tight box is what pass 2 was given
+    assert seen[1][0] != seen[0][0]
+    assert seen[1][0][0] == pytest.approx(first_box[0] * w, abs=2) and seen[1][0][3] == pytest.approx(
+        first_box[3] * h, abs=2)
