@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cxrvlm.tokens import seg
+
 WORK_SIDE = 512  # the film is refined at most this long on its long side: lung edges survive, big films stay cheap
 SIZE = 128  # the refiner's square input: the grown box, resized
 PASSES = 3  # each from the last pass's mask and box (val IoU of the shipped refiner: 0.84, 0.86, 0.87)
@@ -76,16 +78,10 @@ def net_input(image: np.ndarray, coarse: np.ndarray, box: Box) -> np.ndarray:
 
 def paste(prob: np.ndarray, box: Box, size: tuple[int, int]) -> np.ndarray:
     """SIZE x SIZE probabilities over a float box in the film's pixels -> bool (H, W) at probability 0.5."""
-    h, w = int(size[0]), int(size[1])
     x1, y1, x2, y2 = (int(round(v)) for v in box)
-    out = np.zeros((h, w), bool)
     if x2 <= x1 or y2 <= y1:
-        return out
-    inside = np.asarray(Image.fromarray(prob.astype(np.float32), mode="F").resize((x2 - x1, y2 - y1), Image.BILINEAR))
-    sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
-    if sx2 > sx1 and sy2 > sy1:
-        out[sy1:sy2, sx1:sx2] = inside[sy1 - y1:sy2 - y1, sx1 - x1:sx2 - x1] > 0.5
-    return out
+        return np.zeros((int(size[0]), int(size[1])), bool)
+    return seg.paste(prob - 0.5, (x1, y1, x2, y2), size)  # the tokenizer's resize-into-box, thresholded at 0
 
 
 def build_net(widths: Sequence[int] = (16, 32, 64, 128)):  # noqa: ANN201 - torch is imported lazily
@@ -197,8 +193,6 @@ def refine_objects(pixels: np.ndarray, objects: Sequence[tuple], refiner: MaskRe
     same tuples with each mask redrawn by the refiner and its box made the redrawn mask's tight box; each pass
     starts from the last one's mask and box. An object without a mask, or whose redrawn mask would be empty, is
     kept as it was: the refiner never drops an object."""
-    from cxrvlm.tokens.seg import mask_box
-
     refiner = refiner or MaskRefiner.default()
     h, w = np.shape(pixels)
     out = list(objects)
@@ -208,7 +202,7 @@ def refine_objects(pixels: np.ndarray, objects: Sequence[tuple], refiner: MaskRe
             break
         boxes = [[out[i][1][0] * w, out[i][1][1] * h, out[i][1][2] * w, out[i][1][3] * h] for i in todo]
         for i, mask in zip(todo, refiner.refine(pixels, boxes, [out[i][2] for i in todo])):
-            tight = mask_box(mask)
+            tight = seg.mask_box(mask)
             if tight is not None:
                 out[i] = (out[i][0], (tight[0] / w, tight[1] / h, tight[2] / w, tight[3] / h), mask, *out[i][3:])
     return out

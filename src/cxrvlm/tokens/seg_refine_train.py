@@ -1,16 +1,17 @@
 """`cxrvlm train-mask-refiner`: train the mask refiner (`tokens.seg_refine`) on a curated folder's masks.
 
-    cxrvlm train-mask-refiner --data runs/curated --out runs/mask_refiner --steps 1500
+    cxrvlm train-mask-refiner --data runs/curated --out runs/mask-refiner     # the shipped refiner's recipe
 
 Each step draws training-split objects of task `segment` (a lung, or both) and makes the coarse mask a model
 would give for them: the tight box's edges moved by a normal draw of `--box-jitter` of the box's size, the mask
 sent through the shipped mask tokenizer in that box (so it is cut by the box, and as smooth as 16 codes make it),
 and in some draws a quarter of the codes replaced at random. The film is flipped left-right at random and its
 contrast changed (gamma). With `--second-pass SHARE`, that share of each batch is fed the refiner's own answer
-(mask and tight box) instead, so that a second pass improves on a first. Loss: BCE + soft Dice. Validation: the same simulation, with a fixed seed, on the
-validation split. The run folder holds `checkpoint.safetensors` (written atomically; the run resumes from it,
-with its random stream), `log.jsonl`, and at the end `mask_refiner.safetensors` and `eval.json`. The real check
-is `cxrvlm eval` of a model's segmentation with and without the refiner.
+(mask and tight box) instead, so that a second pass improves on a first. Loss: BCE + soft Dice. Validation: the
+same simulation, with a fixed seed, on the validation split. The run folder holds `checkpoint.safetensors`
+(written atomically; the run resumes from it, with its random stream), `log.jsonl`, and at the end
+`mask_refiner.safetensors` and `eval.json`. The real check is `cxrvlm eval` of a model's segmentation with and
+without the refiner.
 """
 from __future__ import annotations
 
@@ -31,10 +32,10 @@ log = logging.getLogger(__name__)
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="a folder written by `cxrvlm curate`")
     parser.add_argument("--out", required=True, help="run folder (resumed when it holds a checkpoint)")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (warm-up, cosine to 5%%)")
-    parser.add_argument("--box-jitter", type=float, default=0.06, help="sd of each box edge's move, share of size")
+    parser.add_argument("--box-jitter", type=float, default=0.1, help="sd of each box edge's move, share of size")
     parser.add_argument("--second-pass", type=float, default=0.0, metavar="SHARE",
                         help="share of samples whose coarse mask is the refiner's own answer (trains later passes)")
     parser.add_argument("--seed", type=int, default=0)
@@ -75,7 +76,7 @@ def simulate(film: np.ndarray, mask: np.ndarray, rng: np.random.Generator, jitte
     """One object -> (refiner input (2, S, S), target bool (S, S), (film, mask, box) as augmented) with a
     model-like coarse mask."""
     from cxrvlm.tokens.seg import MaskTokenizer, mask_box
-    from cxrvlm.tokens.seg_refine import crop, grow, net_input
+    from cxrvlm.tokens.seg_refine import net_input
 
     if augment and rng.random() < 0.5:
         film, mask = film[:, ::-1], mask[:, ::-1]
