@@ -71,6 +71,10 @@ def test_card_describes_the_configured_encoders() -> None:
     fused = VLMConfig(encoders=["vit", "convnet"], merge_k=5).to_json()
     assert describe_encoders(fused).startswith("ViT encoder (6 layers, width 192, patch 16) + ConvNet encoder")
     assert describe_encoders(fused).endswith("tokens merged by 5")
+    rad_dino = {"model_type": "dinov2", "num_hidden_layers": 12, "hidden_size": 768, "patch_size": 14}
+    hf = VLMConfig(encoders=["hf"], image_size=518, hf_vision_config=rad_dino, hf_vision_mean=[0.53] * 3,
+                   hf_vision_std=[0.26] * 3).to_json()
+    assert describe_encoders(hf) == "pretrained dinov2 encoder (12 layers, width 768, patch 14) on 518 px grayscale input"
 
 
 def test_card_says_whether_masks_were_refined_and_gives_both_figures(tmp_path) -> None:

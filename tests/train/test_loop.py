@@ -225,3 +225,28 @@ def test_lr_scale_groups_parameters_by_longest_prefix_and_rejects_unknown_ones()
     assert sizes == {0.1: 6, 0.5: 6, 1.0: 6}
     with pytest.raises(ValueError, match="lr_scale 'vison' matches no trainable parameter"):
         param_groups(model, StageConfig("s", 1, lr_scale={"vison": 0.1}))
+
+
+def test_the_rad_dino_recipe_trains_with_a_frozen_pretrained_tower(data, tmp_path):
+    """configs/rad-dino.json with a tiny random DINOv2 in Rad-DINO's place: the tower stays as pretrained through
+    the run, and the run's model loads without the tower's folder."""
+    transformers = pytest.importorskip("transformers")
+    from cxrvlm.models import load_model
+    from cxrvlm.train.config import load_config
+    from cxrvlm.train.loop import Trainer
+
+    tower = transformers.Dinov2Model(transformers.Dinov2Config(
+        image_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, patch_size=8))
+    tower.save_pretrained(str(tmp_path / "rad-dino"))
+    recipe = Path(__file__).parents[2] / "configs" / "rad-dino.json"
+    small = {"image_size": 32, "projector_tokens": 4, "projector_hidden": 32, "projector_depth": 1, "n_layer": 1,
+             "n_embd": 32, "n_head": 2, "max_text_len": 96}
+    args = [f"model_overrides.{k}={json.dumps(v)}" for k, v in small.items()]
+    args += [f"model_overrides.hf_vision_path={tmp_path / 'rad-dino'}", f"data={data}", "stages.0.steps=3",
+             "batch_size=4", "log_every=1", "eval_every=0", "save_every=3", "warmup_steps=1", "tokenizer_vocab_size=300"]
+    Trainer(load_config(recipe, args), tmp_path / "run").run()
+    shutil.rmtree(tmp_path / "rad-dino")
+    model = load_model(tmp_path / "run" / "final")
+    state = model.vision.encoders[0].model.state_dict()
+    assert all(state[k].equal(v) for k, v in tower.state_dict().items())  # frozen: exactly as pretrained
+    assert list(losses(tmp_path / "run")) == [1, 2, 3]

@@ -87,3 +87,30 @@ def test_closed_label_probe_learns_every_closed_question(tmp_path, capsys) -> No
                  "--set", "cnn_widths=[8,16]"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rows and all(0.0 <= r["val_closed_accuracy"] <= 1.0 and 0.0 <= r["val_auroc"] <= 1.0 for r in rows)
+
+
+def test_closed_probe_can_keep_one_question(tmp_path, capsys) -> None:
+    data = write_curated(tmp_path / "curated")
+    assert main(["--data", str(data), "--image-size", "32", "--epochs", "1", "--batch-size", "4", "--labels", "closed",
+                 "--only-question", "diagnosis", "--set", "cnn_widths=[8,16]"]) == 0
+    assert all("val_closed_accuracy" in json.loads(line) for line in capsys.readouterr().out.splitlines())
+    with pytest.raises(ValueError, match="no closed question contains 'no such question'"):
+        main(["--data", str(data), "--image-size", "32", "--epochs", "1", "--labels", "closed",
+              "--only-question", "no such question"])
+
+
+def test_frozen_probe_of_a_pretrained_tower_trains_only_its_head(tmp_path, capsys) -> None:
+    transformers = pytest.importorskip("transformers")
+    from safetensors.torch import load_file
+
+    data = write_curated(tmp_path / "curated")
+    tower = transformers.Dinov2Model(transformers.Dinov2Config(
+        image_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, patch_size=8))
+    tower.save_pretrained(str(tmp_path / "rad-dino"))
+    saved = tmp_path / "probe.safetensors"
+    assert main(["--data", str(data), "--encoder", "hf", "--set", f"hf_vision_path={tmp_path / 'rad-dino'}",
+                 "--image-size", "32", "--epochs", "2", "--batch-size", "4", "--frozen", "--save", str(saved)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "val_auroc" in line]
+    assert rows and all(0.0 <= r["val_auroc"] <= 1.0 for r in rows)
+    for name, value in load_file(str(saved)).items():  # the tower is exactly the pretrained one
+        assert (tower.state_dict()[name.removeprefix("model.")] == value).all(), name

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-ENCODERS = ("vit", "convnet")
+ENCODERS = ("vit", "convnet", "hf")
 FUSIONS = ("sequence", "channel")
 MERGE_MODES = ("sequence", "grid")
 PROJECTORS = ("linear", "mlp", "cabstractor")
@@ -42,6 +42,11 @@ class VLMConfig:
     vit_heads: int = 3  # 64-dim heads, as in every ViT size
     cnn_widths: list[int] = field(default_factory=lambda: [32, 64, 128])  # stem /4, then /2 per stage: stride 16
     cnn_blocks: int = 1  # residual blocks per stage
+    hf_vision_path: str = ""  # encoder "hf": a local transformers vision model (Rad-DINO, DINOv2, SigLIP, CLIP);
+    #                           read when a model is created, cleared in saved checkpoints (they hold its weights)
+    hf_vision_config: dict = field(default_factory=dict)  # its transformers config, copied from the folder
+    hf_vision_mean: list[float] = field(default_factory=list)  # its per-channel pixel normalisation
+    hf_vision_std: list[float] = field(default_factory=list)
     # ---- projector (vision tokens -> decoder width)
     projector: str = "mlp"  # "linear", "mlp" (LLaVA-1.5: Linear-GELU-Linear), "cabstractor" (Honeybee/M4CXR)
     projector_hidden: int = 0  # hidden width of the MLP / C-Abstractor; 0 = the decoder width
@@ -94,7 +99,7 @@ class VLMConfig:
 
     def _check_shapes(self) -> None:
         name = self.name
-        if self.image_size % self.vit_patch_size:
+        if "vit" in self.encoders and self.image_size % self.vit_patch_size:
             raise ConfigError(f"config {name!r}: image_size {self.image_size} is not a multiple of vit_patch_size "
                               f"{self.vit_patch_size}")
         if self.vit_width % self.vit_heads or self.n_embd % self.n_head:
@@ -104,6 +109,8 @@ class VLMConfig:
         if "convnet" in self.encoders and self.image_size % self.cnn_stride:
             raise ConfigError(f"config {name!r}: image_size {self.image_size} is not a multiple of the ConvNet "
                               f"stride {self.cnn_stride} (2 ** (len(cnn_widths) + 1))")
+        if "hf" in self.encoders:
+            self._check_hf()
         if self.merge_mode == "grid" and self.merge_k > 1:
             side = math.isqrt(self.merge_k)
             if side * side != self.merge_k or not self.fused_is_grid or self.encoder_grid % side:
@@ -118,6 +125,21 @@ class VLMConfig:
                 raise ConfigError(f"config {name!r}: projector_tokens must be a square number for the C-Abstractor, "
                                   f"got {self.projector_tokens}")
 
+    def _check_hf(self) -> None:
+        if not self.hf_vision_config:
+            if not self.hf_vision_path:
+                raise ConfigError(f"config {self.name!r}: encoder 'hf' needs hf_vision_path, a local folder of a "
+                                  "transformers vision model (e.g. a download of microsoft/rad-dino)")
+            return  # resolved from the folder when the model is created (models/hf_vision.py)
+        patch = self.hf_vision_config.get("patch_size")
+        if not isinstance(patch, int) or patch <= 0 or self.image_size % patch:
+            raise ConfigError(f"config {self.name!r}: image_size {self.image_size} is not a multiple of the "
+                              f"pretrained tower's patch_size {patch} (Rad-DINO: 518 = 37 x 14)")
+        if len(self.hf_vision_mean) != len(self.hf_vision_std) or not self.hf_vision_mean \
+                or any(s <= 0 for s in self.hf_vision_std):
+            raise ConfigError(f"config {self.name!r}: hf_vision_mean/hf_vision_std must be per-channel lists of the "
+                              f"same length with positive stds, got {self.hf_vision_mean} / {self.hf_vision_std}")
+
     # ------------------------------------------------------------------------------------------------ derived
     @property
     def cnn_stride(self) -> int:
@@ -126,7 +148,9 @@ class VLMConfig:
     @property
     def encoder_grid(self) -> int:
         """Token grid side of the first encoder (the grid channel fusion resamples the others to)."""
-        return self.image_size // (self.vit_patch_size if self.encoders[0] == "vit" else self.cnn_stride)
+        stride = {"vit": self.vit_patch_size, "convnet": self.cnn_stride,
+                  "hf": self.hf_vision_config.get("patch_size", 1)}[self.encoders[0]]
+        return self.image_size // stride
 
     @property
     def fused_is_grid(self) -> bool:
@@ -174,6 +198,10 @@ def _check_type(key: str, value: Any, annotation: Any) -> None:
         ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     elif ann == "list[str]":
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    elif ann == "list[float]":
+        ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    elif ann == "dict":
+        ok = isinstance(value, dict)
     else:  # pragma: no cover - a new field type needs a rule here
         raise AssertionError(f"no type rule for {key}: {ann}")
     if not ok:

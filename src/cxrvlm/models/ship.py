@@ -62,6 +62,10 @@ def describe_encoders(cfg: dict) -> str:
             widths = "-".join(str(w) for w in cfg["cnn_widths"])
             parts.append(f"ConvNet encoder (ResNet-style, widths {widths}, {cfg['cnn_blocks']} residual block(s) per "
                          "stage)")
+        elif name == "hf":
+            hf = cfg["hf_vision_config"]
+            parts.append(f"pretrained {hf['model_type']} encoder ({hf['num_hidden_layers']} layers, width "
+                         f"{hf['hidden_size']}, patch {hf['patch_size']})")
         else:
             parts.append(f"{name} encoder")
     merged = f", tokens merged by {cfg['merge_k']}" if cfg.get("merge_k", 1) > 1 else ""

@@ -1,4 +1,5 @@
-"""Vision encoders trained from scratch (a small ViT, a small ConvNet) and their LiteGPT-style fusion.
+"""Vision encoders trained from scratch (a small ViT, a small ConvNet), a pretrained transformers tower ("hf",
+models/hf_vision.py), and their LiteGPT-style fusion.
 
 Every encoder maps a grayscale image (B, 1, S, S) to a grid of tokens (B, grid * grid, out_dim), row-major.
 `VisionTower` runs the configured encoders and fuses them:
@@ -105,6 +106,13 @@ def _vit(cfg: VLMConfig) -> nn.Module:
 @register_encoder("convnet")
 def _convnet(cfg: VLMConfig) -> nn.Module:
     return ConvNet(cfg.image_size, cfg.cnn_widths, cfg.cnn_blocks, cfg.bias)
+
+
+@register_encoder("hf")
+def _hf(cfg: VLMConfig) -> nn.Module:
+    from cxrvlm.models.hf_vision import HFVisionTower  # transformers is an optional dependency
+
+    return HFVisionTower(cfg)
 
 
 def resample_grid(tokens: torch.Tensor, grid: int, target: int) -> torch.Tensor:

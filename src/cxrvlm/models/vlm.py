@@ -27,6 +27,7 @@ from torch import nn
 from cxrvlm.models import checkpoint as ckpt
 from cxrvlm.models.config import VLMConfig
 from cxrvlm.models.generate import IGNORE, BackendMixin
+from cxrvlm.models.hf_vision import resolve_hf_vision
 from cxrvlm.models.language_model import GPTDecoder, prefix_lm_mask
 from cxrvlm.models.projector import Projector
 from cxrvlm.models.tokenizer import Tokenizer
@@ -77,6 +78,7 @@ class CompactVLM(BackendMixin, nn.Module):
             log.info("no tokenizer given: using the byte-level tokenizer (train one with Tokenizer.train for "
                      "shorter sequences)")
             tokenizer = Tokenizer.byte_level()
+        config = resolve_hf_vision(config)  # a pretrained tower's architecture, read from its folder once
         if config.vocab_size not in (0, tokenizer.vocab_size):
             raise ValueError(f"config {config.name!r}: vocab_size {config.vocab_size} given, but the tokenizer has "
                              f"{tokenizer.vocab_size}; leave vocab_size out, it is set from the tokenizer")
@@ -95,7 +97,8 @@ class CompactVLM(BackendMixin, nn.Module):
 
         state = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in self.state_dict().items()}
         return ckpt.write_folder(folder, {
-            ckpt.CONFIG_FILE: ckpt.write_json(self.config.to_json()),
+            # the checkpoint holds a pretrained tower's weights, so it no longer needs the tower's folder
+            ckpt.CONFIG_FILE: ckpt.write_json(self.config.replace(hf_vision_path="").to_json()),
             ckpt.WEIGHTS_FILE: lambda p: save_file(state, str(p), metadata={"format": "pt"}),
             ckpt.TOKENIZER_FILE: self.tokenizer.save,
         })

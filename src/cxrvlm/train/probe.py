@@ -2,14 +2,19 @@
 
     python -m cxrvlm.train.probe --data runs/curated --encoder convnet --image-size 256 --epochs 20
     python -m cxrvlm.train.probe --data runs/curated --encoder vit --image-size 224 --set vit_depth=4
+    python -m cxrvlm.train.probe --data runs/curated --encoder hf --set hf_vision_path=/models/rad-dino \
+        --image-size 518 --frozen
 
 Trains one encoder of the model registry (as configured by a registered model plus `--set` overrides), mean-pooled
 into a logistic head, on the curated training split's TB images (task `classify`, kind `tb`) with the trainer's
 intensity augmentation, and prints the validation AUROC five times along the way. With `--labels closed` the
 encoder learns every closed question the split asks of one image instead (TB and finding classification, the
 close-ended VQA: projection, normal, severity, ...), one linear head per question over its candidate answers, and
-also prints the validation accuracy over those questions. It is a probe of the encoder's
+also prints the validation accuracy over those questions (`--only-question projection`: only the questions that
+name it). It is a probe of the encoder's
 inductive bias on this little data, not a model: the VLM reads the same encoder through its decoder instead.
+A pretrained tower reads its local folder (`--encoder hf --set hf_vision_path=/models/rad-dino --image-size 518`);
+`--frozen` trains the head(s) alone, the linear probe by which such encoders are compared.
 With `--init FILE` it continues from an earlier probe's encoder (e.g. to make a good TB encoder robust to framing
 with `--geometry` at a lower learning rate). With `--save FILE` the trained encoder is written out, and a VLM run
 can start from it (`cxrvlm train ... 'init_from={"vision.encoders.0": "FILE"}'`): encoder pre-training on the one
@@ -30,6 +35,7 @@ from torch import nn
 from cxrvlm.bench.command import parse_overrides
 from cxrvlm.metrics.classification import auroc
 from cxrvlm.models.config import VLMConfig
+from cxrvlm.models.hf_vision import resolve_hf_vision
 from cxrvlm.models.registry import read_model_config
 from cxrvlm.models.vision_encoder import ENCODER_REGISTRY
 from cxrvlm.train.data import ImageCache, augment_geometry, augment_intensity, read_split
@@ -62,17 +68,23 @@ def probe(args: argparse.Namespace) -> list[dict[str, float]]:
     rng = np.random.default_rng(args.seed)
     train, val = tb_images(args.data, "train"), tb_images(args.data, "val")
     questions = closed_questions(args.data, "train") if args.labels == "closed" else []
+    questions = [q for q in questions if args.only_question.lower() in q[1].lower()]
+    if args.labels == "closed" and not questions:
+        raise ValueError(f"{args.data} train: no closed question contains {args.only_question!r}")
     keys = sorted({(q, c) for _, q, c, _ in questions})
     key_index = {k: i for i, k in enumerate(keys)}
     base = {**read_model_config(args.model)[0], "image_size": args.image_size, "encoders": [args.encoder],
             "vocab_size": 1, **parse_overrides(args.set)}
-    cfg = VLMConfig.from_json(base, where=f"probe of {args.model}")
+    cfg = resolve_hf_vision(VLMConfig.from_json(base, where=f"probe of {args.model}"))
     encoder = ENCODER_REGISTRY[args.encoder](cfg)
     if args.init:
         load_module_weights(encoder, "", args.init)  # clear errors for a missing file or another encoder's weights
     head = nn.Linear(encoder.out_dim, 1)
     heads = nn.ModuleList(nn.Linear(encoder.out_dim, len(c)) for _, c in keys)  # one per closed question
-    params = [*encoder.parameters(), *head.parameters(), *heads.parameters()]
+    encoder.requires_grad_(not args.frozen)
+    train_mode = not args.frozen  # a frozen (linear-probed) encoder stays in eval mode throughout
+    encoder.train(train_mode)
+    params = [*(p for p in encoder.parameters() if p.requires_grad), *head.parameters(), *heads.parameters()]
     steps = max(args.epochs * (len(questions) or len(train)) // args.batch_size, 5)
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps)
@@ -93,7 +105,7 @@ def probe(args: argparse.Namespace) -> list[dict[str, float]]:
         with torch.inference_mode():
             scores = [float(s) for i in range(0, len(val), 32)
                       for s in head(encoder(pixels(val[i:i + 32], False)).mean(1))[:, 0]]
-        encoder.train()
+        encoder.train(train_mode)
         return auroc([y for _, y in val], scores)
 
     val_questions = [q for q in closed_questions(args.data, "val") if (q[1], q[2]) in key_index] if keys else []
@@ -106,7 +118,7 @@ def probe(args: argparse.Namespace) -> list[dict[str, float]]:
                 chunk = val_questions[i:i + 32]
                 feats = encoder(pixels(chunk, False)).mean(1)
                 right += sum(int(heads[key_index[(q, c)]](f).argmax()) == y for f, (_, q, c, y) in zip(feats, chunk))
-        encoder.train()
+        encoder.train(train_mode)
         return right / max(len(val_questions), 1)
 
     def loss_of_batch() -> torch.Tensor:
@@ -164,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--labels", default="tb", choices=["tb", "closed"],
                         help="tb: the TB label only; closed: every closed question of one image (a head each)")
+    parser.add_argument("--only-question", default="", metavar="TEXT",
+                        help="with --labels closed: learn only the questions that contain TEXT (e.g. projection)")
+    parser.add_argument("--frozen", action="store_true",
+                        help="train the head(s) only: a linear probe of a pretrained encoder (--encoder hf)")
     parser.add_argument("--geometry", action="store_true", help="add the small random affine augmentation")
     parser.add_argument("--init", default="", metavar="FILE.safetensors",
                         help="start from these encoder weights (a --save of an earlier probe), e.g. to add --geometry")
