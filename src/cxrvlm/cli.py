@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench-mask-tokenizer": ("cxrvlm.tokens.seg_bench", "masks/s through the mask tokenizer, each direction"),
     "bench": ("cxrvlm.bench.command", "native model vs HF PaliGemma at the same size: samples/s, MFU, latency, RSS"),
     "interpret": ("cxrvlm.infer.command", "read chest X-rays (PNG/JPEG/DICOM): TB, findings, report, boxes, masks, answers"),
+    "serve": ("cxrvlm.serve.command", "the web page and HTTP API for reading X-rays (FastAPI; this machine only by default)"),
     "eval": ("cxrvlm.eval.command", "evaluate a model on every task of a curated split: metrics.json, report.md/html"),
     "ablate": ("cxrvlm.eval.ablate_command", "multi-task vs single-task ablation with one budget and seeds: ablation.md/json"),
 }

@@ -1,0 +1,129 @@
+"""`cxrvlm serve`: the HTTP API gives the reading JSON of `cxrvlm interpret` for an uploaded PNG or DICOM, refuses
+bad uploads with a reason that names the file and goes on serving, and the web page works without the network.
+A tiny random model reads; its answers are garbage, the contract is what is tested."""
+from __future__ import annotations
+
+import base64
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fixtures_images import gradient, write_dicom, write_png
+
+pytest.importorskip("fastapi")
+pytest.importorskip("multipart")
+pytest.importorskip("httpx")
+
+TINY = dict(image_size=64, n_layer=1, n_embd=32, n_head=1, cnn_widths=[8, 16])
+FAST = "classify,detect"
+
+
+@pytest.fixture(scope="module")
+def client():
+    import torch
+    from fastapi.testclient import TestClient
+
+    from cxrvlm.infer import Interpreter
+    from cxrvlm.models import create_model
+    from cxrvlm.serve.app import create_app
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    interp = Interpreter(create_model("cxrvlm-tiny", **TINY), name="tiny", refine_masks=False)
+    yield TestClient(create_app(interp, max_upload_mb=0.5))
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def png(tmp_path_factory) -> bytes:
+    path = write_png(tmp_path_factory.mktemp("img") / "chest.png", gradient(80, 60))
+    return path.read_bytes()
+
+
+def _post(client, name: str, data: bytes, **form):
+    return client.post("/interpret", files={"file": (name, data)}, data={"tasks": FAST, **form})
+
+
+def test_health_names_the_model_and_the_notice(client) -> None:
+    body = client.get("/health").json()
+    assert body["status"] == "ok" and body["model"] == "tiny"
+    assert "Not a diagnosis" in body["notice"] and "classify" in body["tasks"]
+
+
+def test_an_uploaded_png_gives_the_interpret_json(client, png) -> None:
+    reading = _post(client, "chest.png", png).json()
+    assert reading["image"] == "chest.png" and reading["image_size"] == [80, 60]
+    assert reading["notice"] == "Research use only. Not a diagnosis."
+    assert 0.0 <= reading["tb"]["probability"] <= 1.0 and reading["tasks"] == ["classify", "detect"]
+    for det in reading["detections"]:
+        x1, y1, x2, y2 = det["box"]
+        assert 0 <= x1 <= x2 <= 60 and 0 <= y1 <= y2 <= 80  # pixels of the uploaded image
+    assert "overlay_png" not in reading
+
+
+def test_overlay_questions_and_repeated_task_fields(client, png) -> None:
+    from PIL import Image
+
+    response = client.post("/interpret", files={"file": ("chest.png", png)},
+                           data={"tasks": ["classify", "vqa"], "question": ["Is this chest X-ray normal?"],
+                                 "overlay": "true"})
+    reading = response.json()
+    assert reading["tasks"] == ["classify", "vqa"]
+    assert [a["question"] for a in reading["answers"]] == ["Is this chest X-ray normal?"]
+    picture = Image.open(io.BytesIO(base64.b64decode(reading["overlay_png"])))
+    assert picture.format == "PNG" and picture.size[1] >= 80
+
+
+def test_a_dicom_upload_and_a_prior(client, png, tmp_path) -> None:
+    dcm = write_dicom(tmp_path / "study.dcm", gradient(70, 50, maxval=4095, dtype=np.uint16), bits_stored=12,
+                      ViewPosition="PA")
+    response = client.post("/interpret", files={"file": ("study.dcm", dcm.read_bytes()),
+                                                "prior": ("earlier.png", png)},
+                           data={"tasks": "classify", "prior_days": "30"})
+    reading = response.json()
+    assert response.status_code == 200, reading
+    assert reading["image"] == "study.dcm" and reading["image_size"] == [70, 50] and reading["prior"] == "earlier.png"
+
+
+def test_bad_uploads_are_refused_with_the_reason_and_the_server_goes_on(client, png) -> None:
+    bad = _post(client, "broken.png", b"\x89PNG\r\n\x1a\n not really a png")
+    assert bad.status_code == 400
+    assert bad.json()["image"] == "broken.png" and "broken.png" in bad.json()["error"]
+    assert "cxrvlm-serve-" not in bad.json()["error"]  # the server's temporary folder is not shown
+    empty = _post(client, "empty.png", b"")
+    assert empty.status_code == 400 and "empty" in empty.json()["error"]
+    big = _post(client, "big.png", b"x" * (600 * 1024))
+    assert big.status_code == 413 and big.json()["error"] == "big.png: larger than the server's limit of 0.5 MB"
+    task = _post(client, "chest.png", png, tasks="classify,xray-magic")
+    assert task.status_code == 400 and "xray-magic" in task.json()["error"]
+    assert _post(client, "chest.png", png).status_code == 200  # nothing was left broken
+
+
+def test_a_client_cannot_choose_where_the_upload_is_written(client, png) -> None:
+    reading = _post(client, "../../outside/chest.png", png).json()
+    assert reading["image"] == "chest.png"
+    assert not Path("../../outside/chest.png").exists()
+
+
+def test_the_web_page_is_self_contained_and_posts_to_the_html_reading(client, png) -> None:
+    page = client.get("/").text
+    assert "Not a diagnosis" in page and "action='/interpret?format=html'" in page
+    assert not re.search(r"(src|href)=['\"]?(https?:)?//", page)  # nothing fetched from elsewhere
+    # as a browser sends the form: an empty prior file field and an empty interval
+    html = client.post("/interpret?format=html", files={"file": ("chest.png", png), "prior": ("", b"")},
+                       data={"tasks": ["classify", "detect"], "prior_days": "", "question": ""})
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    assert "data:image/png;base64," in html.text and "Not a diagnosis" in html.text
+    error = client.post("/interpret?format=html", files={"file": ("x.png", b"<script>alert(1)</script>")})
+    assert error.status_code == 400 and "<script>alert" not in error.text and "x.png" in error.text
+
+
+def test_the_command_refuses_a_bad_limit_before_loading_a_model(capsys) -> None:
+    from cxrvlm.cli import main
+
+    assert main(["serve", "--model", "no-such-model", "--max-upload-mb", "0"]) == 2
+    assert "--max-upload-mb must be positive, got 0.0" in capsys.readouterr().err
