@@ -9,7 +9,7 @@ SHIPPED := src/cxrvlm/models/weights/cxrvlm-tiny
 REFINER := src/cxrvlm/tokens/weights/mask_refiner.safetensors
 REFINER_ARGS := --steps 2000 --box-jitter 0.1
 
-.PHONY: setup demo test test-slow curate default-model clean
+.PHONY: setup demo serve test test-slow curate default-model clean
 
 $(BIN)/cxrvlm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ setup: $(BIN)/cxrvlm
 demo: setup
 	$(BIN)/cxrvlm interpret --example --out runs/demo
 	@echo "Overlay and HTML reading written to runs/demo/. Your own image: $(BIN)/cxrvlm interpret chest.png (PNG/JPEG/DICOM)"
+
+serve: setup
+	$(BIN)/cxrvlm serve
 
 test: setup
 	$(BIN)/python -m pytest -q

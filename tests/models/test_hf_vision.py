@@ -116,3 +116,15 @@ def test_bad_towers_are_named(tmp_path, tokenizer) -> None:
 def test_configs_without_a_tower_are_left_alone(tiny) -> None:
     cfg = tiny().config
     assert resolve_hf_vision(cfg) is cfg
+
+
+def test_a_model_with_a_pretrained_tower_interprets_an_xray(tmp_path, tokenizer) -> None:
+    from cxrvlm.infer import Interpreter
+    from cxrvlm.infer.phantom import render_phantom
+
+    folder, _ = _dinov2_folder(tmp_path / "rad-dino")
+    _model(tokenizer, folder).save_pretrained(tmp_path / "run")
+    shutil.rmtree(folder)
+    reading = Interpreter(load_model(tmp_path / "run"), refine_masks=False).interpret(
+        render_phantom(96), tasks=("classify", "detect"))
+    assert 0.0 <= reading["tb"]["probability"] <= 1.0 and reading["image_size"] == [96, 96]
