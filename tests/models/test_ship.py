@@ -75,6 +75,13 @@ def test_card_describes_the_configured_encoders() -> None:
     hf = VLMConfig(encoders=["hf"], image_size=518, hf_vision_config=rad_dino, hf_vision_mean=[0.53] * 3,
                    hf_vision_std=[0.26] * 3).to_json()
     assert describe_encoders(hf) == "pretrained dinov2 encoder (12 layers, width 768, patch 14) on 518 px grayscale input"
+    from cxrvlm.models.ship import describe_decoder
+
+    llm = {**hf, "decoder": "hf", "hf_text_config": {"model_type": "llama"}, "n_layer": 2, "n_embd": 64,
+           "vocab_size": 1500}
+    assert describe_decoder(llm) == ("pretrained llama decoder (2 layers, width 64, vocabulary 1500 incl. 1024 `<loc>` "
+                                     "and 128 `<seg>` tokens)")
+    assert describe_decoder(conv).startswith("GPT decoder (4 layers, width 256")
 
 
 def test_card_says_whether_masks_were_refined_and_gives_both_figures(tmp_path) -> None:

@@ -15,6 +15,7 @@ ENCODERS = ("vit", "convnet", "hf")
 FUSIONS = ("sequence", "channel")
 MERGE_MODES = ("sequence", "grid")
 PROJECTORS = ("linear", "mlp", "cabstractor")
+DECODERS = ("native", "hf")
 
 
 class ConfigError(ValueError):
@@ -53,6 +54,10 @@ class VLMConfig:
     projector_tokens: int = 0  # C-Abstractor output tokens per image (a square, e.g. 49 = 7x7); 0 keeps the count
     projector_depth: int = 2  # C-Abstractor ResNet blocks before and after pooling (Honeybee uses 3)
     # ---- decoder
+    decoder: str = "native"  # "native": the GPT below; "hf": a pretrained causal LM (models/hf_text.py)
+    hf_text_path: str = ""  # decoder "hf": a local transformers causal LM (Llama, Qwen2, Gemma, ...), read when a
+    #                         model is created (n_embd, n_layer, n_head become its own), cleared in saved checkpoints
+    hf_text_config: dict = field(default_factory=dict)  # its transformers config, copied from the folder
     vocab_size: int = 0  # set from the tokenizer when the model is built
     n_layer: int = 4
     n_head: int = 4  # 64-dim heads
@@ -96,6 +101,11 @@ class VLMConfig:
                               f"valid: {list(MERGE_MODES)}")
         if self.projector not in PROJECTORS:
             raise ConfigError(f"config {self.name!r}: unknown projector {self.projector!r}; valid: {list(PROJECTORS)}")
+        if self.decoder not in DECODERS:
+            raise ConfigError(f"config {self.name!r}: unknown decoder {self.decoder!r}; valid: {list(DECODERS)}")
+        if self.decoder == "hf" and not (self.hf_text_path or self.hf_text_config):
+            raise ConfigError(f"config {self.name!r}: decoder 'hf' needs hf_text_path, a local folder of a "
+                              "transformers causal language model")
 
     def _check_shapes(self) -> None:
         name = self.name

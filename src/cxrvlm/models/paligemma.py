@@ -50,20 +50,23 @@ META_KEY = "cxrvlm"  # config.json key holding our VLMConfig, the tokenizer kind
 
 
 class GemmaText:
-    """The project `Tokenizer`'s interface over a checkpoint's HF tokenizer (PaliGemma's Gemma SentencePiece)."""
+    """The project `Tokenizer`'s interface over a checkpoint's HF tokenizer (PaliGemma's Gemma SentencePiece; any
+    LM's for the native model's "hf" decoder, `cxrvlm.models.hf_text`, which ends prompts with `sep_token`)."""
 
-    def __init__(self, hf: Any, image_token_id: int) -> None:
+    def __init__(self, hf: Any, image_token_id: int | None, sep_token: str | None = None) -> None:
         self.hf = hf
         self.pad_id, self.bos_id, self.eos_id = hf.pad_token_id, hf.bos_token_id, hf.eos_token_id
         self.unk_id = hf.unk_token_id if hf.unk_token_id is not None else hf.pad_token_id
-        self.sep_id = None  # PaliGemma separates prefix and suffix with "\n", an ordinary token
+        # PaliGemma separates prefix and suffix with "\n", an ordinary token
+        self.sep_id = hf.convert_tokens_to_ids(sep_token) if sep_token else None
         if None in (self.pad_id, self.bos_id, self.eos_id):
             raise ValueError(f"tokenizer {type(hf).__name__} lacks a pad, bos or eos token")
         self.loc_ids = hf.convert_tokens_to_ids(list(LOC_TOKENS))
         self.seg_ids = hf.convert_tokens_to_ids(list(SEG_TOKENS))
         if self.unk_id in self.loc_ids or self.unk_id in self.seg_ids:
             raise ValueError("tokenizer lacks the <locNNNN>/<segNNN> tokens PaliGemma's detection/segmentation need")
-        self.special_ids = frozenset({self.pad_id, self.bos_id, self.eos_id, self.unk_id, image_token_id})
+        self.special_ids = frozenset({self.pad_id, self.bos_id, self.eos_id, self.unk_id, image_token_id,
+                                      self.sep_id} - {None})
         self._loc_bin = {tid: i for i, tid in enumerate(self.loc_ids)}
 
     @property

@@ -51,6 +51,21 @@ def metrics_table(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+def describe_decoder(cfg: dict) -> str:
+    """The decoder of a native config in words, its vocabulary included."""
+    size = f"{cfg['n_layer']} layers, width {cfg['n_embd']}"
+    vocab = f"vocabulary {cfg['vocab_size']} incl. 1024 `<loc>` and 128 `<seg>` tokens"
+    if cfg.get("decoder") == "hf":
+        return f"pretrained {cfg['hf_text_config'].get('model_type', '?')} decoder ({size}, {vocab})"
+    return f"GPT decoder ({size}, {vocab})"
+
+
+def _origin(cfg: dict) -> str:
+    pretrained = [p for p, on in (("vision encoder", "hf" in cfg["encoders"]), ("language model",
+                                                                                cfg.get("decoder") == "hf")) if on]
+    return f"built on a pretrained {' and '.join(pretrained)}" if pretrained else "trained from scratch on a CPU"
+
+
 def describe_encoders(cfg: dict) -> str:
     """The vision side of a native config in words, e.g. "ConvNet encoder (widths 32-64-128-256, ...)"."""
     parts = []
@@ -154,12 +169,11 @@ def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "", robustness
     op = metrics.get("operating_point") or {}
     lines = [
         f"# Model card: {model_cfg.get('name', dest.name)}", "", f"> {NOTICE} Not for clinical use.", "",
-        "A compact vision-language model trained from scratch on a CPU, jointly on every task cxrvlm defines "
+        f"A vision-language model {_origin(model_cfg)}; it learnt every task cxrvlm defines jointly "
         "(TB and finding classification, close- and open-ended VQA, reports, detection, grounding, segmentation).", "",
         "## Architecture", "",
-        f"{describe_encoders(model_cfg)}, {model_cfg['projector']} projector, "
-        f"GPT decoder ({model_cfg['n_layer']} layers, width {model_cfg['n_embd']}, "
-        f"vocabulary {model_cfg['vocab_size']} incl. 1024 `<loc>` and 128 `<seg>` tokens). Weights stored in fp16.", "",
+        f"{describe_encoders(model_cfg)}, {model_cfg['projector']} projector, {describe_decoder(model_cfg)}. "
+        "Weights stored in fp16.", "",
         "## Data", "", f"Curated with: `{data.get('command', '?')}`", "",
         "| task | train | val | test |", "|---|---|---|---|",
         *[f"| {t} | {c['train']} | {c['val']} | {c['test']} |" for t, c in sorted(tasks.items())], "",

@@ -1,4 +1,4 @@
-"""The native compact VLM: vision tower -> projector -> (+ view embedding) -> prefix-LM GPT decoder.
+"""The native compact VLM: vision tower -> projector -> (+ view embedding) -> prefix-LM decoder (GPT, or a pretrained LM).
 
     model = CompactVLM.from_config(VLMConfig(...), tokenizer)
     batch = model.collate(examples, images)      # images: per example, its views as float32 (H, W) in [0, 1]
@@ -27,6 +27,7 @@ from torch import nn
 from cxrvlm.models import checkpoint as ckpt
 from cxrvlm.models.config import VLMConfig
 from cxrvlm.models.generate import IGNORE, BackendMixin
+from cxrvlm.models.hf_text import TOKENIZER_DIR, HFDecoder, read_tokenizer, resolve_hf_text
 from cxrvlm.models.hf_vision import resolve_hf_vision
 from cxrvlm.models.language_model import GPTDecoder, prefix_lm_mask
 from cxrvlm.models.projector import Projector
@@ -67,13 +68,15 @@ class CompactVLM(BackendMixin, nn.Module):
         self.projector = Projector(config, self.vision.out_dim, self.vision.num_tokens, self.vision.grid)
         self.view_embed = nn.Embedding(config.max_images, config.n_embd)
         nn.init.normal_(self.view_embed.weight, std=0.02)
-        self.decoder = GPTDecoder(config)
+        self.decoder = HFDecoder(config) if config.decoder == "hf" else GPTDecoder(config)
         self.tokens_per_image = self.projector.num_tokens
 
     # ------------------------------------------------------------------------------------------------ build / IO
     @classmethod
     def from_config(cls, config: VLMConfig, tokenizer: Tokenizer | None = None) -> CompactVLM:
-        """A new model; without a tokenizer the byte-level one (no merges) is used."""
+        """A new model; without a tokenizer the byte-level one (no merges) is used. A pretrained LM decoder
+        brings its own tokenizer."""
+        config, tokenizer = resolve_hf_text(config, tokenizer)
         if tokenizer is None:
             log.info("no tokenizer given: using the byte-level tokenizer (train one with Tokenizer.train for "
                      "shorter sequences)")
@@ -88,7 +91,7 @@ class CompactVLM(BackendMixin, nn.Module):
     def from_pretrained(cls, folder: str | os.PathLike) -> CompactVLM:
         folder = Path(folder)
         config = VLMConfig.from_json(ckpt.read_config(folder), where=str(folder / ckpt.CONFIG_FILE))
-        model = cls(config, Tokenizer.load(folder / ckpt.TOKENIZER_FILE))
+        model = cls(config, checkpoint_tokenizer(folder))
         return ckpt.load_weights_into(model, folder)
 
     def save_pretrained(self, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
@@ -96,11 +99,13 @@ class CompactVLM(BackendMixin, nn.Module):
         from safetensors.torch import save_file
 
         state = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in self.state_dict().items()}
+        # the checkpoint holds a pretrained tower's or LM's weights, so it no longer needs their folders
+        config = self.config.replace(hf_vision_path="", hf_text_path="")
+        tokenizer_name = TOKENIZER_DIR if config.decoder == "hf" else ckpt.TOKENIZER_FILE
         return ckpt.write_folder(folder, {
-            # the checkpoint holds a pretrained tower's weights, so it no longer needs the tower's folder
-            ckpt.CONFIG_FILE: ckpt.write_json(self.config.replace(hf_vision_path="").to_json()),
+            ckpt.CONFIG_FILE: ckpt.write_json(config.to_json()),
             ckpt.WEIGHTS_FILE: lambda p: save_file(state, str(p), metadata={"format": "pt"}),
-            ckpt.TOKENIZER_FILE: self.tokenizer.save,
+            tokenizer_name: self.tokenizer.save,
         })
 
     # ------------------------------------------------------------------------------------------------ batching
@@ -162,6 +167,14 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "me
     if reduction == "none":
         return nll.sum(1) / count.clamp(min=1)
     return nll.sum() / count.sum().clamp(min=1)
+
+
+def checkpoint_tokenizer(folder: str | os.PathLike) -> Any:
+    """A saved model's tokenizer: the project's `tokenizer.json`, or a pretrained LM's (`text_tokenizer/`)."""
+    folder = Path(folder)
+    if (folder / TOKENIZER_DIR).is_dir():
+        return read_tokenizer(folder / TOKENIZER_DIR)
+    return Tokenizer.load(folder / ckpt.TOKENIZER_FILE)
 
 
 # Backend hooks for registry.py: a backend module exposes create(config_dict, tokenizer, where) and load(folder).

@@ -32,16 +32,18 @@ def build_model(cfg: TrainConfig, data: TaskData, resume_from: Path | None = Non
     When resuming, the model is rebuilt from the run's own checkpoint (config + tokenizer; the weights are loaded
     after the stage's LoRA adapters exist)."""
     from cxrvlm.models import Tokenizer, create_model, load_model
-    from cxrvlm.models.checkpoint import TOKENIZER_FILE
+    from cxrvlm.models.vlm import checkpoint_tokenizer
 
     if resume_from is not None:
-        model = create_model(resume_from, tokenizer=Tokenizer.load(resume_from / TOKENIZER_FILE))
+        model = create_model(resume_from, tokenizer=checkpoint_tokenizer(resume_from))
     else:
         if Path(cfg.model).is_dir():
             model = load_model(cfg.model)
         else:
             torch.manual_seed(cfg.seed)
-            tokenizer = Tokenizer.train(corpus_texts(cfg, data), vocab_size=cfg.tokenizer_vocab_size)
+            # a pretrained LM decoder brings its own tokenizer
+            tokenizer = None if cfg.model_overrides.get("decoder") == "hf" else \
+                Tokenizer.train(corpus_texts(cfg, data), vocab_size=cfg.tokenizer_vocab_size)
             model = create_model(cfg.model, tokenizer=tokenizer, **cfg.model_overrides)
         for module, path in cfg.init_from.items():  # a resumed run has them in its checkpoint already
             load_module_weights(model, module, path)
