@@ -1,4 +1,5 @@
-"""The native compact VLM: vision tower -> projector -> (+ view embedding) -> prefix-LM decoder (GPT, or a pretrained LM).
+"""The native compact VLM: vision tower -> projector -> (+ view embedding) -> prefix-LM decoder (GPT or a
+pretrained LM).
 
     model = CompactVLM.from_config(VLMConfig(...), tokenizer)
     batch = model.collate(examples, images)      # images: per example, its views as float32 (H, W) in [0, 1]
