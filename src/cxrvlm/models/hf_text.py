@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxrvlm.models.config import ConfigError, VLMConfig
+from cxrvlm.models.hf_vision import architecture, require_transformers
 from cxrvlm.models.tokenizer import BOS, PAD, SEP
 from cxrvlm.tokens.loc import LOC_TOKENS
 from cxrvlm.tokens.seg import SEG_TOKENS
@@ -30,16 +31,10 @@ from cxrvlm.tokens.seg import SEG_TOKENS
 log = logging.getLogger(__name__)
 
 TOKENIZER_DIR = "text_tokenizer"  # inside a checkpoint folder
-_NOT_ARCHITECTURE = ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype")
 
 
 def _transformers() -> Any:
-    try:
-        import transformers
-    except ImportError:
-        raise ImportError("a pretrained language model (decoder 'hf') needs transformers: pip install 'cxrvlm[hf]'") \
-            from None
-    return transformers
+    return require_transformers("a pretrained language model (decoder 'hf')")
 
 
 def wrap_tokenizer(hf_tok: Any) -> Any:
@@ -98,7 +93,7 @@ def resolve_hf_text(cfg: VLMConfig, tokenizer: Any) -> tuple[VLMConfig, Any]:
     if tokenizer is not None:
         log.info("%s: a pretrained language model keeps its own tokenizer; the given one is not used", folder)
     tokenizer = read_tokenizer(folder)
-    d = {k: v for k, v in lm_config.to_dict().items() if k not in _NOT_ARCHITECTURE}
+    d = architecture(lm_config)
     width, heads = int(lm_config.hidden_size), int(lm_config.num_attention_heads)
     return cfg.replace(hf_text_config=d, n_embd=width, n_head=heads, n_layer=int(lm_config.num_hidden_layers),
                        vocab_size=0), tokenizer

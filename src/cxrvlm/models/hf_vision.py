@@ -33,13 +33,22 @@ _DEFAULT_NORMALISATION = {"siglip_vision_model": ([0.5] * 3, [0.5] * 3),
 _IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])  # DINOv2's
 
 
-def _transformers() -> Any:
+def require_transformers(what: str) -> Any:
+    """transformers, or an ImportError saying which feature (`what`) needs it and how to install it."""
     try:
         import transformers
     except ImportError:
-        raise ImportError("a pretrained vision tower (encoder 'hf') needs transformers: pip install 'cxrvlm[hf]'") \
-            from None
+        raise ImportError(f"{what} needs transformers: pip install 'cxrvlm[hf]'") from None
     return transformers
+
+
+def architecture(config: Any) -> dict[str, Any]:
+    """A transformers config as a JSON-able dict of its architecture (without the keys that describe a download)."""
+    return {k: v for k, v in config.to_dict().items() if k not in _NOT_ARCHITECTURE}
+
+
+def _transformers() -> Any:
+    return require_transformers("a pretrained vision tower (encoder 'hf')")
 
 
 def read_tower_config(folder: str | Path) -> dict[str, Any]:
@@ -62,8 +71,7 @@ def read_tower_config(folder: str | Path) -> dict[str, Any]:
     if not hasattr(config, "patch_size") or not hasattr(config, "hidden_size"):
         raise ValueError(f"hf_vision_path {str(folder)!r}: model_type {raw.get('model_type')!r} is not a patch-based "
                          "vision model (DINOv2 / Rad-DINO, SigLIP, CLIP)")
-    d = config.to_dict()
-    return {k: v for k, v in d.items() if k not in _NOT_ARCHITECTURE}
+    return architecture(config)
 
 
 def read_normalisation(folder: str | Path, model_type: str) -> tuple[list[float], list[float]]:
