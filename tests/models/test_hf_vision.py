@@ -99,6 +99,18 @@ def test_a_full_siglip_checkpoint_gives_its_vision_half_at_another_image_size(tm
     assert tower(torch.zeros(1, 1, 32, 32)).shape == (1, 16, 32)
 
 
+def test_a_full_clip_checkpoint_gives_its_vision_half(tmp_path, tokenizer) -> None:
+    clip = transformers.CLIPModel(transformers.CLIPConfig(
+        vision_config=dict(image_size=64, **TOWER),
+        text_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                         vocab_size=99), projection_dim=16))
+    clip.save_pretrained(str(tmp_path / "clip"))
+    model = _model(tokenizer, tmp_path / "clip")
+    assert model.config.hf_vision_config["model_type"] == "clip_vision_model"
+    assert model.config.hf_vision_mean[0] == pytest.approx(0.4815, abs=1e-4)  # CLIP's own normalisation
+    assert model.vision.encoders[0](torch.zeros(1, 1, 32, 32)).shape == (1, 16, 32)  # CLS dropped
+
+
 def test_bad_towers_are_named(tmp_path, tokenizer) -> None:
     with pytest.raises(ConfigError, match="needs hf_vision_path"):
         create_model("cxrvlm-tiny", tokenizer=tokenizer, **{**TINY, "encoders": ["hf"]})
