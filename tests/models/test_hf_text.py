@@ -183,3 +183,27 @@ def test_the_m4cxr_recipe_runs_with_rad_dino_and_an_llm(tmp_path) -> None:
     merged = model.decoder.base.layers[0].self_attn.q_proj.weight
     assert not merged.equal(lm.model.layers[0].self_attn.q_proj.weight)  # the LM was adapted
     assert isinstance(model.generate([views(1)], ["detect left lung"], max_new_tokens=5)[0], str)
+
+
+def test_pretrained_parts_held_in_bfloat16(tmp_path) -> None:
+    """hf_dtype="bfloat16": the tower and the LM in bf16, the parts trained from scratch in float32; training,
+    cached decoding and a checkpoint round trip work across the dtype edges."""
+    llm, _ = _llama_folder(tmp_path / "llm")
+    transformers.Dinov2Model(transformers.Dinov2Config(
+        image_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        patch_size=8)).save_pretrained(str(tmp_path / "rad-dino"))
+    model = _model(llm, encoders=["hf"], hf_vision_path=str(tmp_path / "rad-dino"), hf_dtype="bfloat16").train()
+    assert model.decoder.base.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
+    assert model.vision.encoders[0].model.embeddings.patch_embeddings.projection.weight.dtype == torch.bfloat16
+    assert model.dtype == torch.float32  # the projector's
+    _, loss = model(**model.collate([example(PROMPT, "tuberculosis")], [views(1)]))
+    loss.backward()
+    assert torch.isfinite(loss) and model.projector.parameters().__next__().grad is not None
+    model.eval()
+    image = views(1)
+    cached = model.generate([image], [PROMPT], max_new_tokens=5)
+    assert cached == model.generate([image], [PROMPT], max_new_tokens=5, use_cache=False)
+    model.save_pretrained(tmp_path / "run")
+    again = load_model(tmp_path / "run")
+    assert again.decoder.base.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
+    assert again.generate([image], [PROMPT], max_new_tokens=5) == cached

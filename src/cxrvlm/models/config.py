@@ -16,6 +16,7 @@ FUSIONS = ("sequence", "channel")
 MERGE_MODES = ("sequence", "grid")
 PROJECTORS = ("linear", "mlp", "cabstractor")
 DECODERS = ("native", "hf")
+HF_DTYPES = ("float32", "bfloat16", "float16")
 
 
 class ConfigError(ValueError):
@@ -48,6 +49,8 @@ class VLMConfig:
     hf_vision_config: dict = field(default_factory=dict)  # its transformers config, copied from the folder
     hf_vision_mean: list[float] = field(default_factory=list)  # its per-channel pixel normalisation
     hf_vision_std: list[float] = field(default_factory=list)
+    hf_dtype: str = "float32"  # what pretrained towers and LMs are held in ("bfloat16" halves a 7B LM's memory);
+    #                            the parts trained from scratch stay float32
     # ---- projector (vision tokens -> decoder width)
     projector: str = "mlp"  # "linear", "mlp" (LLaVA-1.5: Linear-GELU-Linear), "cabstractor" (Honeybee/M4CXR)
     projector_hidden: int = 0  # hidden width of the MLP / C-Abstractor; 0 = the decoder width
@@ -101,6 +104,8 @@ class VLMConfig:
                               f"valid: {list(MERGE_MODES)}")
         if self.projector not in PROJECTORS:
             raise ConfigError(f"config {self.name!r}: unknown projector {self.projector!r}; valid: {list(PROJECTORS)}")
+        if self.hf_dtype not in HF_DTYPES:
+            raise ConfigError(f"config {self.name!r}: unknown hf_dtype {self.hf_dtype!r}; valid: {list(HF_DTYPES)}")
         if self.decoder not in DECODERS:
             raise ConfigError(f"config {self.name!r}: unknown decoder {self.decoder!r}; valid: {list(DECODERS)}")
         if self.decoder == "hf" and not (self.hf_text_path or self.hf_text_config):

@@ -115,10 +115,12 @@ class HFDecoder(nn.Module):
         transformers = _transformers()
         d = dict(cfg.hf_text_config)
         lm_config = transformers.AutoConfig.for_model(d.pop("model_type"), **d)
+        self.dtype = getattr(torch, cfg.hf_dtype)
         if cfg.hf_text_path:  # a new model: the pretrained weights; a saved checkpoint brings its own
-            lm = transformers.AutoModelForCausalLM.from_pretrained(cfg.hf_text_path, local_files_only=True).float()
+            lm = transformers.AutoModelForCausalLM.from_pretrained(cfg.hf_text_path, local_files_only=True,
+                                                                    dtype=self.dtype)
         else:
-            lm = transformers.AutoModelForCausalLM.from_config(lm_config)
+            lm = transformers.AutoModelForCausalLM.from_config(lm_config).to(self.dtype)
         lm.resize_token_embeddings(cfg.vocab_size)  # the tokens added to its tokenizer
         self.base = getattr(lm, lm.base_model_prefix)
         out, inp = lm.get_output_embeddings(), lm.get_input_embeddings()
@@ -137,6 +139,7 @@ class HFDecoder(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None, cache: _Cache | None = None) -> torch.Tensor:
         """x (B, L, C); attn_mask bool (B, 1, L, cached + L), True = may attend, None = every key; -> (B, L, C)."""
+        x = x.to(self.dtype)  # image features come from the float32 projector
         B, L, _ = x.shape
         past = cache.length if cache is not None else 0
         if attn_mask is None:
@@ -154,7 +157,9 @@ class HFDecoder(nn.Module):
         return out.last_hidden_state
 
     def lm_head(self, h: torch.Tensor) -> torch.Tensor:
+        """(..., C) -> float32 logits (..., V)."""
         logits = F.linear(h, self.base.get_input_embeddings().weight) if self.tied else self.head(h)
+        logits = logits.float()
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits

@@ -110,9 +110,11 @@ class HFVisionTower(nn.Module):
         transformers = _transformers()
         d = dict(cfg.hf_vision_config)
         hf_config = transformers.AutoConfig.for_model(d.pop("model_type"), **d)
-        self.model = transformers.AutoModel.from_config(hf_config)
+        dtype = getattr(torch, cfg.hf_dtype)
+        self.model = transformers.AutoModel.from_config(hf_config).to(dtype)
         if cfg.hf_vision_path:  # a new model: the pretrained weights; a saved checkpoint brings its own
-            self.model = type(self.model).from_pretrained(cfg.hf_vision_path, local_files_only=True).float()
+            self.model = type(self.model).from_pretrained(cfg.hf_vision_path, local_files_only=True, dtype=dtype)
+        self.dtype = dtype
         self.grid = cfg.image_size // hf_config.patch_size
         self.out_dim = hf_config.hidden_size
         self.image_mean, self.image_std = cfg.image_mean, cfg.image_std
@@ -123,7 +125,8 @@ class HFVisionTower(nn.Module):
         self._kwargs = {"interpolate_pos_encoding": True} if asks else {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x * self.image_std + self.image_mean  # back to [0, 1]
+        dtype = x.dtype
+        x = x.float() * self.image_std + self.image_mean  # back to [0, 1]
         x = (x.expand(-1, self.mean.size(1), -1, -1) - self.mean) / self.std
-        tokens = self.model(pixel_values=x, **self._kwargs).last_hidden_state  # (B, [CLS, registers,] patches, D)
-        return tokens[:, -self.grid * self.grid:]  # patch tokens come last in every family
+        tokens = self.model(pixel_values=x.to(self.dtype), **self._kwargs).last_hidden_state  # (B, [CLS, reg.,] P, D)
+        return tokens[:, -self.grid * self.grid:].to(dtype)  # patch tokens come last in every family

@@ -72,6 +72,11 @@ class CompactVLM(BackendMixin, nn.Module):
         self.decoder = HFDecoder(config) if config.decoder == "hf" else GPTDecoder(config)
         self.tokens_per_image = self.projector.num_tokens
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The projector's: pretrained parts may be held in another dtype (hf_dtype) and cast at their edges."""
+        return next(self.projector.parameters()).dtype
+
     # ------------------------------------------------------------------------------------------------ build / IO
     @classmethod
     def from_config(cls, config: VLMConfig, tokenizer: Tokenizer | None = None) -> CompactVLM:
