@@ -52,6 +52,8 @@ def test_health_names_the_model_and_the_notice(client) -> None:
     body = client.get("/health").json()
     assert body["status"] == "ok" and body["model"] == "tiny"
     assert "Not a diagnosis" in body["notice"] and "classify" in body["tasks"]
+    assert "/interpret" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 404  # its page would fetch scripts from a CDN
 
 
 def test_an_uploaded_png_gives_the_interpret_json(client, png) -> None:

@@ -9,7 +9,7 @@
   separated or repeated; default all), `question` (repeatable), `overlay=true` to add the overlay PNG as base64.
   Returns the reading JSON of `cxrvlm interpret` (`format=html`: the reading page). An unreadable upload is a 400
   with {"image": name, "error": reason}; a file over the size limit a 413.
-- `GET /health`: the model, its tasks and the notice.
+- `GET /health`: the model, its tasks and the notice; `GET /openapi.json`: the API's schema.
 
 Readings run one at a time (a lock): the model is CPU-bound, and two readings at once would only share the cores.
 """
@@ -88,7 +88,10 @@ def create_app(interpreter: Any, max_upload_mb: float = MAX_UPLOAD_MB) -> Any:
     from fastapi import File, Form, Query, Request, UploadFile
     from fastapi.responses import HTMLResponse, JSONResponse
 
-    app = fastapi.FastAPI(title="cxrvlm", description=f"Chest X-ray interpretation. {NOTICE}")
+    # no /docs or /redoc: FastAPI's pages fetch their scripts from a CDN, which an offline clinic cannot reach;
+    # the schema stays at /openapi.json
+    app = fastapi.FastAPI(title="cxrvlm", description=f"Chest X-ray interpretation. {NOTICE}", docs_url=None,
+                          redoc_url=None)
     lock = threading.Lock()
     max_bytes = int(max_upload_mb * (1 << 20))
 
