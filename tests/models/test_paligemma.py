@@ -10,7 +10,8 @@ pytest.importorskip("transformers")
 
 from cxrvlm.models import Tokenizer, create_model, list_models, load_model  # noqa: E402
 from cxrvlm.models.checkpoint import CheckpointError  # noqa: E402
-from cxrvlm.models.paligemma import PATH_ENV, GemmaText, PaliGemmaBackend, load_paligemma, tiny_paligemma  # noqa: E402
+from cxrvlm.models.paligemma import (PATH_ENV, PaliGemmaBackend, TransformersTokenizer,  # noqa: E402
+                                     load_paligemma, tiny_paligemma)
 from cxrvlm.tasks.base import Example, get_task  # noqa: E402
 
 TINY = dict(image_size=32, vit_patch_size=8, vit_width=32, vit_depth=1, vit_heads=2, n_layer=2, n_head=2, n_embd=32,
@@ -152,7 +153,7 @@ def test_hf_layout_folder_with_its_own_tokenizer(tok: Tokenizer, tmp_path) -> No
     PreTrainedTokenizerFast(tokenizer_object=tok.hf, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
                             unk_token="<unk>").save_pretrained(tmp_path / "hf")
     model = load_paligemma(tmp_path / "hf")
-    assert isinstance(model.tokenizer, GemmaText) and model.config.image_size == 32
+    assert isinstance(model.tokenizer, TransformersTokenizer) and model.config.image_size == 32
     assert model.tokenizer.loc_bin(model.tokenizer.token_to_id("<loc0512>")) == 512
     assert model.tokenizer.decode(model.tokenizer.encode(DETECT)) == DETECT
     batch = model.collate([example("detect left lung", DETECT)], [views(1)])
@@ -165,7 +166,7 @@ def test_hf_layout_folder_with_its_own_tokenizer(tok: Tokenizer, tmp_path) -> No
     assert torch.allclose(model(**batch)[0], ref.logits[:, 16:], atol=1e-4)  # same numbers as HF's own forward
     model.save_pretrained(tmp_path / "ours")
     again = load_model(tmp_path / "ours")
-    assert isinstance(again.tokenizer, GemmaText)
+    assert isinstance(again.tokenizer, TransformersTokenizer)
     assert torch.allclose(again(**batch)[0], model(**batch)[0], atol=1e-6)
 
 

@@ -40,7 +40,7 @@ def _transformers() -> Any:
 def wrap_tokenizer(hf_tok: Any) -> Any:
     """The LM's HF tokenizer behind the project `Tokenizer`'s interface, with the tokens the tasks need added
     (idempotent: a saved checkpoint's tokenizer already has them)."""
-    from cxrvlm.models.paligemma import GemmaText
+    from cxrvlm.models.paligemma import TransformersTokenizer
 
     vocab = hf_tok.get_vocab()
     missing = [t for t in (*LOC_TOKENS, *SEG_TOKENS) if t not in vocab]
@@ -57,7 +57,7 @@ def wrap_tokenizer(hf_tok: Any) -> Any:
         hf_tok.add_tokens([SEP], special_tokens=True)
     if hf_tok.eos_token is None:
         raise ValueError(f"tokenizer {type(hf_tok).__name__} has no end-of-sequence token")
-    return GemmaText(hf_tok, None, sep_token=SEP)
+    return TransformersTokenizer(hf_tok, None, sep_token=SEP)
 
 
 def read_tokenizer(folder: str | Path) -> Any:
@@ -71,12 +71,12 @@ def read_tokenizer(folder: str | Path) -> Any:
 def resolve_hf_text(cfg: VLMConfig, tokenizer: Any) -> tuple[VLMConfig, Any]:
     """(config, tokenizer) of a model whose decoder is "hf": a new one reads the LM's config and tokenizer from
     hf_text_path; a checkpoint's config already has the LM's and must come with its tokenizer. Others unchanged."""
-    from cxrvlm.models.paligemma import GemmaText
+    from cxrvlm.models.paligemma import TransformersTokenizer
 
     if cfg.decoder != "hf":
         return cfg, tokenizer
     if cfg.hf_text_config:
-        if not isinstance(tokenizer, GemmaText):
+        if not isinstance(tokenizer, TransformersTokenizer):
             raise ConfigError(f"config {cfg.name!r}: a saved 'hf' decoder needs its own tokenizer (in "
                               f"{TOKENIZER_DIR}/ of the checkpoint), not {type(tokenizer).__name__}")
         return cfg, tokenizer

@@ -17,8 +17,8 @@ instead of its bicubic). Several views: one block of image tokens per view, conc
 multi-image PaliGemma fine-tunes do); padded view slots are masked out. PaliGemma-1 was pretrained with one image, so
 it has no notion of which block is which view (no view embedding, unlike the native model) until fine-tuned.
 
-Two tokenizers: a checkpoint's own Gemma SentencePiece tokenizer (`GemmaText`, which has `<locNNNN>`/`<segNNN>`),
-or the project's `Tokenizer` for tiny configs, whose image token id sits just past the text vocabulary (HF maps
+Two tokenizers: a checkpoint's own Gemma SentencePiece tokenizer (`TransformersTokenizer`, which has
+`<locNNNN>`/`<segNNN>`), or the project's `Tokenizer` for tiny configs, whose image token id sits just past the text vocabulary (HF maps
 such an out-of-vocabulary image id to padding before embedding, so nothing else is needed).
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ PATH_ENV = "CXRVLM_PALIGEMMA_PATH"  # folder of a paligemma-3b-pt-224 download, 
 META_KEY = "cxrvlm"  # config.json key holding our VLMConfig, the tokenizer kind and any LoRA config
 
 
-class GemmaText:
+class TransformersTokenizer:
     """The project `Tokenizer`'s interface over a checkpoint's HF tokenizer (PaliGemma's Gemma SentencePiece; any
     LM's for the native model's "hf" decoder, `cxrvlm.models.hf_text`, which ends prompts with `sep_token`)."""
 
@@ -142,7 +142,7 @@ class PaliGemmaBackend(BackendMixin, nn.Module):
     Parameters are named as in HF's PaliGemmaForConditionalGeneration (`model.vision_tower...`,
     `model.language_model...`); a tied LM head reads the embedding matrix and has no parameter of its own."""
 
-    def __init__(self, config: VLMConfig, hf_model: Any, tokenizer: Tokenizer | GemmaText) -> None:
+    def __init__(self, config: VLMConfig, hf_model: Any, tokenizer: Tokenizer | TransformersTokenizer) -> None:
         super().__init__()
         self.config, self.tokenizer = config, tokenizer
         self.hf_config = hf_model.config
@@ -191,7 +191,7 @@ class PaliGemmaBackend(BackendMixin, nn.Module):
             hf_tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         except OSError as e:
             raise ckpt.CheckpointError(f"{folder}: cannot load the PaliGemma weights/tokenizer ({e})") from None
-        tokenizer = GemmaText(hf_tok, int(hf.config.image_token_id))
+        tokenizer = TransformersTokenizer(hf_tok, int(hf.config.image_token_id))
         return cls(describe(hf.config, folder.name), hf, tokenizer).eval()
 
     @classmethod
@@ -229,7 +229,7 @@ class PaliGemmaBackend(BackendMixin, nn.Module):
         from safetensors.torch import save_file
 
         state = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in self.state_dict().items()}
-        hf_kind = isinstance(self.tokenizer, GemmaText)
+        hf_kind = isinstance(self.tokenizer, TransformersTokenizer)
         meta = {"config": self.config.to_json(), "tokenizer": "hf" if hf_kind else "cxrvlm", "lora": _lora_meta(self)}
         data = {**self.hf_config.to_dict(), "backend": BACKEND, META_KEY: meta}
         tok_name = "tokenizer_config.json" if hf_kind else ckpt.TOKENIZER_FILE
@@ -348,12 +348,12 @@ class PaliGemmaBackend(BackendMixin, nn.Module):
         return torch.stack(out, 1), torch.stack(probs, 1)
 
 
-def _read_tokenizer(folder: Path, hf_kind: bool, image_token_id: int) -> Tokenizer | GemmaText:
+def _read_tokenizer(folder: Path, hf_kind: bool, image_token_id: int) -> Tokenizer | TransformersTokenizer:
     if not hf_kind:
         return Tokenizer.load(folder / ckpt.TOKENIZER_FILE)
     from transformers import AutoTokenizer
 
-    return GemmaText(AutoTokenizer.from_pretrained(str(folder), local_files_only=True), image_token_id)
+    return TransformersTokenizer(AutoTokenizer.from_pretrained(str(folder), local_files_only=True), image_token_id)
 
 
 def _require_transformers() -> None:
