@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxrvlm.models.config import ConfigError, VLMConfig
+from cxrvlm.models.hf_tokenizer import TransformersTokenizer
 from cxrvlm.models.hf_vision import architecture, require_transformers
 from cxrvlm.models.tokenizer import BOS, PAD, SEP
 from cxrvlm.tokens.loc import LOC_TOKENS
@@ -40,8 +41,6 @@ def _transformers() -> Any:
 def wrap_tokenizer(hf_tok: Any) -> Any:
     """The LM's HF tokenizer behind the project `Tokenizer`'s interface, with the tokens the tasks need added
     (idempotent: a saved checkpoint's tokenizer already has them)."""
-    from cxrvlm.models.paligemma import TransformersTokenizer
-
     vocab = hf_tok.get_vocab()
     missing = [t for t in (*LOC_TOKENS, *SEG_TOKENS) if t not in vocab]
     if missing:
@@ -71,8 +70,6 @@ def read_tokenizer(folder: str | Path) -> Any:
 def resolve_hf_text(cfg: VLMConfig, tokenizer: Any) -> tuple[VLMConfig, Any]:
     """(config, tokenizer) of a model whose decoder is "hf": a new one reads the LM's config and tokenizer from
     hf_text_path; a checkpoint's config already has the LM's and must come with its tokenizer. Others unchanged."""
-    from cxrvlm.models.paligemma import TransformersTokenizer
-
     if cfg.decoder != "hf":
         return cfg, tokenizer
     if cfg.hf_text_config:

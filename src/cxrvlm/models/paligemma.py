@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,66 +37,15 @@ from cxrvlm.models import checkpoint as ckpt
 from cxrvlm.models.config import VLMConfig
 from cxrvlm.models.constrain import ShapeConstraint
 from cxrvlm.models.generate import BackendMixin
+from cxrvlm.models.hf_tokenizer import TransformersTokenizer
 from cxrvlm.models.tokenizer import Tokenizer
 from cxrvlm.models.vlm import ImageFeatures, answer_loss
-from cxrvlm.tokens.loc import LOC_TOKENS
-from cxrvlm.tokens.seg import SEG_TOKENS
 
 log = logging.getLogger(__name__)
 
 BACKEND = "paligemma"
 PATH_ENV = "CXRVLM_PALIGEMMA_PATH"  # folder of a paligemma-3b-pt-224 download, for create_model("paligemma-3b")
 META_KEY = "cxrvlm"  # config.json key holding our VLMConfig, the tokenizer kind and any LoRA config
-
-
-class TransformersTokenizer:
-    """The project `Tokenizer`'s interface over a checkpoint's HF tokenizer (PaliGemma's Gemma SentencePiece; any
-    LM's for the native model's "hf" decoder, `cxrvlm.models.hf_text`, which ends prompts with `sep_token`)."""
-
-    def __init__(self, hf: Any, image_token_id: int | None, sep_token: str | None = None) -> None:
-        self.hf = hf
-        self.pad_id, self.bos_id, self.eos_id = hf.pad_token_id, hf.bos_token_id, hf.eos_token_id
-        self.unk_id = hf.unk_token_id if hf.unk_token_id is not None else hf.pad_token_id
-        # PaliGemma separates prefix and suffix with "\n", an ordinary token
-        self.sep_id = hf.convert_tokens_to_ids(sep_token) if sep_token else None
-        if None in (self.pad_id, self.bos_id, self.eos_id):
-            raise ValueError(f"tokenizer {type(hf).__name__} lacks a pad, bos or eos token")
-        self.loc_ids = hf.convert_tokens_to_ids(list(LOC_TOKENS))
-        self.seg_ids = hf.convert_tokens_to_ids(list(SEG_TOKENS))
-        if self.unk_id in self.loc_ids or self.unk_id in self.seg_ids:
-            raise ValueError("tokenizer lacks the <locNNNN>/<segNNN> tokens PaliGemma's detection/segmentation need")
-        self.special_ids = frozenset({self.pad_id, self.bos_id, self.eos_id, self.unk_id, image_token_id,
-                                      self.sep_id} - {None})
-        self._loc_bin = {tid: i for i, tid in enumerate(self.loc_ids)}
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.hf)
-
-    def encode(self, text: str) -> list[int]:
-        return self.hf(text, add_special_tokens=False)["input_ids"]
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return self.hf(list(texts), add_special_tokens=False)["input_ids"] if texts else []
-
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
-        ids = [int(i) for i in ids]
-        if skip_special_tokens:
-            ids = [i for i in ids if i not in self.special_ids]
-        return self.hf.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-
-    def id_to_token(self, i: int) -> str:
-        return self.hf.convert_ids_to_tokens(int(i))
-
-    def token_to_id(self, token: str) -> int | None:
-        i = self.hf.convert_tokens_to_ids(token)
-        return None if i == self.unk_id and token != self.hf.unk_token else i
-
-    def loc_bin(self, token_id: int) -> int | None:
-        return self._loc_bin.get(int(token_id))
-
-    def save(self, folder: str | os.PathLike) -> None:
-        self.hf.save_pretrained(str(folder))
 
 
 # ---------------------------------------------------------------------------------------------------- configs
