@@ -207,3 +207,28 @@ def test_pretrained_parts_held_in_bfloat16(tmp_path) -> None:
     again = load_model(tmp_path / "run")
     assert again.decoder.base.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
     assert again.generate([image], [PROMPT], max_new_tokens=5) == cached
+
+
+def test_a_pretrained_backbone_model_is_evaluated_and_interprets(tmp_path) -> None:
+    """Rad-DINO + LLM stand-ins through `cxrvlm eval` (every task) and the Interpreter (every task, a prior too):
+    the task tokens the LM's tokenizer was given decode and parse as the native ones do."""
+    from curated_fixtures import write_curated
+    from cxrvlm.cli import main
+    from cxrvlm.infer import Interpreter
+    from cxrvlm.infer.phantom import render_phantom
+
+    llm, _ = _llama_folder(tmp_path / "llm")
+    transformers.Dinov2Model(transformers.Dinov2Config(
+        image_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        patch_size=8)).save_pretrained(str(tmp_path / "rad-dino"))
+    _model(llm, encoders=["hf"], hf_vision_path=str(tmp_path / "rad-dino")).save_pretrained(tmp_path / "model")
+    data = write_curated(tmp_path / "curated")
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(tmp_path / "model"), "--data", str(data), "--split", "val", "--out", str(out),
+                 "--max-new-tokens", "8", "--fast-metrics", "--no-progress", "--no-mask-refiner"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"classify", "detect", "segment", "vqa", "report"} <= set(metrics["tasks"])
+    reading = Interpreter(load_model(tmp_path / "model"), refine_masks=False).interpret(
+        render_phantom(96), prior=render_phantom(80), prior_days=7)
+    assert reading["prior"] is not None and 0.0 <= reading["tb"]["probability"] <= 1.0
+    assert isinstance(reading["report"], str) and reading["answers"]
