@@ -135,6 +135,24 @@ def test_kv_cache_generate_equals_full_recompute(tiny) -> None:
         assert model.generate([images[i]], [prompts[i]], max_new_tokens=12) == [cached[i]]
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_the_decode_step_is_the_blocks_math(tiny, bias: bool) -> None:
+    """Batch-1 cached decoding runs `decode_step` (the blocks' weights without module calls): its hidden states
+    equal the modules' for the same token and cache, with and without biases."""
+    model = tiny(bias=bias).double()
+    dec = model.decoder
+    for block in dec.h:  # random biases, so a forgotten one would show
+        for p in block.parameters():
+            torch.nn.init.normal_(p, std=0.05)
+    with torch.inference_mode():
+        x = torch.randn(1, 5, model.config.n_embd, dtype=torch.float64)
+        step = torch.randn(1, 1, model.config.n_embd, dtype=torch.float64)
+        a, b = dec.new_cache(1, 8, x), dec.new_cache(1, 8, x)
+        dec(x, None, a), dec(x, None, b)
+        assert torch.allclose(dec.decode_step(dec.decode_plan(), step, a), dec(step, None, b), atol=1e-12)
+        assert a.length == b.length == 6 and torch.allclose(a.k, b.k) and torch.allclose(a.v, b.v)
+
+
 def test_generate_stops_at_eos_and_reports_probabilities(tiny) -> None:
     model = tiny()
     texts, scores = model.generate(views(1), [PROMPT, "segment left lung"], max_new_tokens=6, return_scores=True)

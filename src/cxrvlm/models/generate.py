@@ -231,6 +231,7 @@ class BackendMixin:
         # one new query per step: with no padded key anywhere (every batch-1 call) it may see every cached key,
         # so no mask is needed and attention takes its unmasked kernel
         all_valid = bool(key_valid.all())
+        plan = dec.decode_plan() if all_valid and hasattr(dec, "decode_plan") and not self.training else None
         out, probs = [], []
         done = torch.zeros(B, dtype=torch.bool, device=dev)
         for step in range(steps):
@@ -240,8 +241,11 @@ class BackendMixin:
             done |= tok == self.tokenizer.eos_id
             if bool(done.all()) or step == steps - 1:
                 break
-            step_mask = None if all_valid else key_valid[:, None, None, : cache.length + 1]
-            h = dec(dec.embed(tok[:, None], next_pos[:, None]), step_mask, cache)
+            x = dec.embed(tok[:, None], next_pos[:, None])
+            if plan is not None:
+                h = dec.decode_step(plan, x, cache)
+            else:
+                h = dec(x, None if all_valid else key_valid[:, None, None, : cache.length + 1], cache)
             logits, next_pos = dec.lm_head(h[:, -1]), next_pos + 1
         return torch.stack(out, 1), torch.stack(probs, 1)
 
