@@ -110,11 +110,12 @@ class HFVisionTower(nn.Module):
         transformers = _transformers()
         d = dict(cfg.hf_vision_config)
         hf_config = transformers.AutoConfig.for_model(d.pop("model_type"), **d)
-        dtype = getattr(torch, cfg.hf_dtype)
-        self.model = transformers.AutoModel.from_config(hf_config).to(dtype)
-        if cfg.hf_vision_path:  # a new model: the pretrained weights; a saved checkpoint brings its own
-            self.model = type(self.model).from_pretrained(cfg.hf_vision_path, local_files_only=True, dtype=dtype)
-        self.dtype = dtype
+        self.dtype = dtype = getattr(torch, cfg.hf_dtype)
+        if cfg.hf_vision_path:  # a new model: the pretrained weights (the vision half of a SigLIP/CLIP checkpoint)
+            self.model = transformers.AutoModel.from_pretrained(cfg.hf_vision_path, config=hf_config,
+                                                                local_files_only=True, dtype=dtype)
+        else:  # a saved checkpoint brings its own weights
+            self.model = transformers.AutoModel.from_config(hf_config).to(dtype)
         self.grid = cfg.image_size // hf_config.patch_size
         self.out_dim = hf_config.hidden_size
         self.image_mean, self.image_std = cfg.image_mean, cfg.image_std
