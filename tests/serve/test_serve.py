@@ -102,7 +102,23 @@ def test_bad_uploads_are_refused_with_the_reason_and_the_server_goes_on(client, 
     assert big.status_code == 413 and big.json()["error"] == "big.png: larger than the server's limit of 0.5 MB"
     task = _post(client, "chest.png", png, tasks="classify,xray-magic")
     assert task.status_code == 400 and "xray-magic" in task.json()["error"]
+    assert _post(client, "..", png).json()["image"] == "upload"  # no name to write to outside its folder
     assert _post(client, "chest.png", png).status_code == 200  # nothing was left broken
+
+
+def test_a_model_failure_is_a_500_that_names_the_file_and_the_server_goes_on(client, png, monkeypatch) -> None:
+    interp = client.app.state.interpreter
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(interp, "interpret_with_pixels", broken)
+    response = _post(client, "chest.png", png)
+    assert response.status_code == 500
+    assert response.json() == {"image": "chest.png",
+                               "error": "chest.png: the interpretation failed (RuntimeError: out of memory)"}
+    monkeypatch.undo()
+    assert _post(client, "chest.png", png).status_code == 200
 
 
 def test_a_client_cannot_choose_where_the_upload_is_written(client, png) -> None:

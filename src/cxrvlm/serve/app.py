@@ -56,7 +56,7 @@ def require_fastapi() -> Any:
 def _safe_name(name: str | None) -> str:
     """The upload's base name, without any folder part a client may send."""
     base = Path((name or "").replace("\\", "/")).name
-    return base or "upload"
+    return base if base not in ("", ".", "..") else "upload"
 
 
 def _save_upload(upload: Any, folder: Path, max_bytes: int) -> Path:
@@ -92,6 +92,7 @@ def create_app(interpreter: Any, max_upload_mb: float = MAX_UPLOAD_MB) -> Any:
     # the schema stays at /openapi.json
     app = fastapi.FastAPI(title="cxrvlm", description=f"Chest X-ray interpretation. {NOTICE}", docs_url=None,
                           redoc_url=None)
+    app.state.interpreter = interpreter
     lock = threading.Lock()
     max_bytes = int(max_upload_mb * (1 << 20))
 
@@ -138,6 +139,9 @@ def create_app(interpreter: Any, max_upload_mb: float = MAX_UPLOAD_MB) -> Any:
                 raise
             except (ValueError, OSError) as e:  # unreadable image, bad task list, bad interval: the client's input
                 raise UploadError(str(e).replace(tmp + "/", ""), 400, name) from None
+            except Exception as e:  # noqa: BLE001 - the model failed on this image: say so, keep serving
+                log.exception("interpretation of %s failed", name)
+                raise UploadError(f"{name}: the interpretation failed ({type(e).__name__}: {e})", 500, name) from None
         if format == "html":
             return HTMLResponse(render_html(reading, render_overlay(pixels, reading)))
         if overlay:
