@@ -53,17 +53,20 @@ class KVCache:
         shape = (n_layer, batch, n_head, max_len, head_dim)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self._layers = list(zip(self.k.unbind(0), self.v.unbind(0)))  # per-layer views: no indexing per token
         self.max_len = max_len
         self.length = 0
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, H, t, hd) after the filled part; return all keys/values so far (B, H, length + t, hd)."""
-        end = self.length + k.size(2)
+        t = k.size(2)
+        end = self.length + t
         if end > self.max_len:
             raise ValueError(f"KV cache full: {end} positions asked, {self.max_len} allocated")
-        self.k[layer, :, :, self.length:end] = k
-        self.v[layer, :, :, self.length:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        keys, values = self._layers[layer]
+        keys.narrow(2, self.length, t).copy_(k)
+        values.narrow(2, self.length, t).copy_(v)
+        return keys.narrow(2, 0, end), values.narrow(2, 0, end)
 
     def advance(self, t: int) -> None:
         self.length += t
