@@ -24,7 +24,7 @@ from torch import nn
 
 from cxrvlm.models.config import ConfigError, VLMConfig
 from cxrvlm.models.hf_tokenizer import TransformersTokenizer
-from cxrvlm.models.hf_vision import architecture, require_transformers
+from cxrvlm.models.hf_common import architecture, require_transformers
 from cxrvlm.models.tokenizer import BOS, PAD, SEP
 from cxrvlm.tokens.loc import LOC_TOKENS
 from cxrvlm.tokens.seg import SEG_TOKENS

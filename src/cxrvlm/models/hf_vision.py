@@ -23,28 +23,13 @@ import torch
 from torch import nn
 
 from cxrvlm.models.config import ConfigError, VLMConfig
+from cxrvlm.models.hf_common import architecture, require_transformers
 
-# transformers' config keys that describe a download, not the architecture
-_NOT_ARCHITECTURE = ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype")
 # pixel normalisation of the model families when a folder has no preprocessor_config.json
 _DEFAULT_NORMALISATION = {"siglip_vision_model": ([0.5] * 3, [0.5] * 3),
                           "clip_vision_model": ([0.48145466, 0.4578275, 0.40821073],
                                                 [0.26862954, 0.26130258, 0.27577711])}
 _IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])  # DINOv2's
-
-
-def require_transformers(what: str) -> Any:
-    """transformers, or an ImportError saying which feature (`what`) needs it and how to install it."""
-    try:
-        import transformers
-    except ImportError:
-        raise ImportError(f"{what} needs transformers: pip install 'cxrvlm[hf]'") from None
-    return transformers
-
-
-def architecture(config: Any) -> dict[str, Any]:
-    """A transformers config as a JSON-able dict of its architecture (without the keys that describe a download)."""
-    return {k: v for k, v in config.to_dict().items() if k not in _NOT_ARCHITECTURE}
 
 
 def _transformers() -> Any:

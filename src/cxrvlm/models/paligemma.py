@@ -38,6 +38,7 @@ from cxrvlm.models.config import VLMConfig
 from cxrvlm.models.constrain import ShapeConstraint
 from cxrvlm.models.generate import BackendMixin
 from cxrvlm.models.hf_tokenizer import TransformersTokenizer
+from cxrvlm.models.hf_common import require_transformers
 from cxrvlm.models.tokenizer import Tokenizer
 from cxrvlm.models.vlm import ImageFeatures, answer_loss
 
@@ -306,10 +307,7 @@ def _read_tokenizer(folder: Path, hf_kind: bool, image_token_id: int) -> Tokeniz
 
 
 def _require_transformers() -> None:
-    try:
-        import transformers  # noqa: F401
-    except ImportError:
-        raise ImportError("the PaliGemma backend needs transformers and peft: pip install 'cxrvlm[hf]'") from None
+    require_transformers("the PaliGemma backend")
 
 
 def _lora_meta(model: nn.Module) -> dict[str, Any] | None:

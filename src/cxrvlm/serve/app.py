@@ -76,10 +76,10 @@ def _save_upload(upload: Any, folder: Path, max_bytes: int) -> Path:
 
 
 def _tasks(values: list[str]) -> list[str]:
+    """The `tasks` form fields (repeated, or comma-separated) -> task names; none given: every task."""
     from cxrvlm.infer.interpreter import parse_tasks
 
-    names = [t.strip() for v in values for t in v.split(",") if t.strip()]
-    return parse_tasks(names or list(TASKS))
+    return parse_tasks(",".join(values) if any(v.strip() for v in values) else list(TASKS))
 
 
 def create_app(interpreter: Any, max_upload_mb: float = MAX_UPLOAD_MB) -> Any:
