@@ -65,8 +65,9 @@ def test_the_lm_keeps_its_weights_and_gets_the_task_tokens(tmp_path) -> None:
     assert tok.encode("<loc0012>") == [tok.loc_ids[12]]  # one token each, as the tasks' parsers expect
 
 
-def test_it_trains_generates_with_the_cache_and_scores(tmp_path) -> None:
-    model = _model(_llama_folder(tmp_path / "llm")[0]).train()
+@pytest.mark.parametrize("attention", ["prefix", "causal"])
+def test_it_trains_generates_with_the_cache_and_scores(tmp_path, attention: str) -> None:
+    model = _model(_llama_folder(tmp_path / "llm")[0], attention=attention).train()
     batch = model.collate([example(PROMPT, "tuberculosis"), example("detect left lung", "<loc0010><loc0020>"
                                                                      "<loc0300><loc0400> left lung", n_images=2)],
                           [views(1), views(2, seed=1)])

@@ -135,6 +135,25 @@ def test_kv_cache_generate_equals_full_recompute(tiny) -> None:
         assert model.generate([images[i]], [prompts[i]], max_new_tokens=12) == [cached[i]]
 
 
+def test_causal_attention_reads_the_prompt_causally_and_decodes_consistently(tiny) -> None:
+    """attention="causal" (LLaVA, M4CXR): a prompt token does not see the prompt tokens after it; "prefix" does.
+    Cached decoding, recomputation and batching agree in both modes."""
+    prompts = [PROMPT, "detect left lung ; right lung"]
+    images = [views(1), views(2, seed=1)]
+    outputs = {}
+    for mode in ("prefix", "causal"):
+        model = tiny(attention=mode).double()
+        a = model.collate([example("detect left lung", "x")], [views(1)])
+        b = model.collate([example("detect right lung", "x")], [views(1)])
+        first_a, first_b = model(**a)[0][0, 1], model(**b)[0][0, 1]  # after "<bos> detect": the same two tokens
+        outputs[mode] = torch.allclose(first_a, first_b)
+        cached = model.generate(images, prompts, max_new_tokens=8)
+        assert cached == model.generate(images, prompts, max_new_tokens=8, use_cache=False)
+        for i in range(2):
+            assert model.generate([images[i]], [prompts[i]], max_new_tokens=8) == [cached[i]]
+    assert outputs == {"prefix": False, "causal": True}
+
+
 @pytest.mark.parametrize("bias", [False, True])
 def test_the_decode_step_is_the_blocks_math(tiny, bias: bool) -> None:
     """Batch-1 cached decoding runs `decode_step` (the blocks' weights without module calls): its hidden states

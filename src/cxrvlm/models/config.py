@@ -17,6 +17,7 @@ MERGE_MODES = ("sequence", "grid")
 PROJECTORS = ("linear", "mlp", "cabstractor")
 DECODERS = ("native", "hf")
 HF_DTYPES = ("float32", "bfloat16", "float16")
+ATTENTIONS = ("prefix", "causal")
 
 
 class ConfigError(ValueError):
@@ -58,6 +59,8 @@ class VLMConfig:
     projector_depth: int = 2  # C-Abstractor ResNet blocks before and after pooling (Honeybee uses 3)
     # ---- decoder
     decoder: str = "native"  # "native": the GPT below; "hf": a pretrained causal LM (models/hf_text.py)
+    attention: str = "prefix"  # "prefix": full over image tokens + prompt, causal over the answer (PaliGemma);
+    #                            "causal": text causal from its first token, as a pretrained LM reads (LLaVA, M4CXR)
     hf_text_path: str = ""  # decoder "hf": a local transformers causal LM (Llama, Qwen2, Gemma, ...), read when a
     #                         model is created (n_embd, n_layer, n_head become its own), cleared in saved checkpoints
     hf_text_config: dict = field(default_factory=dict)  # its transformers config, copied from the folder
@@ -104,6 +107,8 @@ class VLMConfig:
                               f"valid: {list(MERGE_MODES)}")
         if self.projector not in PROJECTORS:
             raise ConfigError(f"config {self.name!r}: unknown projector {self.projector!r}; valid: {list(PROJECTORS)}")
+        if self.attention not in ATTENTIONS:
+            raise ConfigError(f"config {self.name!r}: unknown attention {self.attention!r}; valid: {list(ATTENTIONS)}")
         if self.hf_dtype not in HF_DTYPES:
             raise ConfigError(f"config {self.name!r}: unknown hf_dtype {self.hf_dtype!r}; valid: {list(HF_DTYPES)}")
         if self.decoder not in DECODERS:

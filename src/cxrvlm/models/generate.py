@@ -215,6 +215,12 @@ class BackendMixin:
             out, probs = run(feats, ids, mask, steps, shape)
         return self._finish(out, probs, return_scores)
 
+    def _prefix_end(self, n_img: int, prompt: int | torch.Tensor, batch: int) -> torch.Tensor:
+        """(B,) the first position each row attends causally: after the prompt (config.attention "prefix"), or
+        after the image tokens ("causal": the text is causal from its first token)."""
+        end = n_img + (prompt if self.config.attention == "prefix" else 0)
+        return end if torch.is_tensor(end) else torch.full((batch,), end, device=self.device)
+
     def _greedy_cached(self, feats: ImageFeatures, ids: torch.Tensor, mask: torch.Tensor, steps: int,
                        shape: ShapeConstraint | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         dec, dev = self.decoder, self.device
@@ -225,8 +231,8 @@ class BackendMixin:
         key_valid = torch.ones(B, L + steps, dtype=torch.bool, device=dev)
         key_valid[:, :L] = torch.cat([feats.mask.to(dev), mask], dim=1)
         cache = dec.new_cache(B, L + steps, x)
-        # the whole prompt is prefix: full attention among its valid keys
-        h = dec(x, key_valid[:, None, None, :L].expand(B, 1, L, L), cache)
+        h = dec(x, prefix_lm_mask(key_valid[:, :L], self._prefix_end(feats.tokens.size(1), L - feats.tokens.size(1),
+                                                                       B)), cache)
         logits, next_pos = dec.lm_head(h[:, -1]), positions[:, -1] + 1
         # one new query per step: with no padded key anywhere (every batch-1 call) it may see every cached key,
         # so no mask is needed and attention takes its unmasked kernel
@@ -263,7 +269,7 @@ class BackendMixin:
             positions = (text_mask.long().cumsum(1) - 1).clamp(min=0)
             x = torch.cat([feats.tokens.to(dev, self.dtype), dec.embed(seq, positions)], dim=1)
             key_valid = torch.cat([feats.mask.to(dev), text_mask], 1)
-            attn = prefix_lm_mask(key_valid, torch.full((B,), n_img + Tp, device=dev))
+            attn = prefix_lm_mask(key_valid, self._prefix_end(n_img, Tp, B))
             tok, p = self._pick(dec.lm_head(dec(x, attn)[:, -1]), shape)
             out.append(tok)
             probs.append(p)

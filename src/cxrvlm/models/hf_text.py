@@ -4,8 +4,8 @@ as the native VLM's decoder: the LLaVA / M4CXR recipe of a (pretrained) encoder,
     create_model("m4cxr-style", decoder="hf", hf_text_path="/models/llm", encoders=["hf"],
                  hf_vision_path="/models/rad-dino", image_size=518)
 
-The LM keeps everything the native model has around its decoder: view embeddings, the prefix-LM mask (full
-attention over image tokens and the prompt, causal over the answer, as PaliGemma), candidate scoring and the
+The LM keeps everything the native model has around its decoder: view embeddings, the attention mask (prefix-LM,
+as PaliGemma, or `attention="causal"`: the text read causally, as the LM was pretrained), candidate scoring and the
 answer-shape constraint; a training stage's "lora" adapts it through peft. Its own tokenizer replaces the project's,
 with `<locNNNN>`, `<segNNN>` and `<sep>` (and `<bos>`/`<pad>` where the LM has none) added and the embeddings
 grown to match; n_embd, n_layer and n_head are the LM's. A new model reads the folder once; a saved checkpoint holds

@@ -2,7 +2,8 @@
 
 The decoder sees one sequence per example: image tokens, then text `<bos> prompt <sep> answer <eos>`.
 Attention is prefix-LM (PaliGemma): every position may attend to the whole prefix (image tokens + prompt up to
-and including `<sep>`), and answer positions attend causally to earlier answer positions. Position embeddings
+and including `<sep>`), and answer positions attend causally to earlier answer positions; with config.attention
+"causal" the prefix is the image tokens alone and the text is causal from its first token. Position embeddings
 count text tokens only (image tokens carry their own positions from the encoder and a view embedding), so the
 number of views does not eat into `max_text_len`.
 """

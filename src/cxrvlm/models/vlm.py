@@ -153,7 +153,7 @@ class CompactVLM(BackendMixin, nn.Module):
         x = torch.cat([feats.tokens.to(dev, self.dtype), self.decoder.embed(input_ids, positions)], dim=1)
         n_img = feats.tokens.size(1)
         key_valid = torch.cat([feats.mask.to(dev), attention_mask.bool()], dim=1)
-        mask = prefix_lm_mask(key_valid, n_img + prefix_lengths.to(dev))
+        mask = prefix_lm_mask(key_valid, self._prefix_end(n_img, prefix_lengths.to(dev), B))
         logits = self.decoder.lm_head(self.decoder(x, mask)[:, n_img:])  # (B, T, V)
         loss = None if labels is None else answer_loss(logits, labels.to(dev), reduction)
         return logits, loss
