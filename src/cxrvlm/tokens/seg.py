@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from PIL import Image
 
+from cxrvlm.tensorfile import read_tagged_tensors, write_tensors
+
 if TYPE_CHECKING:
     from cxrvlm.tokens.seg_vqvae import MaskVQVAE
 
@@ -163,18 +165,10 @@ class MaskTokenizer:
     @classmethod
     def from_file(cls, path: str | Path) -> MaskTokenizer:
         """Load a safetensors file written by `save` (tensor names as in vae-oid.npz, config in the metadata)."""
-        from safetensors import safe_open
-
         from cxrvlm.tokens.seg_vqvae import MaskVQVAE, VQVAEConfig
 
         path = Path(path)
-        if not path.is_file():
-            raise MaskTokenError(f"{path}: mask tokenizer weights not found")
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != FORMAT or "config" not in meta:
-                raise MaskTokenError(f"{path}: not a {FORMAT} file (metadata 'format'/'config' missing)")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta, tensors = read_tagged_tensors(path, FORMAT, "config", "mask tokenizer weights", MaskTokenError)
         model = MaskVQVAE(VQVAEConfig.from_dict(json.loads(meta["config"])))
         model.import_tensors(tensors, str(path))
         return cls(model, name=path.name)
@@ -188,16 +182,8 @@ class MaskTokenizer:
 
     def save(self, path: str | Path, meta: dict[str, str] | None = None) -> None:
         """Write safetensors atomically (tmp file, then rename)."""
-        import os
-
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        metadata = {"format": FORMAT, "config": json.dumps(self.model.cfg.to_dict()), **(meta or {})}
-        save_file(self.model.export_tensors(), str(tmp), metadata=metadata)
-        os.replace(tmp, path)
+        write_tensors(path, self.model.export_tensors(),
+                      {"format": FORMAT, "config": json.dumps(self.model.cfg.to_dict()), **(meta or {})})
 
     # --- encode ---------------------------------------------------------------------------------------------
     def prepare(self, mask: np.ndarray, box: Box) -> np.ndarray:

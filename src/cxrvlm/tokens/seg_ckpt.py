@@ -3,40 +3,33 @@ picture of a validation run."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cxrvlm.tensorfile import read_tensors, write_tensors
+
 
 def save_checkpoint(state: Any, path: Path) -> None:
     """Model, codebook statistics, Adam state and the random stream of a `seg_train.TrainState` -> `path`."""
-    from safetensors.torch import save_file
-
     tensors = {f"model.{k}": v for k, v in state.model.export_tensors().items()}
-    tensors["ema.count"] = state.ema_count.contiguous()
-    tensors["ema.sum"] = state.ema_sum.contiguous()
+    tensors["ema.count"] = state.ema_count
+    tensors["ema.sum"] = state.ema_sum
     tensors["rng"] = state.gen.get_state()
     opt = state.opt.state_dict()
     for i, s in opt["state"].items():
         for name, t in s.items():
-            tensors[f"opt.{i}.{name}"] = t.contiguous().reshape(t.shape)
+            tensors[f"opt.{i}.{name}"] = t
     meta = {"step": str(state.step), "initialised": str(int(state.initialised)),
             "param_groups": json.dumps(opt["param_groups"]), "config": json.dumps(state.model.cfg.to_dict())}
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    write_tensors(path, tensors, meta)
 
 
 def load_checkpoint(state: Any, path: Path) -> None:
     """Restore what `save_checkpoint` wrote; ValueError when the file belongs to another model shape."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta, tensors = read_tensors(path)
     if json.loads(meta.get("config", "{}")) != state.model.cfg.to_dict():
         raise ValueError(f"{path}: checkpoint was made for another model configuration; use --fresh or another --out")
     state.model.import_tensors({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cxrvlm.tensorfile import read_tagged_tensors, write_tensors
 from cxrvlm.tokens import seg
 
 WORK_SIDE = 512  # the film is refined at most this long on its long side: lung edges survive, big films stay cheap
@@ -130,18 +131,10 @@ class MaskRefiner:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> MaskRefiner:
-        from safetensors import safe_open
-
         path = Path(path)
-        if not path.is_file():
-            raise MaskRefinerError(f"{path}: mask refiner weights not found")
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != FORMAT or "widths" not in meta:
-                raise MaskRefinerError(f"{path}: not a {FORMAT} file (metadata 'format'/'widths' missing)")
-            tensors = {k: f.get_tensor(k).float() for k in f.keys()}
+        meta, tensors = read_tagged_tensors(path, FORMAT, "widths", "mask refiner weights", MaskRefinerError)
         net = build_net(json.loads(meta["widths"]))
-        missing, unexpected = net.load_state_dict(tensors, strict=False)
+        missing, unexpected = net.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
         if missing or unexpected:
             raise MaskRefinerError(f"{path}: weights do not fit the refiner (missing {missing[:3]}, "
                                    f"unexpected {unexpected[:3]})")
@@ -149,15 +142,8 @@ class MaskRefiner:
 
     def save(self, path: str | os.PathLike, meta: dict[str, str] | None = None) -> None:
         """Write safetensors atomically (a temporary file, then renamed)."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.contiguous() for k, v in self.net.state_dict().items()}
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "widths": json.dumps(self.net.widths),
-                                               **(meta or {})})
-        os.replace(tmp, path)
+        write_tensors(path, self.net.state_dict(), {"format": FORMAT, "widths": json.dumps(self.net.widths),
+                                                    **(meta or {})})
 
     def refine(self, pixels: np.ndarray, boxes: Sequence[Box], masks: Sequence[np.ndarray]) -> list[np.ndarray]:
         """One film's objects: pixel boxes and bool (H, W) masks -> refined bool (H, W) masks, in order."""

@@ -19,12 +19,13 @@ import argparse
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cxrvlm.tensorfile import read_tensors, write_tensors
 
 log = logging.getLogger(__name__)
 
@@ -168,28 +169,18 @@ def learning_rate(step: int, steps: int, peak: float) -> float:
 
 
 def save_checkpoint(path: Path, step: int, net: Any, opt: Any, rng: np.random.Generator) -> None:
-    from safetensors.torch import save_file
-
     from cxrvlm.train.checkpoint import optimizer_to_flat
 
     tensors, opt_meta = optimizer_to_flat(opt.state_dict())
-    tensors = {**{f"net.{k}": v.contiguous() for k, v in net.state_dict().items()},
-               **{f"opt.{k}": v for k, v in tensors.items()}}
-    meta = {"step": str(step), "optimizer": json.dumps(opt_meta),
-            "rng": json.dumps(rng.bit_generator.state), "widths": json.dumps(net.widths)}
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    tensors = {**{f"net.{k}": v for k, v in net.state_dict().items()}, **{f"opt.{k}": v for k, v in tensors.items()}}
+    write_tensors(path, tensors, {"step": str(step), "optimizer": json.dumps(opt_meta),
+                                  "rng": json.dumps(rng.bit_generator.state), "widths": json.dumps(net.widths)})
 
 
 def load_checkpoint(path: Path, net: Any, opt: Any, rng: np.random.Generator) -> int:
-    from safetensors import safe_open
-
     from cxrvlm.train.checkpoint import optimizer_from_flat
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta, tensors = read_tensors(path)
     if json.loads(meta.get("widths", "null")) != net.widths:
         raise ValueError(f"{path}: checkpoint of another refiner shape; use --fresh or another --out")
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})

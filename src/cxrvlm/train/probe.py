@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
 import numpy as np
@@ -38,6 +37,7 @@ from cxrvlm.models.config import VLMConfig
 from cxrvlm.models.hf_vision import resolve_hf_vision
 from cxrvlm.models.registry import read_model_config
 from cxrvlm.models.vision_encoder import ENCODER_REGISTRY
+from cxrvlm.tensorfile import write_tensors
 from cxrvlm.train.data import ImageCache, augment_geometry, augment_intensity, read_split
 from cxrvlm.train.setup import load_module_weights
 
@@ -153,12 +153,7 @@ def probe(args: argparse.Namespace) -> list[dict[str, float]]:
             print(json.dumps(row), flush=True)
             log.append(row)
     if args.save:
-        from safetensors.torch import save_file
-
-        tmp = f"{args.save}.tmp"
-        save_file({k: v.detach().contiguous() for k, v in encoder.state_dict().items()}, tmp,
-                  metadata={"encoder": args.encoder, "image_size": str(args.image_size)})
-        os.replace(tmp, args.save)  # atomic: a crash leaves no half-written file
+        write_tensors(args.save, encoder.state_dict(), {"encoder": args.encoder, "image_size": str(args.image_size)})
         print(json.dumps({"saved": args.save}), flush=True)
     return log
 
