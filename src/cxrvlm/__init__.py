@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__version__ = "0.1.0"
-NOTICE = "Research use only. Not a diagnosis."
+from cxrvlm.about import NOTICE, VERSION
+
+__version__ = VERSION
+__all__ = ["NOTICE", "__version__", "load"]
 
 
 def load(name_or_path: str | os.PathLike = "cxrvlm-tiny", **kwargs: Any) -> Any:

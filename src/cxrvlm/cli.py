@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only `command`'s module is imported (to add its arguments), so start-up stays fast."""
-    from cxrvlm import __version__
+    from cxrvlm.about import VERSION as __version__
 
     parser = argparse.ArgumentParser(prog="cxrvlm", description="Chest X-ray multi-task vision-language model.")
     parser.add_argument("--version", action="version", version=f"cxrvlm {__version__}")

@@ -12,7 +12,7 @@ from PIL import Image
 
 from cxrvlm.records import Box, Report, Study, View
 from cxrvlm.sources.base import Source
-from cxrvlm.tasks.base import Example, Prediction
+from cxrvlm.examples import Example, Prediction
 from cxrvlm.tokens.loc import LOC_RE, decode_locs, encode_box
 
 

@@ -7,7 +7,7 @@ from curate_fixtures import FAKE_TASK
 from PIL import Image
 
 from cxrvlm.curate.render import PANEL_HEIGHT, colour, render_example
-from cxrvlm.tasks.base import Example
+from cxrvlm.examples import Example
 from cxrvlm.tokens.loc import encode_box
 
 

@@ -12,7 +12,7 @@ import pytest
 from cxrvlm.eval import runner
 from cxrvlm.eval.predict import box_scores_for, loc_runs
 from cxrvlm.eval.runner import EvalOptions, evaluate, reason_kind, select
-from cxrvlm.tasks.base import Example
+from cxrvlm.examples import Example
 from cxrvlm.train.data import ImageCache, read_split
 
 GARBAGE = ("", "   ", "\x00\x01\x02", "<loc0012><loc0300><loc05", "yes\x00no", "x" * 60_000, "<seg001> maybe",

@@ -14,7 +14,7 @@ from cxrvlm.metrics import (
     choose_threshold,
     roc_curve,
 )
-from cxrvlm.tasks.base import Prediction
+from cxrvlm.examples import Prediction
 
 
 def test_auroc_by_hand():

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from cxrvlm.metrics import DetectionMetric, GroundingMetric, box_iou
-from cxrvlm.tasks.base import Prediction
+from cxrvlm.examples import Prediction
 
 GT = [0.0, 0.0, 0.5, 0.5]
 

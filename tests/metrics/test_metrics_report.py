@@ -8,7 +8,7 @@ import pytest
 
 from cxrvlm.metrics import ReportMetric, bleu_per_sample_lowercase, coco_scores, sacrebleu_corpus, sentence_bleu
 from cxrvlm.metrics import nlg
-from cxrvlm.tasks.base import Prediction
+from cxrvlm.examples import Prediction
 
 HYP = "the cat sat on the mat".split()
 REF = "the cat is on the mat".split()

@@ -9,7 +9,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from cxrvlm.metrics import SegmentationMetric, dice_iou
-from cxrvlm.tasks.base import Prediction
+from cxrvlm.examples import Prediction
 
 
 def _rect(r0, r1, c0, c1, shape=(10, 10)):

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from cxrvlm.metrics import ClosedVQAMetric, OpenVQAMetric, exact_match, normalize_answer, token_f1
-from cxrvlm.tasks.base import Prediction
+from cxrvlm.examples import Prediction
 
 
 def _p(answer, valid=True):

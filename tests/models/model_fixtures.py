@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxrvlm.tasks.base import Example
+from cxrvlm.examples import Example
 
 SENTENCES = [
     "The heart size is normal. The lungs are clear.",

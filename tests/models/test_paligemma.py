@@ -12,7 +12,8 @@ from cxrvlm.models import Tokenizer, create_model, list_models, load_model  # no
 from cxrvlm.models.checkpoint import CheckpointError  # noqa: E402
 from cxrvlm.models.hf_tokenizer import TransformersTokenizer  # noqa: E402
 from cxrvlm.models.paligemma import PATH_ENV, PaliGemmaBackend, load_paligemma, tiny_paligemma  # noqa: E402
-from cxrvlm.tasks.base import Example, get_task  # noqa: E402
+from cxrvlm.examples import Example  # noqa: E402
+from cxrvlm.tasks.base import get_task  # noqa: E402
 
 TINY = dict(image_size=32, vit_patch_size=8, vit_width=32, vit_depth=1, vit_heads=2, n_layer=2, n_head=2, n_embd=32,
             max_text_len=64)

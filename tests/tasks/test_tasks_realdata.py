@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from cxrvlm.tasks import classify, detect, findings_then_report, ground, report, vqa
-from cxrvlm.tasks.base import Example, Prediction
+from cxrvlm.examples import Example, Prediction
 
 TASKS = (classify, vqa, report, detect, ground, findings_then_report)
 pytestmark = pytest.mark.realdata

@@ -10,7 +10,7 @@ pytest.importorskip("peft")
 pytest.importorskip("transformers")
 
 from cxrvlm.models import Tokenizer, create_model, load_model  # noqa: E402
-from cxrvlm.tasks.base import Example  # noqa: E402
+from cxrvlm.examples import Example  # noqa: E402
 from cxrvlm.train.config import StageConfig  # noqa: E402
 from cxrvlm.train.setup import add_lora, apply_stage, merge_lora  # noqa: E402
 

@@ -54,7 +54,7 @@ def test_drawn_zoom_and_shift_keep_every_box_inside(extent) -> None:
 
 
 def test_a_moved_segmentation_answer_decodes_to_the_moved_mask() -> None:
-    from cxrvlm.tasks.base import Example
+    from cxrvlm.examples import Example
 
     mask = lungs()  # 240 x 300
     ex = segment.format(study({"lungs": mask}), random.Random(1))[0]
@@ -70,7 +70,7 @@ def test_a_moved_segmentation_answer_decodes_to_the_moved_mask() -> None:
 
 
 def test_detection_prompt_and_answer_rewritten_together() -> None:
-    from cxrvlm.tasks.base import Example
+    from cxrvlm.examples import Example
 
     ex = Example("detect", ["/x.png"], detect.prompt(["right lung"]), detect.render([("right lung", (0.1, 0.2, 0.4, 0.9))]),
                  "s", "p", "src")

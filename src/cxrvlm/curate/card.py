@@ -13,7 +13,9 @@ from cxrvlm.curate.pipeline import Curated
 from cxrvlm.curate.render import render_example
 from cxrvlm.curate.split import SPLITS
 from cxrvlm.curate.write import counts
-from cxrvlm.tasks.base import Example, get_task
+from cxrvlm.examples import Example
+
+from cxrvlm.tasks.base import get_task
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,9 @@ from cxrvlm.curate.jsonl import dumps
 from cxrvlm.curate.split import SPLITS, PatientLinks, assign_splits, parse_fractions
 from cxrvlm.records import Study
 from cxrvlm.sources.base import Source, open_source
-from cxrvlm.tasks.base import Example, get_task, list_tasks
+from cxrvlm.examples import Example
+
+from cxrvlm.tasks.base import get_task, list_tasks
 
 log = logging.getLogger(__name__)
 

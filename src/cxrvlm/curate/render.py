@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cxrvlm.records import load_mask
-from cxrvlm.tasks.base import Example
+from cxrvlm.examples import Example
 
 log = logging.getLogger(__name__)
 

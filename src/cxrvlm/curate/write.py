@@ -45,7 +45,7 @@ def counts(result: Curated) -> dict[str, Any]:
 
 
 def manifest(result: Curated) -> dict[str, Any]:
-    from cxrvlm import __version__
+    from cxrvlm.about import VERSION as __version__
 
     c = result.config
     return {

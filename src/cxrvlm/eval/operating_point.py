@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrvlm.eval import predict
-from cxrvlm.tasks.base import Example
+from cxrvlm.examples import Example
 
 log = logging.getLogger(__name__)
 

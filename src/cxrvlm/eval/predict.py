@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from cxrvlm.tasks.base import Example, answer_shape
+from cxrvlm.examples import Example
+
+from cxrvlm.tasks.base import answer_shape
 from cxrvlm.tokens.loc import quantise
 
 log = logging.getLogger(__name__)

@@ -38,7 +38,9 @@ from typing import Any
 import numpy as np
 
 from cxrvlm.eval import predict
-from cxrvlm.tasks.base import Example, Prediction, get_task
+from cxrvlm.examples import Example, Prediction
+
+from cxrvlm.tasks.base import get_task
 
 log = logging.getLogger(__name__)
 

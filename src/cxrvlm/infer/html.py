@@ -7,7 +7,7 @@ import io
 from html import escape
 from typing import Any
 
-from cxrvlm import NOTICE
+from cxrvlm.about import NOTICE
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1100px;color:#222;padding:0 1em}

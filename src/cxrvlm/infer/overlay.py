@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from cxrvlm import NOTICE
+from cxrvlm.about import NOTICE
 from cxrvlm.io import to_uint8
 from cxrvlm.tokens.rle import rle_decode
 

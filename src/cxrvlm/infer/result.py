@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cxrvlm import NOTICE
+from cxrvlm.about import NOTICE
 
 TASKS = ("classify", "report", "detect", "segment", "vqa")
 # What is detected and segmented unless asked otherwise: the regions the project's training data outlines.

@@ -29,7 +29,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from cxrvlm.metrics.common import div, f1_from_counts, require, slug
-from cxrvlm.tasks.base import Prediction
+from cxrvlm.examples import Prediction
 
 log = logging.getLogger(__name__)
 

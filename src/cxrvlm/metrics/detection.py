@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from cxrvlm.metrics.common import as_box, require, slug
-from cxrvlm.tasks.base import Prediction
+from cxrvlm.examples import Prediction
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any
 from cxrvlm.metrics.clinical import Labeler, clinical_f1
 from cxrvlm.metrics.common import require
 from cxrvlm.metrics.nlg import bleu_per_sample_lowercase, coco_scores, sacrebleu_corpus
-from cxrvlm.tasks.base import Prediction
+from cxrvlm.examples import Prediction
 
 log = logging.getLogger(__name__)
 

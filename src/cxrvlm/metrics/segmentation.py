@@ -26,7 +26,7 @@ from pycocotools import mask as mask_utils
 
 from cxrvlm.metrics.common import require, slug
 from cxrvlm.metrics.detection import coco_eval, per_category_ap, pred_scores
-from cxrvlm.tasks.base import Prediction
+from cxrvlm.examples import Prediction
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Any
 
 from cxrvlm.metrics.common import require
-from cxrvlm.tasks.base import Prediction
+from cxrvlm.examples import Prediction
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from cxrvlm import NOTICE
+from cxrvlm.about import NOTICE
 
 MAX_MB = 30.0  # the built-in model must stay small enough to ship inside a wheel
 

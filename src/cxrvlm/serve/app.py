@@ -24,7 +24,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from cxrvlm import NOTICE
+from cxrvlm.about import NOTICE
 from cxrvlm.infer.html import render_html
 from cxrvlm.infer.overlay import render_overlay
 from cxrvlm.infer.result import TASKS

@@ -11,7 +11,7 @@ import numpy as np
 
 from cxrvlm.io import read_image
 from cxrvlm.io.transforms import resize_to
-from cxrvlm.tasks.base import Example
+from cxrvlm.examples import Example
 from cxrvlm.tokens.loc import locs_extent, zoom_shift_coord, zoom_shift_locs
 
 log = logging.getLogger(__name__)
