@@ -12,7 +12,6 @@ from cxrvlm.tasks import base as tasks_base
 def fake_registry(monkeypatch: pytest.MonkeyPatch) -> type[FakeSource]:
     """Register the fake source "fake" and the fake task "fake"; returns the source class."""
     sources_base._load_all()
-    tasks_base._load_all()
     monkeypatch.setitem(sources_base._REGISTRY, "fake", FakeSource)
     monkeypatch.setitem(tasks_base._REGISTRY, "fake", FAKE_TASK)
     monkeypatch.setattr(FakeSource, "STUDIES", {})

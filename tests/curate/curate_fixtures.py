@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import random
-import types
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +10,8 @@ import numpy as np
 from PIL import Image
 
 from cxrvlm.records import Box, Report, Study, View
+from cxrvlm.tasks import Task
+from cxrvlm.tokens.shape import TEXT
 from cxrvlm.sources.base import Source
 from cxrvlm.examples import Example, Prediction
 from cxrvlm.tokens.loc import LOC_RE, decode_locs, encode_box
@@ -88,4 +89,5 @@ def _fake_parse(text: str, image_size: tuple[int, int] | None = None) -> Predict
     return Prediction("fake", text=text, boxes=boxes, label=text.strip())
 
 
-FAKE_TASK = types.SimpleNamespace(NAME="fake", format=_fake_format, parse=_fake_parse)
+FAKE_TASK = Task(name="fake", format=_fake_format, parse=_fake_parse, metric=lambda **_: None, max_new_tokens=8,
+                 headline=(), answer_shape=TEXT, coordinates=True)

@@ -16,7 +16,7 @@ def _study(labels: dict[str, float]) -> Study:
 
 
 def test_registered():
-    assert get_task("classify") is classify
+    assert get_task("classify") is classify.TASK and classify.TASK.parse is classify.parse
 
 
 def test_tb_positive_and_negative():
@@ -115,7 +115,7 @@ def test_prompt_and_answer_set():
 
 def test_metric_hook_scores_each_kind(monkeypatch):
     provide_metric(monkeypatch, "ClassificationMetric", "classification")
-    m = classify.metric(n_boot=20)
+    m = classify.ClassifyMetric(n_boot=20)
     for s in (tb_study(positive=True), tb_study(positive=False), covid_study()):
         for e in classify.format(s, random.Random(0)):
             m.update(classify.parse(e.suffix), e.target)

@@ -135,7 +135,7 @@ def test_prompt_registry_and_tokenizer_swap():
     assert segment.prompt(["Left Lung", "right lung"]) == "segment left lung ; right lung"
     with pytest.raises(ValueError):
         segment.prompt([])
-    assert get_task("segment") is segment
+    assert get_task("segment") is segment.TASK
     import torch
 
     from cxrvlm.tokens.seg import MaskTokenizer

@@ -14,13 +14,10 @@ from cxrvlm.curate.render import render_example
 from cxrvlm.curate.split import SPLITS
 from cxrvlm.curate.write import counts
 from cxrvlm.examples import Example
-
-from cxrvlm.tasks.base import get_task
+from cxrvlm.tasks import get_task, list_tasks, screening_task
 
 log = logging.getLogger(__name__)
 
-# Drawn first: the tasks whose answers a picture shows best.
-_RENDER_ORDER = ("detect", "segment", "ground", "classify", "vqa", "report", "findings_then_report")
 _YES_NO = ("yes", "no")
 
 
@@ -67,10 +64,11 @@ def answer_counts(result: Curated, task: str, key: str = "") -> dict[str, Counte
 
 
 def vqa_balance(result: Curated) -> dict[str, Counter]:
-    """yes / no / other close-ended / open-ended VQA answers per split."""
+    """yes / no / other close-ended / open-ended answers to questions (examples whose target says whether the
+    question is closed) per split."""
     out: dict[str, Counter] = {k: Counter() for k in ("yes", "no", "other close-ended", "open-ended")}
     for split, ex in _examples(result):
-        if ex.task != "vqa":
+        if "closed" not in ex.target:
             continue
         answer = ex.suffix.strip().lower()
         closed = ex.target.get("closed", True)
@@ -80,11 +78,12 @@ def vqa_balance(result: Curated) -> dict[str, Counter]:
 
 
 def report_kinds(result: Curated) -> dict[str, Counter]:
-    """"task: kind" (report / case_notes / templated) -> split counts, for the report-writing examples."""
+    """"task: kind" (report / case_notes / templated) -> split counts, for the report-writing examples (those whose
+    target holds a reference report)."""
     out: dict[str, Counter] = defaultdict(Counter)
     for split, ex in _examples(result):
         kind = ex.target.get("kind")
-        if ex.task == "report" or (ex.task == "findings_then_report" and "report" in ex.target):
+        if "report" in ex.target:
             kind = "templated" if ex.meta.get("templated") else (kind if kind in ("report", "case_notes") else
                                                                   "report")
             out[f"{ex.task}: {kind}"][split] += 1
@@ -111,6 +110,11 @@ def _counter_rows(data: dict[str, Counter], limit: int | None = None) -> list[li
     return [[k, *(c[s] for s in SPLITS), sum(c.values())] for k, c in items]
 
 
+def _pictures_first(task: str) -> tuple[bool, str]:
+    """Sort key: the tasks whose answers hold coordinates (boxes, masks: what a picture shows best) first."""
+    return (not (task in list_tasks() and get_task(task).coordinates), task)
+
+
 def choose_examples(result: Curated, n: int) -> list[tuple[str, Example]]:
     """Up to `n` (split, example) pairs to draw: round-robin over tasks (boxes and masks first), a multi-study or
     multi-view one when there is one, each drawn by a `random.Random(seed)` so the card is reproducible."""
@@ -121,7 +125,7 @@ def choose_examples(result: Curated, n: int) -> list[tuple[str, Example]]:
     for split, ex in _examples(result):
         if ex.images:
             by_task[ex.task].append((split, ex))
-    order = [t for t in _RENDER_ORDER if t in by_task] + sorted(t for t in by_task if t not in _RENDER_ORDER)
+    order = sorted(by_task, key=_pictures_first)
     chosen: list[tuple[str, Example]] = []
     multi = [(s, e) for s, e in _examples(result) if len(e.images) > 1]
     while len(chosen) < n and any(by_task[t] for t in order):
@@ -191,7 +195,7 @@ def _balance_sections(result: Curated) -> list[str]:
     balance = label_balance(result)
     parts.append(table(["label", *SPLITS], [[k, *(_pos_neg(v[s]) for s in SPLITS)] for k, v in balance.items()])
                  + "\n" if balance else "No labelled studies.\n")
-    classify = answer_counts(result, "classify", key="kind")
+    classify = answer_counts(result, screening_task().name, key="kind")
     if classify:
         parts += ["Classification answers (by kind):\n",
                   table(["answer", *SPLITS, "total"], _counter_rows(classify, 20)) + "\n"]

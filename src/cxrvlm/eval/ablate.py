@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cxrvlm.eval.report import MAIN_METRICS, main_metric
+from cxrvlm.eval.report import headline, main_metric
 from cxrvlm.eval.runner import EvalOptions, jsonable
 
 log = logging.getLogger(__name__)
@@ -189,13 +189,13 @@ def run_ablation(spec: AblationSpec, variants: list[Variant] | None = None) -> d
 
 
 def column_key(task: str, metrics: list[dict[str, Any]]) -> str | None:
-    """One metric per task for every row: the first of MAIN_METRICS that any run defines (finite), else the first
+    """One metric per task for every row: the first headline metric that any run defines (finite), else the first
     any run reports (so a column never mixes, say, TB AUROC in one row with finding AUROC in another)."""
     present = [m for m in metrics if m]
-    for k in MAIN_METRICS.get(task, ()):
+    for k in headline(task):
         if any(isinstance(m.get(k), (int, float)) and math.isfinite(m[k]) for m in present):
             return k
-    fallback = [k for k in MAIN_METRICS.get(task, ()) if any(k in m for m in present)]
+    fallback = [k for k in headline(task) if any(k in m for m in present)]
     if fallback:
         return fallback[0]
     return next((main_metric(task, m)["key"] for m in present if main_metric(task, m)["key"]), None)

@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from cxrvlm.tasks import screening_task
+
 
 def _positive(text: str) -> int:
     value = int(text)
@@ -93,7 +95,7 @@ def resolve_operating_point(args: argparse.Namespace, model: object, limit_seed:
     if not (Path(args.data) / f"{source}.jsonl").is_file():
         logging.getLogger(__name__).warning("no %s split in %s: no TB operating point", source, args.data)
         return None
-    examples = select(read_split(args.data, source), ["classify"], *limit_seed)
+    examples = select(read_split(args.data, source), [screening_task().name], *limit_seed)
     try:
         return choose_operating_point(model, examples, args.batch_size, args.min_sensitivity, source,
                                       progress=not args.no_progress)
@@ -121,9 +123,8 @@ def run(args: argparse.Namespace) -> int:
                           perturb=args.perturb, refine_masks=not args.no_mask_refiner)
     result = evaluate(model, examples, options)
     out = Path(args.out)
-    info = {"model": str(args.model), "data": str(args.data), "split": args.split}
-    if "segment" in result.tasks:
-        info["mask_refiner"] = not args.no_mask_refiner
+    info = {"model": str(args.model), "data": str(args.data), "split": args.split,
+            "mask_refiner": not args.no_mask_refiner}
     if args.perturb:
         info["perturb"] = dict(zip(("zoom", "dx", "dy"), args.perturb))
     doc = write_outputs(result, out, info, op)

@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 
 from cxrvlm.eval import plots
+from cxrvlm.tasks import get_task, list_tasks, screening_task
+from cxrvlm.tokens.rle import rle_decode
 
 log = logging.getLogger(__name__)
 
 FIGURES = "figures"
-TB_KIND, TB_POSITIVE = "tb", "tuberculosis"
 INVALID = "(invalid)"
 
 
@@ -26,27 +27,34 @@ def _scored(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if "skipped" not in r and "prediction" in r]
 
 
+def _tasks_where(test: Any) -> list[str]:
+    return [t for t in list_tasks() if test(get_task(t))]
+
+
 def classification_figures(records: Sequence[dict[str, Any]], out: Path,
                            threshold: float | None) -> list[dict[str, str]]:
-    """ROC of binary TB screening (operating point marked) and one confusion matrix per classify kind."""
+    """ROC of binary TB screening (operating point marked) and one confusion matrix per kind of the screening
+    task's examples."""
     figs: list[dict[str, str]] = []
-    rows = [r for r in _scored(records) if r["task"] == "classify"]
-    tb = [r for r in rows if r["target"].get("kind") == TB_KIND and TB_POSITIVE in (r["prediction"].get("probs") or {})]
+    task = screening_task()
+    kind, positive = task.screening
+    rows = [r for r in _scored(records) if r["task"] == task.name]
+    tb = [r for r in rows if r["target"].get("kind") == kind and positive in (r["prediction"].get("probs") or {})]
     if tb:
-        y = [int(r["target"]["label"] == TB_POSITIVE) for r in tb]
-        s = [float(r["prediction"]["probs"][TB_POSITIVE]) for r in tb]
+        y = [int(r["target"]["label"] == positive) for r in tb]
+        s = [float(r["prediction"]["probs"][positive]) for r in tb]
         if 0 < sum(y) < len(y):
             path = plots.roc_png(y, s, out / FIGURES / "tb_roc.png", threshold, title="TB screening")
             figs.append({"title": "TB screening ROC (red dot: the operating point)", "path": _rel(path, out)})
-    for kind in sorted({r["target"].get("kind", "") for r in rows}):
-        mine = [r for r in rows if r["target"].get("kind", "") == kind]
+    for group in sorted({r["target"].get("kind", "") for r in rows}):
+        mine = [r for r in rows if r["target"].get("kind", "") == group]
         cands = [str(c) for c in mine[0]["target"].get("candidates") or []]
         if not cands:
             continue
         matrix = confusion(mine, cands)
-        path = plots.confusion_png(matrix, cands, [*cands, INVALID], out / FIGURES / f"confusion_{kind or 'all'}.png",
-                                   title=f"classify {kind}")
-        figs.append({"title": f"Confusion matrix, classify {kind}", "path": _rel(path, out)})
+        path = plots.confusion_png(matrix, cands, [*cands, INVALID], out / FIGURES / f"confusion_{group or 'all'}.png",
+                                   title=f"{task.name} {group}")
+        figs.append({"title": f"Confusion matrix, {task.name} {group}", "path": _rel(path, out)})
     return figs
 
 
@@ -63,8 +71,6 @@ def confusion(records: Sequence[dict[str, Any]], candidates: Sequence[str]) -> n
 
 
 def _decode(rle: Any) -> np.ndarray | None:
-    from cxrvlm.tokens.rle import rle_decode
-
     if not isinstance(rle, dict):
         return None
     try:
@@ -74,16 +80,17 @@ def _decode(rle: Any) -> np.ndarray | None:
 
 
 def grid_item(r: dict[str, Any]) -> plots.GridItem | None:
-    """A record of detect / ground / segment -> what the grid draws (None for other tasks or no image)."""
+    """A record of a task whose answers hold coordinates -> what the grid draws: its true boxes (target "boxes" or
+    "box") or masks (target "masks") and the predicted ones (None for other tasks or no image)."""
     t, p = r["target"], r["prediction"]
-    if r["task"] not in ("detect", "ground", "segment") or not r.get("images"):
+    if r["task"] not in _tasks_where(lambda task: task.coordinates) or not r.get("images"):
         return None
     pred_boxes = [(b["label"] or "", tuple(b["box"])) for b in p.get("boxes", [])]
     item = plots.GridItem(image=r["images"][0], pred_boxes=pred_boxes,
                           caption=f"{r['task']}: {r['prefix']}" + ("" if r.get("valid", True) else " [malformed]"))
-    if r["task"] == "detect":
-        item.true_boxes = [(b["label"], tuple(b["box"])) for b in t.get("boxes", [])]
-    elif r["task"] == "ground" and t.get("box"):
+    if t.get("boxes"):
+        item.true_boxes = [(b["label"], tuple(b["box"])) for b in t["boxes"]]
+    elif t.get("box"):
         item.true_boxes = [(t.get("label", ""), tuple(t["box"]))]
     else:
         item.true_masks = [m for m in (_decode(e.get("rle")) for e in t.get("masks", [])) if m is not None]
@@ -94,7 +101,7 @@ def grid_item(r: dict[str, Any]) -> plots.GridItem | None:
 def example_grid(records: Sequence[dict[str, Any]], out: Path, per_task: int = 4) -> list[dict[str, str]]:
     """Up to `per_task` examples of each localisation task, truth green, prediction red."""
     items: list[plots.GridItem] = []
-    for task in ("detect", "ground", "segment"):
+    for task in _tasks_where(lambda task: task.coordinates):
         chosen = [r for r in _scored(records) if r["task"] == task][:per_task]
         items += [i for i in map(grid_item, chosen) if i is not None]
     path = plots.example_grid_png(items, out / FIGURES / "examples.png")
@@ -105,17 +112,18 @@ def example_grid(records: Sequence[dict[str, Any]], out: Path, per_task: int = 4
 
 
 def report_samples(records: Sequence[dict[str, Any]], n: int = 6) -> list[dict[str, str]]:
-    """Generated and reference reports of the first `n` report cases (report task, then chain step 2)."""
-    rows = [r for r in _scored(records) if r["task"] == "report"
-            or (r["task"] == "findings_then_report" and r["target"].get("step") == 2)]
+    """Generated and reference reports of the first `n` cases whose target is a report (a report task's, a chain's
+    step 2)."""
+    rows = [r for r in _scored(records) if "report" in r["target"]]
     return [{"study_id": r["study_id"], "task": r["task"], "prompt": r["prefix"], "generated": r.get("generated", ""),
              "reference": str(r["target"].get("report", "")), "valid": "yes" if r.get("valid") else "no"}
             for r in rows[:n]]
 
 
 def answer_samples(records: Sequence[dict[str, Any]], n: int = 8) -> list[dict[str, str]]:
-    """Question, model answer and truth for the first `n` VQA and classification cases."""
-    rows = [r for r in _scored(records) if r["task"] in ("vqa", "classify")]
+    """Question, model answer and truth for the first `n` cases of the tasks answered from candidates
+    (classification, VQA)."""
+    rows = [r for r in _scored(records) if r["task"] in _tasks_where(lambda task: task.candidates is not None)]
     out = []
     for r in rows[:n]:
         p, t = r["prediction"], r["target"]

@@ -19,10 +19,10 @@ from typing import Any
 
 from cxrvlm.eval import predict
 from cxrvlm.examples import Example
+from cxrvlm.tasks import screening_task
 
 log = logging.getLogger(__name__)
 
-TB_KIND, TB_POSITIVE = "tb", "tuberculosis"
 WHO_MIN_SENSITIVITY = 0.9
 
 
@@ -31,8 +31,9 @@ class OperatingPointError(ValueError):
 
 
 def tb_examples(examples: Sequence[Example]) -> list[Example]:
-    """The binary TB screening examples (classify, kind "tb")."""
-    return [e for e in examples if e.task == "classify" and e.target.get("kind") == TB_KIND]
+    """The binary TB screening examples (`Task.screening` of the task that holds it)."""
+    task = screening_task()
+    return [e for e in examples if task.screening_case(e)]
 
 
 def tb_scores(model: Any, examples: Sequence[Example], batch_size: int = 8,
@@ -43,7 +44,7 @@ def tb_scores(model: Any, examples: Sequence[Example], batch_size: int = 8,
 
     from cxrvlm.train.data import ImageCache
 
-    cases = tb_examples(examples)
+    cases, positive = tb_examples(examples), screening_task().screening[1]
     cache = ImageCache(int(model.config.image_size))
     y, score = [], []
     bar = tqdm(total=len(cases), desc="operating point", unit="ex", file=sys.stderr, disable=not progress)
@@ -58,10 +59,10 @@ def tb_scores(model: Any, examples: Sequence[Example], batch_size: int = 8,
         if chunk:
             out = predict.run_batch(model, chunk, views, [e.prefix for e in chunk], 1, generate=False)
             for ex, probs in zip(chunk, out.probs):
-                if probs is None or TB_POSITIVE not in probs:
+                if probs is None or positive not in probs:
                     continue
-                y.append(int(ex.target.get("label") == TB_POSITIVE))
-                score.append(float(probs[TB_POSITIVE]))
+                y.append(int(ex.target.get("label") == positive))
+                score.append(float(probs[positive]))
         bar.update(len(cases[start:start + batch_size]))
     bar.close()
     return y, score

@@ -17,15 +17,11 @@ from typing import Any
 import numpy as np
 
 from cxrvlm.examples import Example
-
-from cxrvlm.tasks.base import answer_shape
+from cxrvlm.tasks import get_task
 from cxrvlm.tokens.loc import quantise
 
 log = logging.getLogger(__name__)
 
-# Tasks whose close-ended answers are scored by candidate likelihood (so AUROC is computable); target key
-# "candidates" lists the answers. findings_then_report also lists candidates, but its answer is a set of them.
-SCORED_TASKS = ("classify", "vqa")
 _LOC_PREFIX = "<loc"
 
 
@@ -39,13 +35,10 @@ class BatchOutput:
 
 
 def candidates_of(example: Example) -> list[str]:
-    """The candidate answers of a close-ended example of a scored task ([] when it is open / not scored)."""
-    if example.task not in SCORED_TASKS:
-        return []
-    if example.task == "vqa" and not example.target.get("closed", False):
-        return []
-    cands = example.target.get("candidates") or []
-    return [str(c) for c in dict.fromkeys(cands)] if len(cands) >= 2 else []
+    """The candidate answers of a close-ended example, scored by likelihood so AUROC is computable ([] when its
+    task generates the answer: `Task.candidates`)."""
+    task = get_task(example.task)
+    return task.candidates(example) if task.candidates else []
 
 
 def _one(features: Any, i: int) -> Any | None:
@@ -78,7 +71,7 @@ def run_batch(model: Any, examples: Sequence[Example], views: Sequence[list[np.n
     if generate:
         texts, token_scores = model.generate(prefixes=list(prefixes), max_new_tokens=max_new_tokens,
                                              return_scores=True, image_features=features,
-                                             answer_shapes=[answer_shape(ex.task) for ex in examples])
+                                             answer_shapes=[get_task(ex.task).answer_shape for ex in examples])
         texts, token_scores = list(texts), [list(s) for s in token_scores]
     probs: list[dict[str, float] | None] = []
     for i, (ex, prefix) in enumerate(zip(examples, prefixes)):

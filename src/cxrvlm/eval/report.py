@@ -22,17 +22,8 @@ from typing import Any
 
 from cxrvlm.eval import figures
 from cxrvlm.eval.runner import EvalResult, jsonable
+from cxrvlm.tasks import get_task, list_tasks
 
-# Each task's headline number, best first (the first one the metric gives is used): what the field reports.
-MAIN_METRICS: dict[str, tuple[str, ...]] = {
-    "classify": ("tb_auroc", "finding_auroc", "tb_accuracy", "finding_accuracy"),
-    "vqa": ("closed_accuracy", "open_token_f1", "open_exact_match"),
-    "report": ("bleu_4", "sacrebleu", "bleu_per_sample_lowercase"),
-    "detect": ("map_50", "map"),
-    "segment": ("dice", "map"),
-    "ground": ("accuracy_iou50", "mean_iou"),
-    "findings_then_report": ("findings_f1", "report_bleu_4"),
-}
 _CI = ("_ci_low", "_ci_high")
 _COUNT = re.compile(r"(^|_)n($|_)")
 
@@ -41,9 +32,14 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def headline(task: str) -> tuple[str, ...]:
+    """The task's headline metric keys, best first (none for a name no task has, e.g. an old run's)."""
+    return get_task(task).headline if task in list_tasks() else ()
+
+
 def main_metric(task: str, metrics: dict[str, Any]) -> dict[str, Any]:
     """{"key", "value", "ci_low", "ci_high"} of the task's headline metric (values None where undefined)."""
-    keys = [k for k in MAIN_METRICS.get(task, ()) if k in metrics]
+    keys = [k for k in headline(task) if k in metrics]
     if not keys:
         keys = [k for k, v in metrics.items() if _finite(v) and not k.startswith("n") and not k.endswith(_CI)][:1]
     if not keys:

@@ -23,7 +23,6 @@ Conventions (stated because they change the numbers):
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import math
 import random
@@ -40,23 +39,17 @@ import numpy as np
 from cxrvlm.eval import predict
 from cxrvlm.examples import Example, Prediction
 
-from cxrvlm.tasks.base import get_task
+from cxrvlm.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
 
-# Answer lengths in tokens: a one-word answer; 4 loc tokens + label per box (a few boxes); 4 + 16 + label per
-# mask (two lungs and some); a report (Open-i reports are ~50 BPE tokens, p99 ~130; case notes are longer).
-DEFAULT_MAX_NEW_TOKENS = {"classify": 8, "vqa": 24, "ground": 24, "detect": 96, "segment": 160, "report": 192,
-                          "findings_then_report": 192}
-TB_KIND, TB_POSITIVE = "tb", "tuberculosis"
 CANDIDATE_MODES = ("score", "generate")
-_BOX_TASKS = ("detect", "segment", "ground")
 
 
 @dataclass
 class EvalOptions:
     batch_size: int = 8
-    max_new_tokens: int | None = None  # None: DEFAULT_MAX_NEW_TOKENS per task
+    max_new_tokens: int | None = None  # None: each task's own budget (`Task.max_new_tokens`)
     threshold: float | None = None  # TB operating point: probability of "tuberculosis" called positive
     candidate_mode: str = "score"
     chain: bool = True
@@ -138,12 +131,12 @@ def select(examples: Sequence[Example], tasks: Sequence[str] | None = None, limi
         return chosen
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
-    # sampling unit: one example, except a findings_then_report study, whose step 1 and step 2 stay together
-    # (step 2 is asked with the model's own step-1 answer)
+    # sampling unit: one example, except those a task keeps together (a chain's steps: step 2 is asked with the
+    # model's own step-1 answer)
     units: dict[str, dict[tuple, list[int]]] = defaultdict(lambda: defaultdict(list))
     for i, e in enumerate(chosen):
-        key = (e.study_id, tuple(e.images)) if e.task == "findings_then_report" else (i,)
-        units[e.task][key].append(i)
+        together = get_task(e.task).keep_together
+        units[e.task][together(e) if together else (i,)].append(i)
     rng = random.Random(seed)
     keep: set[int] = set()
     for task in sorted(units):
@@ -158,40 +151,16 @@ def select(examples: Sequence[Example], tasks: Sequence[str] | None = None, limi
     return [e for i, e in enumerate(chosen) if i in keep]
 
 
-FAST_N_BOOT = 200
-
-
-def make_metric(module: Any, threshold: float | None, fast: bool = False) -> Any:
-    """The task's metric object, given the TB operating point when its `metric()` takes one. `fast`: fewer
-    bootstrap resamples where the factory forwards keyword arguments (classify), and the report metrics without
-    pycocoevalcap (whose METEOR starts a JVM: ~20 s per call on 2 cores); sacreBLEU and the per-sample BLEU stay."""
-    params = inspect.signature(module.metric).parameters
-    kwargs: dict[str, Any] = {}
-    if threshold is not None and "threshold" in params:
-        kwargs["threshold"] = threshold
-    if fast and ("n_boot" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())):
-        kwargs["n_boot"] = FAST_N_BOOT
-    if fast and "coco" in params:
-        kwargs["coco"] = False
-    return module.metric(**kwargs)
-
-
-def parse_output(module: Any, text: str, example: Example) -> Prediction:
-    """`module.parse` with what the example's target tells it: the image size (H, W) for masks, the prompt's
+def parse_output(task: Task, text: str, example: Example) -> Prediction:
+    """`task.parse` with what the example's target tells it: the image size (H, W) for masks, the prompt's
     candidates / labels, the chain step. A parser that raises (it should not) gives an invalid prediction."""
-    params = inspect.signature(module.parse).parameters
-    t = example.target
-    kwargs: dict[str, Any] = {}
-    for key in ("candidates", "labels", "step"):
-        if key in params and t.get(key) not in (None, [], ()):
-            kwargs[key] = t[key]
-    size = t.get("size")
+    size = example.target.get("size")
     image_size = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) and len(size) == 2 else None
     try:
-        return module.parse(text, image_size, **kwargs)
+        return task.parse(text, image_size, **task.hints(example.target))
     except Exception as e:  # noqa: BLE001 - a parser bug must cost one example, not a long evaluation
-        log.warning("%s.parse raised on %r: %s", module.NAME, text[:80], e)
-        return Prediction(module.NAME, valid=False, reason=f"parser error: {type(e).__name__}", text=text)
+        log.warning("%s.parse raised on %r: %s", task.name, text[:80], e)
+        return Prediction(task.name, valid=False, reason=f"parser error: {type(e).__name__}", text=text)
 
 
 def scored_prediction(parsed: Prediction, probs: dict[str, float], example: Example,
@@ -204,18 +173,19 @@ def scored_prediction(parsed: Prediction, probs: dict[str, float], example: Exam
         return Prediction(parsed.task, valid=parsed.valid, reason=parsed.reason, text=parsed.text,
                           label=parsed.label, answer=parsed.answer, extra=extra)
     label = max(probs, key=probs.get)
-    binary = example.target.get("kind") == TB_KIND and TB_POSITIVE in probs and len(probs) == 2
-    if binary and options.threshold is not None:
-        other = next(c for c in probs if c != TB_POSITIVE)
-        label = TB_POSITIVE if probs[TB_POSITIVE] >= options.threshold else other
+    task = get_task(example.task)
+    positive = task.screening[1] if task.screening_case(example) else None
+    if positive in probs and len(probs) == 2 and options.threshold is not None:
+        other = next(c for c in probs if c != positive)
+        label = positive if probs[positive] >= options.threshold else other
     return Prediction(parsed.task, text=parsed.text, label=label, answer=label, extra=extra)
 
 
-def predict_one(module: Any, example: Example, text: str, token_scores: list, probs: dict[str, float] | None,
+def predict_one(task: Task, example: Example, text: str, token_scores: list, probs: dict[str, float] | None,
                 options: EvalOptions) -> tuple[Prediction, Prediction]:
     """(parsed generation, prediction for the metric)."""
-    parsed = parse_output(module, text, example)
-    if parsed.boxes and module.NAME in _BOX_TASKS:
+    parsed = parse_output(task, text, example)
+    if parsed.boxes and task.coordinates:
         parsed.extra["box_scores"] = predict.box_scores_for(parsed.boxes, token_scores)
     if parsed.masks and options.refine_masks:
         parsed = refined(parsed, example)
@@ -262,7 +232,7 @@ def evaluate(model: Any, examples: Sequence[Example], options: EvalOptions | Non
         by_task[e.task].append(e)
     cache: Any = ImageCache(int(model.config.image_size))
     if options.perturb is not None:
-        moved = [t for t in by_task if getattr(get_task(t), "GEOMETRY_IN_ANSWER", True)]
+        moved = [t for t in by_task if get_task(t).coordinates]
         if moved:
             raise ValueError(f"perturb: the answers of {', '.join(sorted(moved))} hold coordinates that the "
                              f"perturbation would move; evaluate them without it (--tasks)")
@@ -292,31 +262,29 @@ class _PerturbedViews:
 
 
 class _Chain:
-    """findings_then_report: the model's step-1 answer per study/images, put into the step-2 prompt."""
+    """A chained task (`Task.chain_prompt`): the prompt its next step is asked with, made from the model's own
+    answer to the step before, per unit of examples kept together."""
 
-    def __init__(self, module: Any, enabled: bool) -> None:
-        self.module, self.enabled, self.answers = module, enabled, {}
-
-    @staticmethod
-    def key(e: Example) -> tuple:
-        return e.study_id, tuple(e.images)
+    def __init__(self, task: Task, enabled: bool) -> None:
+        self.task, self.answers = task, {}
+        self.enabled = enabled and task.chain_prompt is not None and task.keep_together is not None
 
     def prefix(self, e: Example) -> str:
-        got = self.answers.get(self.key(e)) if self.enabled and e.target.get("step") == 2 else None
-        return self.module.report_prompt(got[0], got[1]) if got else e.prefix
+        return self.answers.get(self.task.keep_together(e), e.prefix) if self.enabled else e.prefix
 
     def remember(self, e: Example, text: str) -> None:
-        if self.enabled and e.target.get("step") == 1 and e.target.get("candidates"):
-            self.answers[self.key(e)] = (list(e.target["candidates"]), text)
+        follow_up = self.task.chain_prompt(e, text) if self.enabled else None
+        if follow_up is not None:
+            self.answers[self.task.keep_together(e)] = follow_up
 
 
 def _evaluate_task(model: Any, task: str, examples: list[Example], options: EvalOptions, cache: Any,
                    bar: Any) -> tuple[TaskResult, list[dict[str, Any]]]:
-    module = get_task(task)
-    metric = make_metric(module, options.threshold, options.fast_metrics)
+    spec = get_task(task)
+    metric = spec.metric(threshold=options.threshold, fast=options.fast_metrics)
     result, records = TaskResult(), []
-    chain = _Chain(module, options.chain and hasattr(module, "report_prompt"))
-    max_new = options.max_new_tokens or DEFAULT_MAX_NEW_TOKENS.get(task, 64)
+    chain = _Chain(spec, options.chain)
+    max_new = options.max_new_tokens or spec.max_new_tokens
     t0 = time.perf_counter()
     for chunk in _batches(examples, options.batch_size):
         for ex, prefix, out, skip in _run_chunk(model, chunk, chain, cache, max_new):
@@ -327,7 +295,7 @@ def _evaluate_task(model: Any, task: str, examples: list[Example], options: Eval
                 continue
             text, token_scores, probs = out
             chain.remember(ex, text)
-            records.append(_score(module, metric, ex, prefix, text, token_scores, probs, options, result))
+            records.append(_score(spec, metric, ex, prefix, text, token_scores, probs, options, result))
         bar.update(len(chunk))
     result.metrics = _compute(metric, task)
     result.seconds = time.perf_counter() - t0
@@ -379,9 +347,9 @@ def _ids(ex: Example) -> dict[str, Any]:
             "images": list(ex.images)}
 
 
-def _score(module: Any, metric: Any, ex: Example, prefix: str, text: str, token_scores: list,
+def _score(task: Task, metric: Any, ex: Example, prefix: str, text: str, token_scores: list,
            probs: dict[str, float] | None, options: EvalOptions, result: TaskResult) -> dict[str, Any]:
-    parsed, final = predict_one(module, ex, text, token_scores, probs, options)
+    parsed, final = predict_one(task, ex, text, token_scores, probs, options)
     record = {**_ids(ex), "prefix": prefix, "generated": text, "valid": parsed.valid, "reason": parsed.reason,
               "prediction": prediction_json(final), "target": ex.target, "meta": ex.meta}
     try:

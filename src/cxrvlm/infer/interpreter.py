@@ -11,34 +11,30 @@ that task's field and adds a warning; it never raises. An unreadable input raise
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cxrvlm.infer import scores as sc
 from cxrvlm.infer.inputs import ImageLike, InputError, View, frontal_and_lateral, load_study
-from cxrvlm.infer.questions import DEFAULT_QUESTIONS, Question, make_question
-from cxrvlm.infer.result import (DETECT_LABELS, SEGMENT_LABELS, TASKS, Answer, Detection, Finding, Reading,
-                                 Segmentation, TBResult)
+from cxrvlm.infer.result import DETECT_LABELS, SEGMENT_LABELS, TASKS, new_reading
 from cxrvlm.io import resize_to
-from cxrvlm.tasks import classify, detect, report, segment, vqa
-from cxrvlm.tokens.rle import rle_encode
-from cxrvlm.tokens.seg_refine import refine_objects
+from cxrvlm.models import load_model, registry
+from cxrvlm.tasks import ReadOptions, Task, get_task
+from cxrvlm.tasks.vqa import DEFAULT_QUESTIONS, make_question
 from cxrvlm.tokens.shape import AnswerShape
 
 log = logging.getLogger(__name__)
 
 OPERATING_POINT_FILE = "operating_point.json"
 DEFAULT_THRESHOLD = 0.5
-# Answer budgets in tokens: a trained model stops at <eos> long before; an untrained one is cut here.
-MAX_TOKENS = {"report": 160, "detect_object": 24, "segment_object": 40, "vqa": 32}
 
 
 def read_operating_point_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -80,40 +76,73 @@ class _Timer:
 
 @dataclass
 class _Study:
-    """A loaded study and its encoding: `single` = the frontal view alone, `pair` = frontal + `second`."""
+    """A loaded study, encoded once; it is what each task's `read` is given (`cxrvlm.tasks.ReadContext`).
+    `single` = the frontal view's features alone, `pair` = frontal + `second_view`."""
 
+    model: Any
     frontal: View
-    second: View | None  # the prior's frontal view, else a lateral view, else None
-    second_is_prior: bool
-    use_pair: bool = False  # whether a task asked for reads the second view (else it is not encoded)
+    second_view: View | None  # the prior's frontal view, else a lateral view, else None
+    second: str | None  # "prior", "lateral" or None
+    prior_days: float | None
+    options: ReadOptions
+    warnings: list[str] = field(default_factory=list)
     single: Any = None
     pair: Any = None
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.frontal.size
+
+    @property
+    def pixels(self) -> np.ndarray:
+        return self.frontal.pixels
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def _features(self, pair: bool) -> Any:
+        return self.pair if pair and self.pair is not None else self.single
+
+    def score(self, prefix: str, candidates: Sequence[str], pair: bool = False) -> list[float]:
+        probs = self.model.score_candidates(images=None, prefix=prefix, candidates=list(candidates),
+                                            image_features=self._features(pair))
+        return [float(p) for p in probs]
+
+    def generate(self, prefix: str, budget: int, shape: AnswerShape,
+                 pair: bool = False) -> tuple[str, list[tuple[str, float]]]:
+        """Greedy answer, kept to the task's answer shape, and its (token, probability) list; the budget is cut to
+        what the context has room for."""
+        limit = getattr(self.model.config, "max_text_len", None)
+        if isinstance(limit, int):
+            budget = max(1, min(budget, limit - len(self.model.tokenizer.encode(prefix)) - 2))
+        texts, token_scores = self.model.generate(images=None, prefixes=[prefix], image_features=self._features(pair),
+                                                  max_new_tokens=budget, return_scores=True, answer_shapes=[shape])
+        return texts[0], list(token_scores[0])
+
 
 class Interpreter:
-    """Runs every task of a model on a study. `threshold` overrides the TB operating point; `model_dir` is the
-    model's folder, read for `operating_point.json`; `refine_masks` redraws the decoded masks on the film with the
-    mask refiner (`cxrvlm.tokens.seg_refine`)."""
+    """Runs every readable task of a model on a study. `threshold` overrides the TB operating point; `model_dir` is
+    the model's folder, read for `operating_point.json`; `refine_masks` redraws the decoded masks on the film with
+    the mask refiner (`cxrvlm.tokens.seg_refine`)."""
 
     def __init__(self, model: Any, name: str | None = None, threshold: float | None = None,
                  model_dir: str | os.PathLike | None = None, detect_labels: Sequence[str] = DETECT_LABELS,
                  segment_labels: Sequence[str] = SEGMENT_LABELS, refine_masks: bool = True) -> None:
         self.model = model
-        self.refine_masks = bool(refine_masks)
         self.name = name or str(getattr(model.config, "name", "model"))
-        saved = read_operating_point(model_dir)
-        if threshold is not None:
-            if not 0.0 <= float(threshold) <= 1.0:
-                raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-            self.threshold, self.threshold_source = float(threshold), "argument"
-        elif saved is not None:
-            self.threshold, self.threshold_source = saved, OPERATING_POINT_FILE
-        else:
-            self.threshold, self.threshold_source = DEFAULT_THRESHOLD, "default"
-        self.detect_labels = [str(x) for x in detect_labels]
-        self.segment_labels = [str(x) for x in segment_labels]
-        detect.prompt(self.detect_labels)  # validates the labels now rather than at the first image
-        segment.prompt(self.segment_labels)
+        value, source = _threshold(threshold, read_operating_point(model_dir))
+        self.options = ReadOptions(threshold=value, threshold_source=source,
+                                   detect_labels=_labels(detect_labels, "detect_labels"),
+                                   segment_labels=_labels(segment_labels, "segment_labels"),
+                                   refine_masks=bool(refine_masks))
+
+    @property
+    def threshold(self) -> float:
+        return self.options.threshold
+
+    @property
+    def threshold_source(self) -> str:
+        return self.options.threshold_source
 
     # ------------------------------------------------------------------------------------------------ public
     def interpret(self, images: ImageLike | Sequence[ImageLike], tasks: Sequence[str] = TASKS,
@@ -123,8 +152,8 @@ class Interpreter:
 
         images: a path / array / XrayImage, or a list of the study's views (frontal first). prior: the same for an
         earlier study of the patient; prior_days: days between the two (needed for the comparison report).
-        questions: strings or {"question": ..., "candidates": [...]}; default `DEFAULT_QUESTIONS` when "vqa" is
-        asked. Raises ValueError for an unknown task or an unreadable image; never for a malformed model output.
+        questions: strings or {"question": ..., "candidates": [...]}; default `vqa.DEFAULT_QUESTIONS`. Raises
+        ValueError for an unknown task or an unreadable image; never for a malformed model output.
         """
         return self.interpret_with_pixels(images, tasks, questions, prior, prior_days)[0]
 
@@ -135,44 +164,35 @@ class Interpreter:
         """`interpret`, also returning the frontal view's pixels (float32 (H, W) in [0, 1]) that the boxes and
         masks refer to, for drawing an overlay without reading the file again."""
         start, timer = time.perf_counter(), _Timer()
-        tasks = parse_tasks(tasks)
-        qs = [make_question(q) for q in (questions or (DEFAULT_QUESTIONS if "vqa" in tasks else ()))]
+        chosen = [get_task(t) for t in parse_tasks(tasks)]
+        options = dataclasses.replace(self.options, questions=tuple(
+            make_question(q) for q in (questions or DEFAULT_QUESTIONS)))
         with timer("read"):
-            study, warnings = self._load(images, prior, prior_days, tasks, qs)
+            study = self._load(images, prior, prior_days, options)
         h, w = study.frontal.size
-        reading = Reading(image=study.frontal.name, model=self.name, image_size=[h, w], tasks=list(tasks),
-                          prior=study.second.name if study.second_is_prior else None, warnings=warnings)
+        reading = new_reading(study.frontal.name, self.name, [h, w], [t.name for t in chosen],
+                              study.second_view.name if study.second == "prior" else None, study.warnings)
         with timer("encode"):
-            self._encode(study)
-        runs = {"classify": self._classify, "report": self._report, "detect": self._detect,
-                "segment": self._segment, "vqa": self._vqa}
-        for task in tasks:
-            with timer(task):
-                try:
-                    runs[task](study, reading, qs, prior_days)
-                except ValueError as e:  # e.g. a prompt the model refuses; the other tasks still run
-                    log.debug("%s failed on %s", task, reading.image, exc_info=True)
-                    reading.warnings.append(f"{task}: failed: {e}")
+            self._encode(study, any(t.wants_pair(study) for t in chosen if t.wants_pair))
+        for task in chosen:
+            with timer(task.name):
+                _read_into(reading, task, study)
         timer.ms["total"] = round((time.perf_counter() - start) * 1000.0, 1)
-        reading.timing_ms = timer.ms
-        return reading.to_json(), study.frontal.pixels
+        reading["timing_ms"] = timer.ms
+        return reading, study.frontal.pixels
 
     # ------------------------------------------------------------------------------------------------ inputs
-    def _load(self, images: Any, prior: Any, prior_days: float | None, tasks: Sequence[str],
-              qs: Sequence[Question]) -> tuple[_Study, list[str]]:
+    def _load(self, images: Any, prior: Any, prior_days: float | None, options: ReadOptions) -> _Study:
         _check_days(prior_days)
         frontal, lateral = frontal_and_lateral(load_study(images))
-        warnings: list[str] = []
         if prior is None:
-            return _Study(frontal, lateral, False, use_pair=lateral is not None and "report" in tasks), warnings
+            return _Study(self.model, frontal, lateral, "lateral" if lateral is not None else None, prior_days, options)
         prior_frontal, _ = frontal_and_lateral(load_study(prior))
+        study = _Study(self.model, frontal, prior_frontal, "prior", prior_days, options)
         if lateral is not None:
-            warnings.append("the lateral view was not used: the model takes a frontal view with either a lateral "
-                            "view or a prior study, and a prior was given")
-        if "report" in tasks and prior_days is None:
-            warnings.append("report: the prior was not compared (its interval is unknown; give prior_days)")
-        compare = ("report" in tasks and prior_days is not None) or ("vqa" in tasks and any(q.needs_prior for q in qs))
-        return _Study(frontal, prior_frontal, True, use_pair=compare), warnings
+            study.warn("the lateral view was not used: the model takes a frontal view with either a lateral "
+                       "view or a prior study, and a prior was given")
+        return study
 
     def _pixels(self, view: View) -> np.ndarray:
         """A view as the model was trained to see it: resized to its square input, kept at 8-bit levels."""
@@ -180,12 +200,13 @@ class Interpreter:
         small = resize_to(view.pixels, (size, size))
         return (np.round(np.clip(small, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
 
-    def _encode(self, study: _Study) -> None:
-        """Encode [frontal] or [frontal, second] once; the single-view features are the first view's slot."""
-        if study.second is None or not study.use_pair:
+    def _encode(self, study: _Study, use_pair: bool) -> None:
+        """Encode [frontal] or, when a task reads both, [frontal, second] once; the single-view features are then
+        the first view's slot."""
+        if study.second_view is None or not use_pair:
             study.single = self.model.encode_images([self._pixels(study.frontal)])
             return
-        study.pair = self.model.encode_images([self._pixels(study.frontal), self._pixels(study.second)])
+        study.pair = self.model.encode_images([self._pixels(study.frontal), self._pixels(study.second_view)])
         n = getattr(self.model, "tokens_per_image", None)
         tokens, mask = getattr(study.pair, "tokens", None), getattr(study.pair, "mask", None)
         if isinstance(n, int) and tokens is not None and mask is not None:
@@ -194,109 +215,35 @@ class Interpreter:
         else:
             study.single = self.model.encode_images([self._pixels(study.frontal)])
 
-    # ------------------------------------------------------------------------------------------------ tasks
-    def _classify(self, study: _Study, reading: Reading, qs: Any, prior_days: Any) -> None:
-        cands = classify.answer_set("tuberculosis")
-        probs = self._score(study.single, classify.prompt("tuberculosis"), cands)
-        p = float(probs[cands.index("tuberculosis")])
-        reading.tb = TBResult(round(p, 6), "tuberculosis" if p >= self.threshold else "normal", self.threshold,
-                              self.threshold_source)
-        cands = classify.answer_set("finding")
-        probs = self._score(study.single, classify.prompt("finding"), cands)
-        found = sorted(zip(cands, probs), key=lambda cp: -cp[1])
-        reading.findings = [Finding(c, round(float(q), 6)) for c, q in found]
 
-    def _report(self, study: _Study, reading: Reading, qs: Any, prior_days: float | None) -> None:
-        feats, prefix = study.single, report.prompt("report")
-        if study.second is not None and not study.second_is_prior:
-            feats, prefix = study.pair, report.prompt("report", lateral=True)
-        elif study.second_is_prior and prior_days is not None:
-            feats, prefix = study.pair, report.prompt("report", prior_interval_days=float(prior_days))
-        text, _ = self._generate(feats, prefix, MAX_TOKENS["report"], report.ANSWER_SHAPE)
-        pred = report.parse(text)
-        if pred.valid:
-            reading.report = pred.text
-        else:
-            reading.warnings.append(_warning("report", pred.reason, text))
+def _read_into(reading: dict[str, Any], task: Task, study: _Study) -> None:
+    """One task's fields into the reading; a task that fails (e.g. a prompt the model refuses) leaves them empty
+    with a warning, and the other tasks still run."""
+    try:
+        reading.update(task.read(study))
+    except ValueError as e:
+        log.debug("%s failed on %s", task.name, reading["image"], exc_info=True)
+        study.warn(f"{task.name}: failed: {e}")
 
-    def _detect(self, study: _Study, reading: Reading, qs: Any, prior_days: Any) -> None:
-        budget = MAX_TOKENS["detect_object"] * len(self.detect_labels) + 8
-        text, token_scores = self._generate(study.single, detect.prompt(self.detect_labels), budget,
-                                            detect.ANSWER_SHAPE)
-        h, w = study.frontal.size
-        pred = detect.parse(text, (h, w), labels=self.detect_labels)
-        if not pred.valid:
-            reading.warnings.append(_warning("detect", pred.reason, text))
-        got = sc.object_scores(text, token_scores, [sc.box_tokens(b) for _, b in pred.boxes])
-        if got is None and pred.boxes:
-            reading.warnings.append("detect: box scores are whole-answer confidences (tokens and text disagree)")
-            got = [sc.answer_probability(token_scores)] * len(pred.boxes)
-        reading.detections = [Detection(label, _to_pixels(box, h, w), round(s, 6))
-                              for (label, box), s in zip(pred.boxes, got or [])]
 
-    def _segment(self, study: _Study, reading: Reading, qs: Any, prior_days: Any) -> None:
-        budget = MAX_TOKENS["segment_object"] * len(self.segment_labels) + 8
-        text, token_scores = self._generate(study.single, segment.prompt(self.segment_labels), budget,
-                                            segment.ANSWER_SHAPE)
-        h, w = study.frontal.size
-        pred = segment.parse(text, (h, w), labels=self.segment_labels)
-        if not pred.valid:
-            reading.warnings.append(_warning("segment", pred.reason, text))
-        kept = [(label, box, mask, codes) for (label, box, mask), codes in zip(pred.masks, pred.extra.get("codes", []))
-                if mask is not None and mask.shape == (h, w) and mask.any()]
-        if len(kept) < len(pred.masks):
-            reading.warnings.append(f"segment: {len(pred.masks) - len(kept)} object(s) with an empty mask dropped")
-        got = sc.object_scores(text, token_scores, [sc.mask_tokens(b, c) for _, b, _, c in kept])
-        if got is None and kept:
-            reading.warnings.append("segment: mask scores are whole-answer confidences (tokens and text disagree)")
-            got = [sc.answer_probability(token_scores)] * len(kept)
-        if self.refine_masks and kept:
-            try:
-                kept = refine_objects(study.frontal.pixels, kept)
-            except (ValueError, OSError, RuntimeError) as e:
-                reading.warnings.append(f"segment: masks not refined ({e}); they are the decoded masks")
-        reading.segmentations = [Segmentation(label, _to_pixels(box, h, w), rle_encode(mask), round(s, 6))
-                                 for (label, box, mask, _), s in zip(kept, got or [])]
+def _threshold(given: float | None, saved: float | None) -> tuple[float, str]:
+    """(TB threshold, where it came from): the argument, else the model's operating point file, else 0.5."""
+    if given is not None:
+        if not 0.0 <= float(given) <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {given}")
+        return float(given), "argument"
+    if saved is not None:
+        return saved, OPERATING_POINT_FILE
+    return DEFAULT_THRESHOLD, "default"
 
-    def _vqa(self, study: _Study, reading: Reading, qs: Sequence[Question], prior_days: Any) -> None:
-        for q in qs:
-            feats = study.single
-            if q.needs_prior:
-                if not study.second_is_prior:
-                    reading.warnings.append(f"vqa: {q.text!r} compares with a prior study, but none was given")
-                    reading.answers.append(Answer(q.text, "", None, q.closed))
-                    continue
-                feats = study.pair
-            reading.answers.append(self._answer(q, feats, reading))
 
-    def _answer(self, q: Question, feats: Any, reading: Reading) -> Answer:
-        if q.closed:
-            probs = self._score(feats, vqa.prompt(q.text), q.candidates)
-            best = int(np.argmax(probs))
-            return Answer(q.text, q.candidates[best], round(float(probs[best]), 6), True)
-        text, token_scores = self._generate(feats, vqa.prompt(q.text), MAX_TOKENS["vqa"], vqa.ANSWER_SHAPE)
-        pred = vqa.parse(text)
-        if not pred.valid:
-            reading.warnings.append(_warning(f"vqa {q.text!r}", pred.reason, text))
-            return Answer(q.text, "", None, False)
-        return Answer(q.text, text.strip(), round(sc.answer_probability(token_scores), 6), False)
-
-    # ------------------------------------------------------------------------------------------------ model calls
-    def _score(self, feats: Any, prefix: str, candidates: Sequence[str]) -> list[float]:
-        probs = self.model.score_candidates(images=None, prefix=prefix, candidates=list(candidates),
-                                            image_features=feats)
-        return [float(p) for p in probs]
-
-    def _generate(self, feats: Any, prefix: str, budget: int,
-                  shape: AnswerShape) -> tuple[str, list[tuple[str, float]]]:
-        """Greedy answer, kept to the task's answer shape, and its (token, probability) list; the budget is cut to
-        what the context has room for."""
-        limit = getattr(self.model.config, "max_text_len", None)
-        if isinstance(limit, int):
-            budget = max(1, min(budget, limit - len(self.model.tokenizer.encode(prefix)) - 2))
-        texts, token_scores = self.model.generate(images=None, prefixes=[prefix], image_features=feats,
-                                                  max_new_tokens=budget, return_scores=True, answer_shapes=[shape])
-        return texts[0], list(token_scores[0])
+def _labels(labels: Sequence[str], name: str) -> tuple[str, ...]:
+    """Object labels for a detect/segment prompt: one or more non-empty phrases (checked now, not at the first
+    image)."""
+    out = tuple(str(x) for x in labels)
+    if not out or not all(x.strip() for x in out):
+        raise ValueError(f"{name}: needs one or more non-empty labels, got {list(labels)}")
+    return out
 
 
 def parse_tasks(tasks: Sequence[str] | str) -> list[str]:
@@ -317,31 +264,15 @@ def _check_days(days: Any) -> None:
         raise InputError(f"prior_days must be a finite number of days, got {days!r}")
 
 
-def _to_pixels(box: Sequence[float], h: int, w: int) -> list[float]:
-    """Normalised (x1, y1, x2, y2) -> pixels of the input image (the model saw it resized without keeping the
-    aspect, so x scales with the width and y with the height)."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    return [round(x1 * w, 2), round(y1 * h, 2), round(x2 * w, 2), round(y2 * h, 2)]
-
-
-def _warning(task: str, reason: str, text: str) -> str:
-    shown = text if len(text) <= 80 else text[:77] + "..."
-    return f"{task}: {reason or 'malformed output'} (output: {shown!r})"
-
-
 def load(name_or_path: str | os.PathLike = "cxrvlm-tiny", **kwargs: Any) -> Interpreter:
     """An Interpreter over `load_model(name_or_path)`; the model's folder is read for its TB operating point.
     Keyword arguments go to `Interpreter` (threshold, detect_labels, segment_labels, refine_masks)."""
-    from cxrvlm.models import load_model
-
     model = load_model(name_or_path)
     return Interpreter(model, name=str(name_or_path), model_dir=_checkpoint_folder(name_or_path), **kwargs)
 
 
 def _checkpoint_folder(name_or_path: str | os.PathLike) -> Path | None:
     """The folder `load_model` reads for this name or path (None when it cannot be told)."""
-    from cxrvlm.models import registry
-
     try:
         return registry.checkpoint_folder(name_or_path)
     except ValueError:

@@ -1,5 +1,5 @@
-"""The structured reading `Interpreter.interpret` returns, as dataclasses that serialise to the JSON of one line of
-`cxrvlm interpret`:
+"""The structured reading `Interpreter.interpret` returns: a JSON-ready dict, one line of `cxrvlm interpret`. The
+head and tail keys are the interpreter's; each task fills its own fields (`Task.reading`, `Task.read`):
 
     {"image": ..., "model": ..., "notice": "Research use only. Not a diagnosis.", "image_size": [h, w],
      "prior": ... | null, "tb": {"probability": p, "label": "tuberculosis"|"normal", "threshold": t,
@@ -11,80 +11,39 @@
 
 Boxes are pixels of the input image (x2, y2 exclusive edges, floats); masks are COCO RLE at the input image's size.
 A task that was not asked for, or whose model output was malformed, leaves its field empty (null / [] / "").
+The numbers: `tb.probability` is P("tuberculosis") among the TB answers, from their likelihoods, and `tb.label` is
+"tuberculosis" when it reaches `tb.threshold` (from `threshold_source`: "argument", the model's
+"operating_point.json", or "default"); a finding's probability is its share of the finding answers' likelihood; a
+detection's score is the geometric mean of the probabilities of its four <loc> tokens (a segmentation's adds its
+sixteen <seg> tokens); a closed answer's probability is its share of the candidates' likelihood, an open one's its
+tokens' mean confidence.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
 from typing import Any
 
 from cxrvlm.about import NOTICE
+from cxrvlm.tasks import readable_tasks, reading_fields
 
-TASKS = ("classify", "report", "detect", "segment", "vqa")
+TASKS = tuple(readable_tasks())  # what a reading can hold, in its order (each task says its fields)
 # What is detected and segmented unless asked otherwise: the regions the project's training data outlines.
 DETECT_LABELS = ("right lung", "left lung")
 SEGMENT_LABELS = ("right lung", "left lung")
-KEYS = ("image", "model", "notice", "image_size", "prior", "tb", "findings", "report", "detections",
-        "segmentations", "answers", "tasks", "warnings", "timing_ms")
+_HEAD = ("image", "model", "notice", "image_size", "prior")
+_TAIL = ("tasks", "warnings", "timing_ms")
+KEYS = (*_HEAD, *reading_fields(), *_TAIL)
+# Per item of the list fields: the keys it must have (scores and probabilities are explained in the docstring).
+_ITEM_KEYS = {"findings": ("label", "probability"), "detections": ("label", "box", "score"),
+              "segmentations": ("label", "box", "mask", "score"),
+              "answers": ("question", "answer", "probability", "closed")}
 
 
-@dataclass
-class TBResult:
-    probability: float  # P("tuberculosis") among the TB candidates, from the answers' likelihoods
-    label: str  # "tuberculosis" when probability >= threshold, else "normal"
-    threshold: float
-    threshold_source: str  # "operating_point.json" of the model's folder, or "default"
-
-
-@dataclass
-class Finding:
-    label: str
-    probability: float
-
-
-@dataclass
-class Detection:
-    label: str
-    box: list[float]  # x1, y1, x2, y2 in pixels of the input image
-    score: float  # geometric mean of the probabilities of the box's four <loc> tokens
-
-
-@dataclass
-class Segmentation:
-    label: str
-    box: list[float]
-    mask: dict[str, Any]  # COCO RLE {"size": [h, w], "counts": str} at the input image's size
-    score: float  # geometric mean over the object's 4 <loc> and 16 <seg> token probabilities
-
-
-@dataclass
-class Answer:
-    question: str
-    answer: str
-    probability: float | None  # closed: the answer's share of the candidates' likelihood; open: mean token prob
-    closed: bool
-
-
-@dataclass
-class Reading:
-    image: str
-    model: str
-    image_size: list[int]
-    tasks: list[str]
-    prior: str | None = None
-    notice: str = NOTICE
-    tb: TBResult | None = None
-    findings: list[Finding] = field(default_factory=list)
-    report: str = ""
-    detections: list[Detection] = field(default_factory=list)
-    segmentations: list[Segmentation] = field(default_factory=list)
-    answers: list[Answer] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    timing_ms: dict[str, float] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict with the keys in `KEYS` order."""
-        d = asdict(self)
-        return {k: d[k] for k in KEYS}
+def new_reading(image: str, model: str, image_size: list[int], tasks: list[str], prior: str | None,
+                warnings: list[str]) -> dict[str, Any]:
+    """A reading with every task's fields empty, keys in `KEYS` order; tasks fill their own fields."""
+    return {"image": image, "model": model, "notice": NOTICE, "image_size": image_size, "prior": prior,
+            **copy.deepcopy(reading_fields()), "tasks": tasks, "warnings": warnings, "timing_ms": {}}
 
 
 def check_reading(d: dict[str, Any]) -> list[str]:
@@ -98,9 +57,7 @@ def check_reading(d: dict[str, Any]) -> list[str]:
         tb = d["tb"]
         if not 0.0 <= tb.get("probability", -1) <= 1.0 or tb.get("label") not in ("tuberculosis", "normal"):
             problems.append(f"tb is not a probability with a label: {tb}")
-    for key, fields in (("findings", ("label", "probability")), ("detections", ("label", "box", "score")),
-                        ("segmentations", ("label", "box", "mask", "score")),
-                        ("answers", ("question", "answer", "probability", "closed"))):
+    for key, fields in _ITEM_KEYS.items():
         if not isinstance(d[key], list):
             problems.append(f"{key} is not a list")
             continue

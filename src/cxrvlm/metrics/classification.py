@@ -109,6 +109,9 @@ def choose_threshold(y: Sequence[float], score: Sequence[float], min_sensitivity
     return best[2]
 
 
+FAST_N_BOOT = 200  # resamples for quick runs and tests (the default 1000 is for reported figures)
+
+
 def bootstrap_ci(fn: Callable[..., float], *arrays: Sequence[Any], n_boot: int = 1000, alpha: float = 0.05,
                  seed: int = 0, strata: Sequence[Any] | None = None) -> tuple[float, float]:
     """Percentile bootstrap (1 - alpha) interval of `fn(*arrays)`, resampling the N cases with replacement.

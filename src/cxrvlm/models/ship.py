@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrvlm.about import NOTICE
+from cxrvlm.tasks import get_task, list_tasks, screening_task
 
 MAX_MB = 30.0  # the built-in model must stay small enough to ship inside a wheel
 
@@ -127,13 +128,14 @@ def robustness_table(eval_dirs: list[Path]) -> list[str]:
     rows = []
     for d in eval_dirs:
         doc = json.loads((d / "metrics.json").read_text())
-        m = doc.get("tasks", {}).get("classify", {}).get("metrics", {})
+        task = screening_task().name
+        m = doc.get("tasks", {}).get(task, {}).get("metrics", {})
         if "tb_auroc" not in m:
-            raise ValueError(f"{d}/metrics.json: no TB AUROC (evaluate task classify)")
+            raise ValueError(f"{d}/metrics.json: no TB AUROC (evaluate task {task})")
         p = doc.get("perturb") or {}
         moved = ", ".join(f"{k} {v:g}" for k, v in p.items() if v != (1.0 if k == "zoom" else 0.0)) or "as filmed"
         rows.append(f"| {doc.get('split')} | {moved} | {_fmt(m['tb_auroc'])} | {_fmt(m.get('tb_accuracy'))} |")
-    return ["## Robustness to framing (`cxrvlm eval --tasks classify --perturb ...`)", "",
+    return [f"## Robustness to framing (`cxrvlm eval --tasks {screening_task().name} --perturb ...`)", "",
             "Every image zoomed about its centre (zoom < 1 shrinks the chest in the frame) or shifted by a fraction of "
             "its side; the operating point stays the one chosen on unmoved validation images.", "",
             "| split | images | TB AUROC | TB accuracy |", "|---|---|---|---|", *rows, ""]
@@ -141,16 +143,17 @@ def robustness_table(eval_dirs: list[Path]) -> list[str]:
 
 def masks_paragraph(metrics: dict[str, Any], unrefined: Path | None) -> list[str]:
     """Card lines: whether the evaluated masks were redrawn by the mask refiner, and the figures without it."""
-    if "segment" not in metrics.get("tasks", {}):
+    task = next((t for t in list_tasks() if get_task(t).answer_shape.segs and t in metrics.get("tasks", {})), None)
+    if task is None:
         return []
     if not metrics.get("mask_refiner"):
         return ["Segmentation masks are scored as the model's tokens decode them (no mask refiner).", ""]
-    seg = metrics["tasks"]["segment"]["metrics"]
+    seg = metrics["tasks"][task]["metrics"]
     lines = [f"Segmentation masks are redrawn on the film by the mask refiner that ships with cxrvlm "
              f"(`cxrvlm.tokens.seg_refine`, as `cxrvlm interpret` gives them): IoU {_fmt(seg.get('iou'))}, "
              f"Dice {_fmt(seg.get('dice'))}."]
     if unrefined is not None:
-        raw = json.loads((unrefined / "metrics.json").read_text())["tasks"]["segment"]["metrics"]
+        raw = json.loads((unrefined / "metrics.json").read_text())["tasks"][task]["metrics"]
         lines[0] += (f" The masks as the model's tokens decode them (`cxrvlm eval --no-mask-refiner`): IoU "
                      f"{_fmt(raw.get('iou'))}, Dice {_fmt(raw.get('dice'))}.")
     return [*lines, ""]

@@ -1,0 +1,11 @@
+"""The tasks: each module defines one task once (prompts, answer format and parser, metric, how it reads an
+image) and registers its `Task`. Importing this package registers them all."""
+# isort: off - the import order is the registry's order, which is the order a reading lists its fields
+from cxrvlm.tasks import classify, report, detect, segment, vqa  # noqa: F401 - the tasks inference reads
+from cxrvlm.tasks import ground, findings_then_report  # noqa: F401 - tasks trained and evaluated only
+# isort: on
+from cxrvlm.tasks.base import (ReadContext, ReadOptions, Task, get_task, list_tasks, readable_tasks, reading_fields,
+                               register, screening_task)
+
+__all__ = ["ReadContext", "ReadOptions", "Task", "get_task", "list_tasks", "readable_tasks", "reading_fields",
+           "register", "screening_task"]

@@ -111,6 +111,12 @@ def check_output(text: Any, max_chars: int = MAX_ANSWER_CHARS, allow_special: bo
     return ""
 
 
+def output_warning(task: str, reason: str, text: str) -> str:
+    """A reading's warning for a malformed model output, the output shown (cut at 80 characters)."""
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    return f"{task}: {reason or 'malformed output'} (output: {shown!r})"
+
+
 def get_score(study: Study, name: str) -> float | None:
     """A severity score of the study ("geographic_extent" or "opacity"), None when absent or not finite."""
     for key in _SCORE_ALIASES[name]:

@@ -1,59 +1,132 @@
-"""What every task module shares: the training example, the parsed prediction, the metric protocol, the registry.
+"""The `Task` object every task module builds, once, and the registry the rest of the house asks.
 
-A task module defines, once, its text format:
+A task module (`cxrvlm/tasks/<name>.py`) holds its whole text format and ends with
 
-    NAME = "detect"
-    GEOMETRY_IN_ANSWER = True   # whether the answer encodes positions (then training keeps the image geometry)
-    ZOOM_SHIFT_SAFE = True      # optional: all positions are loc tokens, so training may zoom/shift and rewrite them
-    ANSWER_SHAPE = BOXES        # optional: the <loc>/<seg> structure greedy decoding keeps to (`cxrvlm.tokens.shape`)
-    def format(study: Study, rng: random.Random) -> list[Example]   # prefix (prompt) -> suffix (answer)
-    def parse(text: str, image_size: tuple[int, int] | None = None) -> Prediction   # never raises
-    def metric() -> Metric                                           # update(pred, target) / compute() / reset()
+    TASK = register(Task(name="detect", format=format, parse=parse, metric=metric, max_new_tokens=96, ...))
 
-and registers itself with `@register_task`. Nothing outside the module knows the text format.
+Curation calls `task.format`, training learns prefix -> suffix, evaluation feeds `task.parse`d generations to
+`task.metric()`, inference calls `task.read`. No other package knows a task's prompts, answers or rules: they ask
+`get_task(name)` / `list_tasks()` / `readable_tasks()` and read the Task's fields.
 """
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol
 
-from cxrvlm.examples import Example, Metric, Prediction  # noqa: F401 - what task modules build
+import numpy as np
+
+from cxrvlm.examples import Example, Metric, Prediction
+from cxrvlm.records import Study
 from cxrvlm.tokens.shape import AnswerShape
 
-_TASK_MODULES = ("classify", "vqa", "report", "detect", "segment", "ground", "findings_then_report")
-_REGISTRY: dict[str, ModuleType] = {}
+TokenScores = list[tuple[str, float]]
 
 
-def register_task(module_name: str) -> None:
-    """Record a task module by its NAME (call at the bottom of the module: `register_task(__name__)`)."""
-    import sys
+@dataclass
+class ReadOptions:
+    """What the person asking for a reading chose (the interpreter's arguments)."""
 
-    module = sys.modules[module_name]
-    _REGISTRY[module.NAME] = module
+    threshold: float = 0.5  # TB operating point: P(tuberculosis) at or above it reads "tuberculosis"
+    threshold_source: str = "default"  # where the threshold came from: "argument", "operating_point.json", "default"
+    detect_labels: tuple[str, ...] = ()
+    segment_labels: tuple[str, ...] = ()
+    questions: tuple[Any, ...] = ()  # `vqa.Question`s
+    refine_masks: bool = True  # redraw decoded masks on the film (`cxrvlm.tokens.seg_refine`)
 
 
-def get_task(name: str) -> ModuleType:
-    """The task module called `name`; ValueError listing the valid names otherwise."""
-    _load_all()
+class ReadContext(Protocol):
+    """One encoded study, as the interpreter hands it to a task's `read`. `second` says what the optional second
+    encoded view is ("prior", "lateral" or None); `pair=True` asks with both views, else the frontal view alone."""
+
+    image_size: tuple[int, int]  # (H, W) of the frontal view as given
+    pixels: np.ndarray  # the frontal view, float32 (H, W) in [0, 1]
+    second: str | None
+    prior_days: float | None
+    options: ReadOptions
+
+    def score(self, prefix: str, candidates: Sequence[str], pair: bool = False) -> list[float]: ...
+    def generate(self, prefix: str, budget: int, shape: AnswerShape,
+                 pair: bool = False) -> tuple[str, TokenScores]: ...
+    def warn(self, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything the house knows about one task. Required: name, format, parse, metric, max_new_tokens, headline,
+    answer_shape, coordinates; the rest is optional behaviour some tasks have."""
+
+    name: str
+    format: Callable[[Study, random.Random], list[Example]]  # a study -> its examples (prefix -> suffix)
+    parse: Callable[..., Prediction]  # (text, image_size=None, **hints) -> Prediction; never raises
+    metric: Callable[..., Metric]  # (threshold=None, fast=False) -> Metric
+    max_new_tokens: int  # answer budget, the same in evaluation and inference
+    headline: tuple[str, ...]  # metric keys that lead the eval report, best first (the first one present is used)
+    answer_shape: AnswerShape  # the <loc>/<seg> structure greedy decoding keeps to
+    coordinates: bool  # answers hold positions: images may not be moved (augmentation, --perturb) unless...
+    zoom_shift_safe: bool = False  # ...every position is a loc token, so a zoom/shift can rewrite the answer
+    tokens_per_object: int = 0  # budget per requested object (detect/segment prompts name several)
+    parse_hints: tuple[str, ...] = ()  # target keys handed to `parse` as keyword arguments when present
+    candidates: Callable[[Example], list[str]] | None = None  # close-ended: answered by candidate likelihood
+    screening: tuple[str, str] | None = None  # (target kind, positive answer) of a binary screening test
+    keep_together: Callable[[Example], tuple] | None = None  # examples sampled as one unit (a chain's steps)
+    chain_prompt: Callable[[Example, str], str | None] | None = None  # step-2 prefix from the model's step-1 text
+    reading: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # reading field -> empty value
+    read: Callable[[ReadContext], dict[str, Any]] | None = None  # inference: fills the `reading` fields
+    wants_pair: Callable[[ReadContext], bool] | None = None  # whether `read` uses the second view
+
+    def budget(self, n_objects: int = 0) -> int:
+        """New tokens to allow for an answer naming `n_objects` objects (one object at least)."""
+        return max(self.max_new_tokens, self.tokens_per_object * max(n_objects, 1) + 8)
+
+    def hints(self, target: Mapping[str, Any]) -> dict[str, Any]:
+        """The keyword arguments `parse` takes from an example's target (the prompt's candidates, labels, step)."""
+        return {k: target[k] for k in self.parse_hints if target.get(k) not in (None, [], ())}
+
+    def screening_case(self, example: Example) -> bool:
+        """Whether `example` is a case of this task's binary screening test."""
+        return self.screening is not None and example.task == self.name and \
+            example.target.get("kind") == self.screening[0]
+
+
+_REGISTRY: dict[str, Task] = {}
+
+
+def register(task: Task) -> Task:
+    """Record a task (call once, at the bottom of its module); returns it. A name registered twice is a bug."""
+    if task.name in _REGISTRY and _REGISTRY[task.name] is not task:
+        raise ValueError(f"task {task.name!r} is registered twice")
+    _REGISTRY[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    """The task called `name`; ValueError listing the valid names otherwise."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
 
 
-def answer_shape(name: str) -> AnswerShape | None:
-    """The token structure task `name`'s answers keep to (None: the task declares none; decoding is free)."""
-    return getattr(get_task(name), "ANSWER_SHAPE", None)
-
-
 def list_tasks() -> list[str]:
-    _load_all()
+    """Every registered task's name, sorted."""
     return sorted(_REGISTRY)
 
 
-def _load_all() -> None:
-    for m in _TASK_MODULES:
-        try:
-            importlib.import_module(f"cxrvlm.tasks.{m}")
-        except ModuleNotFoundError as e:
-            if e.name != f"cxrvlm.tasks.{m}":
-                raise
+def readable_tasks() -> list[str]:
+    """The tasks inference can run on an image, in the order a reading lists them."""
+    return [t.name for t in _REGISTRY.values() if t.read is not None]
+
+
+def screening_task() -> Task:
+    """The task that holds the binary screening test (TB); ValueError when none is registered."""
+    found = [t for t in _REGISTRY.values() if t.screening is not None]
+    if len(found) != 1:
+        raise ValueError(f"expected one task with a screening test, found {[t.name for t in found]}")
+    return found[0]
+
+
+def reading_fields() -> dict[str, Any]:
+    """Every readable task's reading fields with their empty values, in reading order."""
+    return {k: v for t in _REGISTRY.values() if t.read is not None for k, v in t.reading.items()}

@@ -25,19 +25,20 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from cxrvlm.examples import Example, Prediction
+from cxrvlm.metrics.classification import FAST_N_BOOT, ClassificationMetric
 from cxrvlm.records import Study, View
 from cxrvlm.tasks import _text
-from cxrvlm.tasks.base import Example, Prediction, register_task
+from cxrvlm.tasks.base import ReadContext, Task, register
 from cxrvlm.tokens.shape import TEXT
 
 log = logging.getLogger(__name__)
 
 NAME = "classify"
-GEOMETRY_IN_ANSWER = False  # no coordinates in the answer (left/right words survive small shifts, turns and zooms)
-ANSWER_SHAPE = TEXT  # plain text: greedy decoding never writes a <loc> or <seg> token
 TB_LABEL = "Tuberculosis"
 TB_PROMPT = "What is the diagnosis of the X-ray image?"
-TB_CANDIDATES = ("normal", "tuberculosis")
+TB_KIND, TB_POSITIVE = "tb", "tuberculosis"
+TB_CANDIDATES = ("normal", TB_POSITIVE)
 FINDING_PROMPT = TB_PROMPT + " Options: {options}."
 FINDING_CANDIDATES = ("no finding", "tuberculosis", "covid-19", "viral pneumonia", "bacterial pneumonia",
                       "fungal pneumonia", "pneumonia")
@@ -136,8 +137,6 @@ class ClassifyMetric:
     Keys are prefixed "tb_" / "finding_"; a kind with no case is left out."""
 
     def __init__(self, threshold: float | None = None, **kwargs: Any) -> None:
-        from cxrvlm.metrics import ClassificationMetric
-
         self.by_kind = {
             "tb": ClassificationMetric(TB_CANDIDATES, positive="tuberculosis", threshold=threshold, **kwargs),
             "finding": ClassificationMetric(FINDING_CANDIDATES, **kwargs),
@@ -164,10 +163,35 @@ class ClassifyMetric:
         return out
 
 
-def metric(threshold: float | None = None, **kwargs: Any) -> ClassifyMetric:
+def metric(threshold: float | None = None, fast: bool = False) -> ClassifyMetric:
     """Accuracy, per-class sensitivity/specificity/F1 and AUROC with bootstrap CIs; `threshold` is the TB operating
-    point fixed on validation data (other keyword arguments go to `cxrvlm.metrics.ClassificationMetric`)."""
-    return ClassifyMetric(threshold=threshold, **kwargs)
+    point fixed on validation data; `fast` takes fewer bootstrap resamples (quick runs, tests)."""
+    return ClassifyMetric(threshold=threshold, **({"n_boot": FAST_N_BOOT} if fast else {}))
 
 
-register_task(__name__)
+def candidates(example: Example) -> list[str]:
+    """Every classification example is close-ended: its candidates, scored by likelihood."""
+    cands = example.target.get("candidates") or []
+    return [str(c) for c in dict.fromkeys(cands)] if len(cands) >= 2 else []
+
+
+def read(ctx: ReadContext) -> dict[str, Any]:
+    """The TB screening probability and label at the operating point, and the finding probabilities, most likely
+    first."""
+    cands = answer_set("tuberculosis")
+    p = float(ctx.score(prompt("tuberculosis"), cands)[cands.index(TB_POSITIVE)])
+    tb = {"probability": round(p, 6), "label": TB_POSITIVE if p >= ctx.options.threshold else "normal",
+          "threshold": ctx.options.threshold, "threshold_source": ctx.options.threshold_source}
+    cands = answer_set("finding")
+    found = sorted(zip(cands, ctx.score(prompt("finding"), cands)), key=lambda cp: -cp[1])
+    return {"tb": tb, "findings": [{"label": c, "probability": round(float(q), 6)} for c, q in found]}
+
+
+TASK = register(Task(
+    name=NAME, format=format, parse=parse, metric=metric,
+    max_new_tokens=8,  # one answer phrase
+    headline=("tb_auroc", "finding_auroc", "tb_accuracy", "finding_accuracy"),
+    answer_shape=TEXT,  # plain text: greedy decoding never writes a <loc> or <seg> token
+    coordinates=False,  # left/right words survive small shifts, turns and zooms
+    parse_hints=("candidates",), candidates=candidates, screening=(TB_KIND, TB_POSITIVE),
+    reading={"tb": None, "findings": []}, read=read))

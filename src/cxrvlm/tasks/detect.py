@@ -20,16 +20,15 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from cxrvlm.examples import Example, Prediction
+from cxrvlm.metrics.detection import DetectionMetric
 from cxrvlm.records import Study, View
-from cxrvlm.tasks import _text
-from cxrvlm.tasks.base import Example, Prediction, register_task
+from cxrvlm.tasks import _reading, _text
+from cxrvlm.tasks.base import ReadContext, Task, register
 from cxrvlm.tokens.loc import LOC_RE, decode_locs, encode_box
 from cxrvlm.tokens.shape import BOXES
 
 NAME = "detect"
-GEOMETRY_IN_ANSWER = True  # the answer holds coordinates: training may not move or resize the image
-ANSWER_SHAPE = BOXES  # each object: four <loc> tokens, then its label
-ZOOM_SHIFT_SAFE = True  # every coordinate of the answer is a loc token: training may zoom/shift the image and rewrite them
 SEPARATOR = " ; "
 _OBJECT_RE = re.compile(r"^\s*((?:<loc\d{4}>\s*){4})\s*([^<>]*?)\s*$")
 _MAX_DETECT_CHARS = 50_000  # ~1,000 objects; longer is a runaway generation
@@ -125,11 +124,29 @@ def parse(text: str, image_size: tuple[int, int] | None = None,
                       labels=[lab for lab, _ in boxes], boxes=boxes, extra=extra)
 
 
-def metric() -> Any:
+def metric(threshold: float | None = None, fast: bool = False) -> DetectionMetric:
     """COCO mAP@[.5:.95], mAP@.5 and mAP@.75 over the boxes."""
-    from cxrvlm.metrics import DetectionMetric
-
     return DetectionMetric()
 
 
-register_task(__name__)
+def read(ctx: ReadContext) -> dict[str, Any]:
+    """Boxes of the asked labels in pixels of the input image, each with its loc tokens' confidence."""
+    labels = list(ctx.options.detect_labels)
+    text, token_scores = ctx.generate(prompt(labels), TASK.budget(len(labels)), TASK.answer_shape)
+    h, w = ctx.image_size
+    pred = parse(text, (h, w), labels=labels)
+    if not pred.valid:
+        ctx.warn(_text.output_warning(NAME, pred.reason, text))
+    scores = _reading.object_confidences(ctx, NAME, text, token_scores,
+                                         [_reading.box_tokens(b) for _, b in pred.boxes])
+    return {"detections": [{"label": label, "box": _reading.to_pixels(box, h, w), "score": round(s, 6)}
+                           for (label, box), s in zip(pred.boxes, scores)]}
+
+
+TASK = register(Task(
+    name=NAME, format=format, parse=parse, metric=metric,
+    max_new_tokens=96, tokens_per_object=24,  # 4 loc tokens + a label phrase per box, a few boxes
+    headline=("map_50", "map"),
+    answer_shape=BOXES,  # each object: four <loc> tokens, then its label
+    coordinates=True, zoom_shift_safe=True,  # every coordinate is a loc token: a zoom/shift rewrites them
+    parse_hints=("labels",), reading={"detections": []}, read=read))

@@ -21,16 +21,16 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from cxrvlm.examples import Example, Prediction
+from cxrvlm.metrics.report import ReportMetric
 from cxrvlm.records import CHEXPERT_14, LABELS, Study
 from cxrvlm.tasks import _text
-from cxrvlm.tasks.base import Example, Prediction, register_task
+from cxrvlm.tasks.base import Task, register
 from cxrvlm.tokens.shape import TEXT
 
 log = logging.getLogger(__name__)
 
 NAME = "findings_then_report"
-GEOMETRY_IN_ANSWER = False  # no coordinates in the answer (left/right words survive small shifts, turns and zooms)
-ANSWER_SHAPE = TEXT  # plain text: greedy decoding never writes a <loc> or <seg> token
 NONE = "none"
 STEP1 = "Which of the following findings are present in this chest X-ray? Options: {options}."
 STEP2 = "Based on the previous conversation, provide a description of the findings."
@@ -144,8 +144,6 @@ class FindingsThenReportMetric:
     def update(self, pred: Prediction, target: dict[str, Any]) -> None:
         if target.get("step") == 2:
             if self.report is None:
-                from cxrvlm.metrics import ReportMetric
-
                 self.report = ReportMetric(coco=self.coco)
             self.n_step2 += 1
             self.report.update(pred, target)
@@ -168,8 +166,27 @@ class FindingsThenReportMetric:
         return out
 
 
-def metric(coco: bool = True) -> FindingsThenReportMetric:
-    return FindingsThenReportMetric(coco=coco)
+def metric(threshold: float | None = None, fast: bool = False) -> FindingsThenReportMetric:
+    """Step 1 as multi-label findings, step 2 as a report (`fast`: without pycocoevalcap)."""
+    return FindingsThenReportMetric(coco=not fast)
 
 
-register_task(__name__)
+def study_images(example: Example) -> tuple:
+    """A chain's two steps share the study and its images: they are sampled and evaluated as one unit."""
+    return example.study_id, tuple(example.images)
+
+
+def chain_prompt(example: Example, step1_text: str) -> str | None:
+    """The step-2 prefix that carries the model's own step-1 answer (the chain as deployed); None unless
+    `example` is a step 1 with its options."""
+    if example.target.get("step") != 1 or not example.target.get("candidates"):
+        return None
+    return report_prompt(list(example.target["candidates"]), step1_text)
+
+
+TASK = register(Task(
+    name=NAME, format=format, parse=parse, metric=metric,
+    max_new_tokens=192,  # step 2 is a report
+    headline=("findings_f1", "report_bleu_4"),
+    answer_shape=TEXT, coordinates=False,
+    parse_hints=("step", "candidates"), keep_together=study_images, chain_prompt=chain_prompt))

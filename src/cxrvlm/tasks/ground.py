@@ -16,16 +16,15 @@ from typing import Any
 
 from cxrvlm.records import Study
 from cxrvlm.tasks import _text
-from cxrvlm.tasks.base import Example, Prediction, register_task
+from cxrvlm.examples import Example, Prediction
+from cxrvlm.metrics.detection import GroundingMetric
+from cxrvlm.tasks.base import Task, register
 from cxrvlm.tokens.loc import LOC_RE, decode_locs, encode_box
 from cxrvlm.tokens.shape import BOX_ONLY
 
 log = logging.getLogger(__name__)
 
 NAME = "ground"
-GEOMETRY_IN_ANSWER = True  # the answer holds coordinates: training may not move or resize the image
-ANSWER_SHAPE = BOX_ONLY  # four <loc> tokens, no label after them
-ZOOM_SHIFT_SAFE = True  # every coordinate of the answer is a loc token: training may zoom/shift the image and rewrite them
 # Four loc tokens, optionally followed by the phrase echoed back (PaliGemma's detect habit), nothing else.
 _ANSWER_RE = re.compile(r"^\s*((?:<loc\d{4}>\s*){4})([^<>]*)$")
 
@@ -78,11 +77,14 @@ def parse(text: str, image_size: tuple[int, int] | None = None) -> Prediction:
     return Prediction(NAME, text=text, label=label or None, boxes=[(label, box)], extra=extra)
 
 
-def metric() -> Any:
+def metric(threshold: float | None = None, fast: bool = False) -> GroundingMetric:
     """Accuracy at IoU >= 0.5 and mean IoU."""
-    from cxrvlm.metrics import GroundingMetric
-
     return GroundingMetric()
 
 
-register_task(__name__)
+TASK = register(Task(
+    name=NAME, format=format, parse=parse, metric=metric,
+    max_new_tokens=24,  # four loc tokens (and an echoed phrase at most)
+    headline=("accuracy_iou50", "mean_iou"),
+    answer_shape=BOX_ONLY,  # four <loc> tokens, no label after them
+    coordinates=True, zoom_shift_safe=True))  # every coordinate is a loc token: a zoom/shift rewrites them

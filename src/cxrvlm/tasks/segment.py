@@ -29,18 +29,19 @@ from typing import Any
 
 import numpy as np
 
+from cxrvlm.examples import Example, Prediction
+from cxrvlm.metrics.segmentation import SegmentationMetric
 from cxrvlm.records import Study, View, load_mask
-from cxrvlm.tasks import _text
-from cxrvlm.tasks.base import Example, Prediction, register_task
+from cxrvlm.tasks import _reading, _text
+from cxrvlm.tasks.base import ReadContext, Task, register
 from cxrvlm.tokens.loc import LOC_RE, decode_locs, encode_box
+from cxrvlm.tokens.rle import rle_encode
 from cxrvlm.tokens.seg import MaskTokenizer, encode_seg, mask_box, split_lungs
+from cxrvlm.tokens.seg_refine import refine_objects
 from cxrvlm.tokens.shape import BOXES_AND_MASKS
 
 log = logging.getLogger(__name__)
 NAME = "segment"
-GEOMETRY_IN_ANSWER = True  # the answer holds coordinates: training may not move or resize the image
-ANSWER_SHAPE = BOXES_AND_MASKS  # each object: four <loc>, sixteen <seg>, then its label
-ZOOM_SHIFT_SAFE = True  # coordinates are loc tokens, mask codes are relative to their box: zoom/shift keeps them
 SEPARATOR = " ; "
 LUNG_SIDES = ("right lung", "left lung")
 _MAX_SEGMENT_CHARS = 50_000  # ~800 objects; longer is a runaway generation
@@ -218,11 +219,46 @@ def _decode(objects: list, image_size: tuple[int, int] | None, tok: MaskTokenize
     return [(lab, box, m) for (lab, box, _), (m, _) in zip(objects, decoded)], errors
 
 
-def metric() -> Any:
+def metric(threshold: float | None = None, fast: bool = False) -> SegmentationMetric:
     """Mask mAP, Dice and IoU per label (cxrvlm.metrics.SegmentationMetric)."""
-    from cxrvlm.metrics import SegmentationMetric
-
     return SegmentationMetric()
 
 
-register_task(__name__)
+def _kept_objects(ctx: ReadContext, pred: Prediction) -> list[tuple]:
+    """(label, box, mask, codes) of the objects with a non-empty mask at the image's size (a warning for the rest)."""
+    h, w = ctx.image_size
+    kept = [(label, box, mask, codes) for (label, box, mask), codes in zip(pred.masks, pred.extra.get("codes", []))
+            if mask is not None and mask.shape == (h, w) and mask.any()]
+    if len(kept) < len(pred.masks):
+        ctx.warn(f"{NAME}: {len(pred.masks) - len(kept)} object(s) with an empty mask dropped")
+    return kept
+
+
+def read(ctx: ReadContext) -> dict[str, Any]:
+    """Masks of the asked labels as COCO RLE at the input image's size (redrawn on the film by the mask refiner
+    unless the options say not to), each with its tokens' confidence and its box in pixels."""
+    labels = list(ctx.options.segment_labels)
+    text, token_scores = ctx.generate(prompt(labels), TASK.budget(len(labels)), TASK.answer_shape)
+    h, w = ctx.image_size
+    pred = parse(text, (h, w), labels=labels)
+    if not pred.valid:
+        ctx.warn(_text.output_warning(NAME, pred.reason, text))
+    kept = _kept_objects(ctx, pred)
+    scores = _reading.object_confidences(ctx, NAME, text, token_scores,
+                                         [_reading.mask_tokens(b, c) for _, b, _, c in kept])
+    if ctx.options.refine_masks and kept:
+        try:
+            kept = refine_objects(ctx.pixels, kept)
+        except (ValueError, OSError, RuntimeError) as e:
+            ctx.warn(f"{NAME}: masks not refined ({e}); they are the decoded masks")
+    return {"segmentations": [{"label": label, "box": _reading.to_pixels(box, h, w), "mask": rle_encode(mask),
+                               "score": round(s, 6)} for (label, box, mask, *_), s in zip(kept, scores)]}
+
+
+TASK = register(Task(
+    name=NAME, format=format, parse=parse, metric=metric,
+    max_new_tokens=160, tokens_per_object=40,  # 4 loc + 16 seg tokens + a label per mask (two lungs and some)
+    headline=("dice", "map"),
+    answer_shape=BOXES_AND_MASKS,  # each object: four <loc>, sixteen <seg>, then its label
+    coordinates=True, zoom_shift_safe=True,  # loc tokens, and mask codes relative to their box: zoom/shift keeps them
+    parse_hints=("labels",), reading={"segmentations": []}, read=read))

@@ -26,20 +26,23 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 
+from cxrvlm.examples import Example, Prediction
+from cxrvlm.metrics.vqa import ClosedVQAMetric, OpenVQAMetric
 from cxrvlm.records import LABELS, QA, Study, View, load_mask
-from cxrvlm.tasks import _text
-from cxrvlm.tasks.base import Example, Prediction, register_task
+from cxrvlm.tasks import _reading, _text
+from cxrvlm.tasks.base import ReadContext, Task, register
 from cxrvlm.tokens.shape import TEXT
 
 log = logging.getLogger(__name__)
 
 NAME = "vqa"
-GEOMETRY_IN_ANSWER = False  # no coordinates in the answer (left/right words survive small shifts, turns and zooms)
-ANSWER_SHAPE = TEXT  # plain text: greedy decoding never writes a <loc> or <seg> token
 YES_NO = ("yes", "no")
 PROJECTIONS = ("pa", "ap", "lateral")
 SIDES = ("right", "left")
@@ -205,8 +208,6 @@ class VQAMetric:
     """Closed questions scored by accuracy, open ones by exact match and token F1; keys prefixed closed_/open_."""
 
     def __init__(self) -> None:
-        from cxrvlm.metrics import ClosedVQAMetric, OpenVQAMetric
-
         self.by_kind = {"closed": ClosedVQAMetric(), "open": OpenVQAMetric()}
         self.reset()
 
@@ -228,8 +229,118 @@ class VQAMetric:
             m.reset()
 
 
-def metric() -> VQAMetric:
+def metric(threshold: float | None = None, fast: bool = False) -> VQAMetric:
+    """Closed questions by accuracy, open ones by exact match and token F1."""
     return VQAMetric()
 
 
-register_task(__name__)
+def candidates(example: Example) -> list[str]:
+    """A close-ended question's candidates (scored by likelihood); [] for an open one (generated)."""
+    cands = (example.target.get("candidates") or []) if example.target.get("closed", False) else []
+    return [str(c) for c in dict.fromkeys(cands)] if len(cands) >= 2 else []
+
+
+# ------------------------------------------------------------------------------------------------ inference
+# Which answers a question allows: close-ended questions are scored over their candidates (so the answer comes with
+# a probability), open ones are generated. The task's own templates have fixed candidates; any other question
+# that starts like a yes/no question ("Is ...", "Are ...", "Does ...") is scored over yes/no.
+_YES_NO_OPENERS = frozenset("is are does do did has have had can could was were will would should shall may "
+                            "might must".split())
+_CHOICE_RE = re.compile(re.escape(Q_CHOICE).replace(r"\{a\}", "(?P<a>.+?)").replace(r"\{b\}", "(?P<b>.+?)") + "$",
+                        re.IGNORECASE)
+_CHANGE_RE = re.compile(re.escape(Q_CHANGE).replace(r"\{prior\}", ".+?") + "$", re.IGNORECASE)
+DEFAULT_QUESTIONS = (Q_NORMAL, Q_LABEL.format(x="tuberculosis"), Q_VIEW, Q_LUNG_SIZE)
+
+
+@dataclass
+class Question:
+    """A question to ask: `candidates` empty for an open question; `needs_prior` for the change question."""
+
+    text: str
+    candidates: list[str] = field(default_factory=list)
+    needs_prior: bool = False
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.candidates)
+
+
+def closed_candidates(question: str) -> list[str]:
+    """The fixed answers of a close-ended question, [] for an open one."""
+    q = " ".join(str(question).split())
+    fixed = {Q_VIEW: PROJECTIONS, Q_LUNG_SIZE: SIDES,
+             **{s: _text.SEVERITY_LEVELS for s in Q_SEVERITY.values()}}
+    for template, answers in fixed.items():
+        if q.lower() == template.lower():
+            return list(answers)
+    if _CHANGE_RE.match(q):
+        return list(_text.CHANGE_ANSWERS)
+    m = _CHOICE_RE.match(q)
+    if m:
+        a, b = _text.normalise(m.group("a")), _text.normalise(m.group("b"))
+        return [a, b] if a and b and a != b else []
+    words = q.lower().split()
+    return list(YES_NO) if words and words[0] in _YES_NO_OPENERS else []
+
+
+def make_question(item: str | dict | Question) -> Question:
+    """A question string, a {"question": ..., "candidates": [...]} dict or a Question -> Question."""
+    if isinstance(item, Question):
+        return item
+    if isinstance(item, dict):
+        if "question" not in item:
+            raise ValueError(f"question {item!r}: a dict needs a 'question' key")
+        text = prompt(item["question"])
+        given = item.get("candidates")
+        candidates = [str(c) for c in given] if given else closed_candidates(text)
+    elif isinstance(item, str):
+        text = prompt(item)
+        candidates = closed_candidates(text)
+    else:
+        raise ValueError(f"question {item!r}: expected a string or a dict, got {type(item).__name__}")
+    if len(set(candidates)) != len(candidates):
+        raise ValueError(f"question {text!r}: candidates repeat: {candidates}")
+    return Question(text, candidates, needs_prior=bool(_CHANGE_RE.match(text)))
+
+
+def wants_pair(ctx: ReadContext) -> bool:
+    """A question about change reads the prior beside the current film."""
+    return ctx.second == "prior" and any(q.needs_prior for q in ctx.options.questions)
+
+
+def _answer(ctx: ReadContext, q: Question, pair: bool) -> dict[str, Any]:
+    if q.closed:
+        probs = ctx.score(prompt(q.text), q.candidates, pair=pair)
+        best = int(np.argmax(probs))
+        return {"question": q.text, "answer": q.candidates[best], "probability": round(float(probs[best]), 6),
+                "closed": True}
+    text, token_scores = ctx.generate(prompt(q.text), TASK.budget(), TASK.answer_shape, pair=pair)
+    pred = parse(text)
+    if not pred.valid:
+        ctx.warn(_text.output_warning(f"{NAME} {q.text!r}", pred.reason, text))
+        return {"question": q.text, "answer": "", "probability": None, "closed": False}
+    return {"question": q.text, "answer": text.strip(),
+            "probability": round(_reading.answer_probability(token_scores), 6), "closed": False}
+
+
+def read(ctx: ReadContext) -> dict[str, Any]:
+    """An answer per question (closed: the likeliest candidate and its share; open: the generated text and its
+    mean token confidence). A change question without a prior gets an empty answer and a warning."""
+    answers = []
+    for q in ctx.options.questions:
+        if q.needs_prior and ctx.second != "prior":
+            ctx.warn(f"{NAME}: {q.text!r} compares with a prior study, but none was given")
+            answers.append({"question": q.text, "answer": "", "probability": None, "closed": q.closed})
+            continue
+        answers.append(_answer(ctx, q, pair=q.needs_prior))
+    return {"answers": answers}
+
+
+TASK = register(Task(
+    name=NAME, format=format, parse=parse, metric=metric,
+    max_new_tokens=24,  # an answer phrase
+    headline=("closed_accuracy", "open_token_f1", "open_exact_match"),
+    answer_shape=TEXT,  # plain text: greedy decoding never writes a <loc> or <seg> token
+    coordinates=False,  # left/right words survive small shifts, turns and zooms
+    parse_hints=("candidates",), candidates=candidates,
+    reading={"answers": []}, read=read, wants_pair=wants_pair))

@@ -1,6 +1,6 @@
 """What location and segmentation tokens an answer may hold, so greedy decoding can keep to it.
 
-A task module declares its `ANSWER_SHAPE`; generation (`BackendMixin.generate(answer_shapes=...)`) then never emits
+A task declares its `answer_shape` (`cxrvlm.tasks.Task`); generation (`BackendMixin.generate(answer_shapes=...)`) then never emits
 an answer the task's parser must reject for its token structure: a box of three `<loc>` tokens, a mask of 30 codes,
 a report with coordinates in it. Each object of a shaped answer is `locs` `<locNNNN>` tokens, then `segs`
 `<segNNN>` tokens, then (with `label`) at least one text token; the answer starts with an object and

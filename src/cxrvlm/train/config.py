@@ -47,7 +47,7 @@ class TrainConfig:
     seed: int = 0
     augment: bool = True  # intensity jitter (brightness, contrast, gamma) for every example
     augment_geometry: bool = True  # and a small affine where the task's answer holds no coordinates
-    augment_locations: bool = False  # zoom/shift single-image examples of ZOOM_SHIFT_SAFE tasks, loc tokens rewritten
+    augment_locations: bool = False  # zoom/shift single-image examples of zoom_shift_safe tasks, loc tokens rewritten
     tokenizer_vocab_size: int = 4000  # BPE merges trained on the curated text when the model is new
     log_every: int = 10
     eval_every: int = 200

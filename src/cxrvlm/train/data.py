@@ -89,7 +89,7 @@ def augment_intensity(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarra
 
 def augment_geometry(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A small random affine (rotation ±7°, zoom 0.9-1.1, shift ±5%), never a flip: left and right stay where they
-    are. Only for tasks whose answer holds no coordinates (`GEOMETRY_IN_ANSWER` False in the task module)."""
+    are. Only for tasks whose answer holds no coordinates (``Task.coordinates` False)."""
     from scipy import ndimage
 
     h, w = pixels.shape
@@ -132,7 +132,7 @@ def zoom_shift(pixels: np.ndarray, zoom: float, dx: float, dy: float) -> np.ndar
 
 def zoomed_and_shifted(example: Example, pixels: np.ndarray,
                        rng: np.random.Generator) -> tuple[Example, list[np.ndarray]]:
-    """A single-image example of a ZOOM_SHIFT_SAFE task, zoomed and shifted, with its loc tokens rewritten to match
+    """A single-image example of a `Task.zoom_shift_safe` task, zoomed and shifted, with its loc tokens rewritten to match
     (for training: `target` still holds the original geometry)."""
     zoom, dx, dy = draw_zoom_shift(locs_extent(example.prefix + example.suffix), rng)
     moved = dataclasses.replace(example, prefix=zoom_shift_locs(example.prefix, zoom, dx, dy),

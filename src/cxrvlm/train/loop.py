@@ -52,8 +52,8 @@ class Trainer:
         self.resume_from = checkpoints[-1] if checkpoints else None
         self.model = build_model(cfg, self.train_data, self.resume_from / "model" if self.resume_from else None)
         self.images = ImageCache(self.model.config.image_size)
-        self.geometry_in_answer = {t: getattr(get_task(t), "GEOMETRY_IN_ANSWER", True) for t in self.train_data.sizes}
-        self.zoom_shift_safe = {t: getattr(get_task(t), "ZOOM_SHIFT_SAFE", False) for t in self.train_data.sizes}
+        self.geometry_in_answer = {t: get_task(t).coordinates for t in self.train_data.sizes}
+        self.zoom_shift_safe = {t: get_task(t).zoom_shift_safe for t in self.train_data.sizes}
         self.stage_index = -1
         self.optimizer: torch.optim.Optimizer | None = None
         self.start_step = 0

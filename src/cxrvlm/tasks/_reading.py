@@ -1,4 +1,5 @@
-"""Confidence of generated objects and answers from the per-token probabilities `generate(return_scores=True)` gives.
+"""What the tasks' `read` functions share: boxes in pixels of the input image, and the confidence of generated
+objects and answers from the per-token probabilities `generate(return_scores=True)` gives.
 
 A box's score is the geometric mean of the probabilities of its four `<loc>` tokens (each the mass within ±10
 bins of the written one: `generate.LOC_TOLERANCE`); a mask's adds its sixteen `<seg>` tokens. Loc and seg tokens
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from cxrvlm.tokens.loc import encode_box
 from cxrvlm.tokens.seg import encode_seg
@@ -60,3 +62,20 @@ def box_tokens(box: Sequence[float]) -> str:
 def mask_tokens(box: Sequence[float], codes: Sequence[int]) -> str:
     """Box + 16 valid seg codes (0..127) -> `<loc..>x4<seg..>x16` as written."""
     return encode_box(*box) + encode_seg(codes)
+
+
+def object_confidences(ctx: Any, task: str, text: str, token_scores: TokenScores, objects: Sequence[str]) -> list[float]:
+    """`object_scores`, or each object given the whole answer's confidence (with a warning on `ctx`) when the
+    tokens and the text disagree."""
+    got = object_scores(text, token_scores, objects)
+    if got is None and objects:
+        ctx.warn(f"{task}: scores are whole-answer confidences (tokens and text disagree)")
+        got = [answer_probability(token_scores)] * len(objects)
+    return got or []
+
+
+def to_pixels(box: Sequence[float], h: int, w: int) -> list[float]:
+    """Normalised (x1, y1, x2, y2) -> pixels of the input image (the model saw it resized without keeping the
+    aspect, so x scales with the width and y with the height)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [round(x1 * w, 2), round(y1 * h, 2), round(x2 * w, 2), round(y2 * h, 2)]
