@@ -43,3 +43,44 @@ def test_every_shipped_config_loads(path) -> None:
     """A recipe in configs/ with a misspelt key or a bad stage fails here, not an hour into a run."""
     cfg = load_config(path)
     assert cfg.total_steps > 0
+
+
+def _write(path: Path, doc: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_an_experiment_names_its_base_and_only_what_it_changes(tmp_path) -> None:
+    _write(tmp_path / "recipe.json", {"_recipe": "notes", "lr": 0.01, "seed": 3, "init_from": {"a": "x.safetensors"},
+                                      "model_overrides": {"depth": 2, "width": 8},
+                                      "stages": [{"name": "one", "steps": 5}, {"name": "two", "steps": 6}]})
+    _write(tmp_path / "experiments" / "mid.json", {"base": "../recipe.json", "_experiment": "x", "seed": 4,
+                                                   "model_overrides": {"width": 16, "depth": None}})
+    exp = _write(tmp_path / "experiments" / "deep" / "exp.json",
+                 {"base": "../mid.json", "init_from": None, "stages": [{"name": "only", "steps": 9}]})
+    cfg = load_config(exp, ["model_overrides.heads=2"])
+    assert cfg.lr == 0.01 and cfg.seed == 4  # from the recipe, from the middle file
+    assert cfg.model_overrides == {"width": 16, "heads": 2}  # dicts merge; null removes a key
+    assert cfg.init_from == {}  # null: back to the default
+    assert [s.name for s in cfg.stages] == ["only"]  # lists replace wholesale
+
+
+def test_a_base_cycle_or_a_bad_base_is_a_clear_error(tmp_path) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    _write(a, {"base": "b.json"})
+    _write(b, {"base": "a.json"})
+    with pytest.raises(ValueError, match=r"cycle: .*a\.json -> .*b\.json -> .*a\.json"):
+        load_config(a)
+    _write(a, {"base": "a.json"})
+    with pytest.raises(ValueError, match="cycle"):
+        load_config(a)
+    _write(a, {"base": "missing.json"})
+    with pytest.raises(ValueError, match="missing.json not found"):
+        load_config(a)
+    _write(a, {"base": 3})
+    with pytest.raises(ValueError, match="'base' must be the path"):
+        load_config(a)
+    _write(a, [1])
+    with pytest.raises(ValueError, match="expected a JSON object"):
+        load_config(a)
