@@ -84,3 +84,32 @@ def test_a_base_cycle_or_a_bad_base_is_a_clear_error(tmp_path) -> None:
     _write(a, [1])
     with pytest.raises(ValueError, match="expected a JSON object"):
         load_config(a)
+
+
+CONFIGS = Path(__file__).parents[2] / "configs"
+EXPERIMENTS = sorted((CONFIGS / "experiments").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_an_experiment_is_its_base_plus_what_it_names(path) -> None:
+    """An experiment differs from its recipe exactly in the top-level keys the file sets, nowhere else."""
+    doc = json.loads(path.read_text())
+    base = (path.parent / doc["base"]).resolve()
+    assert base.is_file() and base.parent == CONFIGS, doc["base"]  # experiments vary a recipe of configs/
+    named = {k for k in doc if not k.startswith("_") and k != "base"}
+    assert named, "an experiment that changes nothing"
+    ours, theirs = load_config(path).to_json(), load_config(base).to_json()
+    assert {k for k in ours if ours[k] != theirs[k]} == named
+
+
+def test_every_experiment_has_a_row_in_experiments_md() -> None:
+    text = (CONFIGS / "EXPERIMENTS.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `experiments/")]
+    assert sorted(r.split("`")[1] for r in rows) == [f"experiments/{p.name}" for p in EXPERIMENTS]
+    assert "python -m" not in text
+    assert all("cxrvlm train --config configs/experiments/" in r for r in rows)  # each names its reproduction
+
+
+def test_the_two_balance_configs_no_longer_share_a_name() -> None:
+    names = [p.name for p in CONFIGS.rglob("*.json")]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
