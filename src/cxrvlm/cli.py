@@ -1,7 +1,7 @@
 """`cxrvlm` command line: thin; each subcommand lives in a small command module beside the code that does the work.
 
 A subcommand module exposes `configure(parser: argparse.ArgumentParser)` and `run(args) -> int`. This is the one
-entry point: no other module runs as `python -m` (a child process runs `python -m cxrvlm.cli <command>`).
+entry point: no other module has a `__main__` block (a child process runs `sys.executable -m cxrvlm.cli <command>`).
 """
 from __future__ import annotations
 
