@@ -1,5 +1,6 @@
 # Two commands for a fresh machine: `make demo` (set up + interpret an example X-ray with the built-in model) and
 # `make test` (set up + run the tests). `make default-model` reproduces the built-in model from ../shared/data.
+# Every step is a `cxrvlm` subcommand (`cxrvlm --help`).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -42,16 +43,16 @@ curate: setup
 # The mask refiner learns on the training split's masks alone (it redraws any model's decoded masks on the film).
 MOVES := zoom=0.93 zoom=1.07 dx=0.03 dy=0.03
 default-model: curate
-	$(BIN)/python -m cxrvlm.train.probe --data runs/curated --encoder convnet --image-size 256 --epochs 20 \
+	$(BIN)/cxrvlm train-probe --data runs/curated --encoder convnet --image-size 256 --epochs 20 \
 		--save runs/probe-convnet-tb.safetensors
-	$(BIN)/python -m cxrvlm.train.probe --data runs/curated --encoder convnet --image-size 256 --epochs 15 \
+	$(BIN)/cxrvlm train-probe --data runs/curated --encoder convnet --image-size 256 --epochs 15 \
 		--lr 3e-4 --geometry --init runs/probe-convnet-tb.safetensors --save runs/probe-convnet-tb-geo.safetensors
 	$(BIN)/cxrvlm train-mask-refiner --data runs/curated --out runs/mask-refiner $(REFINER_ARGS)
 	cp runs/mask-refiner/mask_refiner.safetensors $(REFINER)
 	$(BIN)/cxrvlm train --config configs/cxrvlm-tiny.json --out $(RUN)-joint
 	$(BIN)/cxrvlm train --config configs/cxrvlm-tiny-balance.json model=$(RUN)-joint/final --out $(RUN)
 	$(BIN)/cxrvlm eval --model $(RUN)/final --data runs/curated --split val --out $(RUN)/eval-val
-	$(BIN)/python -m cxrvlm.models.ship $(RUN)/final $(RUN)/eval-val $(SHIPPED)
+	$(BIN)/cxrvlm ship $(RUN)/final $(RUN)/eval-val $(SHIPPED)
 	$(BIN)/cxrvlm eval --model $(SHIPPED) --data runs/curated --split val --out $(RUN)/eval-val-shipped
 	$(BIN)/cxrvlm eval --model $(SHIPPED) --data runs/curated --split val --tasks segment --no-mask-refiner \
 		--fast-metrics --out $(RUN)/eval-val-shipped-unrefined
@@ -59,7 +60,7 @@ default-model: curate
 		$(BIN)/cxrvlm eval --model $(SHIPPED) --data runs/curated --split $$split --tasks classify --fast-metrics \
 			--threshold-from $(RUN)/eval-val-shipped/operating_point.json $$( [ $$move = none ] || echo --perturb $$move ) \
 			--out $(RUN)/robustness/$$split-$$move || exit 1; done; done
-	$(BIN)/python -m cxrvlm.models.ship $(RUN)/final $(RUN)/eval-val-shipped $(SHIPPED) \
+	$(BIN)/cxrvlm ship $(RUN)/final $(RUN)/eval-val-shipped $(SHIPPED) \
 		--unrefined $(RUN)/eval-val-shipped-unrefined --robustness $(foreach s,val test,$(foreach m,none $(MOVES),$(RUN)/robustness/$(s)-$(m)))
 
 clean:

@@ -1,6 +1,7 @@
-"""`cxrvlm` command line: thin; each subcommand lives in the module that does the work.
+"""`cxrvlm` command line: thin; each subcommand lives in a small command module beside the code that does the work.
 
-A subcommand module exposes `configure(parser: argparse.ArgumentParser)` and `run(args) -> int`.
+A subcommand module exposes `configure(parser: argparse.ArgumentParser)` and `run(args) -> int`. This is the one
+entry point: no other module has a `__main__` block (a child process runs `sys.executable -m cxrvlm.cli <command>`).
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "curate": ("cxrvlm.curate.command", "turn public CXR datasets into a multi-task dataset (train/val/test jsonl + card)"),
     "train": ("cxrvlm.train.command", "train a model on a curated dataset (multi-task mixture, stages, resume)"),
+    "train-probe": ("cxrvlm.train.probe_command", "which encoder learns TB: train one alone with a pooled head; "
+                                                  "--save its weights for a VLM run (TrainConfig.init_from)"),
     "train-mask-tokenizer": ("cxrvlm.tokens.seg_train", "train the VQ-VAE mask tokenizer on binary lung masks"),
     "train-mask-refiner": ("cxrvlm.tokens.seg_refine_train", "train the mask refiner (U-Net: film + decoded mask -> mask)"),
     "bench-mask-tokenizer": ("cxrvlm.tokens.seg_bench", "masks/s through the mask tokenizer, each direction"),
@@ -21,6 +24,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("cxrvlm.serve.command", "the web page and HTTP API for reading X-rays (FastAPI; this machine only by default)"),
     "eval": ("cxrvlm.eval.command", "evaluate a model on every task of a curated split: metrics.json, report.md/html"),
     "ablate": ("cxrvlm.eval.ablate_command", "multi-task vs single-task ablation with one budget and seeds: ablation.md/json"),
+    "ship": ("cxrvlm.models.ship_command", "put a trained run into the package as the built-in model, with its model card"),
+    "label-reports": ("cxrvlm.metrics.labeler_command", "CheXpert labels of report text (rule-based), or the labeler's "
+                                                        "agreement with Open-i's MeSH tags"),
+    "render-phantom": ("cxrvlm.infer.phantom_command", "draw the synthetic chest phantom, the example image that ships"),
+}
+# Subcommands other commands run in a child process; they work like the rest but are left out of --help.
+HIDDEN: dict[str, str] = {
+    "bench-interpret": "cxrvlm.bench.interpret_command",  # `cxrvlm bench --builtin`: one interpretation's RSS
 }
 
 
@@ -33,11 +44,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=module)
-        if name == command:
-            importlib.import_module(module).configure(p)
+        _add(sub.add_parser(name, help=help_text, description=help_text), module, name == command)
+    for name, module in HIDDEN.items():
+        _add(sub.add_parser(name), module, name == command)  # no help=: argparse does not list it
     return parser
+
+
+def _add(parser: argparse.ArgumentParser, module: str, chosen: bool) -> None:
+    parser.set_defaults(_module=module)
+    if chosen:
+        importlib.import_module(module).configure(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

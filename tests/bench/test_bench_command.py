@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("transformers")
 
 from cxrvlm.bench import flops  # noqa: E402
-from cxrvlm.bench.command import parse_overrides  # noqa: E402
+from cxrvlm.overrides import parse_overrides  # noqa: E402
 from cxrvlm.cli import main  # noqa: E402
 
 TINY = ["image_size=32", "vit_patch_size=8", "vit_width=32", "vit_depth=1", "vit_heads=2", "n_layer=1", "n_head=2",

@@ -9,11 +9,11 @@ import pytest
 from cxrvlm.metrics.chexpert_labeler import (
     label_report,
     label_reports,
-    main,
     mesh_to_chexpert,
     sentences,
     validate_against_openi,
 )
+from cxrvlm.cli import main as cli_main
 from cxrvlm.records import CHEXPERT_14
 
 
@@ -113,8 +113,10 @@ def test_validate_against_openi_by_hand(tmp_path, capsys):
     assert c["precision"] == 0.5 and c["recall"] == 0.5 and c["f1"] == 0.5
     nf = table["No Finding"]  # labeler says No Finding for reports 2 and 4; tagged normal: 2 and 3
     assert nf["precision"] == 0.5 and nf["recall"] == 0.5
-    assert main(["--openi", str(tmp_path / "reports.jsonl")]) == 0
-    assert "Cardiomegaly" in capsys.readouterr().out
+    assert cli_main(["label-reports", "--openi", str(tmp_path / "reports.jsonl")]) == 0
+    out = capsys.readouterr().out
+    assert "Cardiomegaly" in out and out.splitlines()[0].split() == ["label", "precision", "recall", "f1", "support",
+                                                                      "predicted"]
 
 
 def test_validate_refuses_bad_files(tmp_path):
@@ -136,3 +138,20 @@ def test_agreement_with_openi_tags(shared_data):
               "Atelectasis": 0.87, "Support Devices": 0.93, "Pneumothorax": 0.8}
     for label, floor in floors.items():
         assert table[label]["f1"] >= floor, (label, table[label])
+
+
+def test_label_reports_command_prints_one_json_line_per_text(capsys) -> None:
+    assert cli_main(["label-reports", "Mild cardiomegaly. No pleural effusion.", "Possible left basilar atelectasis."]) == 0
+    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert first["Cardiomegaly"] == 1.0 and first["Pleural Effusion"] == 0.0 and first["Edema"] is None
+    assert second["Atelectasis"] == -1.0 and set(second) == set(CHEXPERT_14)
+
+
+def test_label_reports_command_errors(tmp_path, capsys) -> None:
+    assert cli_main(["label-reports"]) == 2
+    assert "nothing to label" in capsys.readouterr().err
+    assert cli_main(["label-reports", "--openi", str(tmp_path / "missing.jsonl")]) == 2
+    assert "missing.jsonl" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli_main(["label-reports", "--help"])
+    assert e.value.code == 0 and "cxrvlm label-reports --openi" in capsys.readouterr().out

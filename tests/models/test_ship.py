@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from cxrvlm import cli
 from cxrvlm.models import load_model
-from cxrvlm.models.ship import ship
 from cxrvlm.train.config import StageConfig, TrainConfig
 
 
@@ -43,7 +45,8 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
         (folder / "metrics.json").write_text(json.dumps({"split": "test", **({"perturb": perturb} if perturb else {}),
                                                          "tasks": {"classify": {"metrics": {"tb_auroc": value,
                                                                                             "tb_accuracy": 0.6}}}}))
-    ship(run / "final", eval_dir, dest, note="Budget changed once.", robustness=[filmed, moved])
+    assert cli.main(["ship", str(run / "final"), str(eval_dir), str(dest), "--note", "Budget changed once.",
+                     "--robustness", str(filmed), str(moved)]) == 0
     assert json.loads((dest / "operating_point.json").read_text())["threshold"] == 0.4
     card = (dest / "MODEL_CARD.md").read_text()
     assert "| classify | tb_auroc | 0.750 | 0.500–0.900 | 2 | 0 |" in card
@@ -59,6 +62,21 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
     shipped = load_model(dest)
     assert shipped.config == model.config
     assert sum(f.stat().st_size for f in dest.iterdir()) < sum(f.stat().st_size for f in (run / "final").iterdir())
+
+
+def test_ship_command_checks_its_inputs_before_copying(tmp_path, tiny, capsys) -> None:
+    dest = tmp_path / "weights" / "cxrvlm-tiny"
+    dest.mkdir(parents=True)
+    (dest / "kept.txt").write_text("the built-in model before")
+    assert cli.main(["ship", str(tmp_path / "run" / "final"), str(tmp_path / "eval"), str(dest)]) == 2
+    assert "final: " in capsys.readouterr().err
+    tiny().save_pretrained(tmp_path / "run" / "final")
+    assert cli.main(["ship", str(tmp_path / "run" / "final"), str(tmp_path / "eval"), str(dest)]) == 2
+    assert f"eval_dir: {tmp_path / 'eval' / 'metrics.json'} not found" in capsys.readouterr().err
+    assert (dest / "kept.txt").is_file()  # nothing was replaced
+    with pytest.raises(SystemExit) as e:
+        cli.main(["ship", str(dest)])
+    assert e.value.code == 2 and "required: eval_dir, dest" in capsys.readouterr().err
 
 
 def test_card_describes_the_configured_encoders() -> None:

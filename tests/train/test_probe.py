@@ -1,4 +1,4 @@
-"""The encoder probe runs end to end on a curated fixture and reports a validation AUROC."""
+"""The encoder probe (`cxrvlm train-probe`) runs end to end on a curated fixture and reports a validation AUROC."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,18 @@ import json
 import pytest
 
 from curated_fixtures import write_curated
-from cxrvlm.train.probe import main
+from cxrvlm import cli
+
+
+def main(argv: list[str]) -> int:
+    return cli.main(["train-probe", *argv])
+
+
+def _fails(capsys, argv: list[str], message: str) -> None:
+    """The probe exits 2 with `message` on stderr (the CLI turns a ValueError into a usage error)."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_probe_prints_validation_auroc(tmp_path, capsys) -> None:
@@ -18,13 +29,30 @@ def test_probe_prints_validation_auroc(tmp_path, capsys) -> None:
     assert rows[-1]["step"] == 5  # 2 epochs of 4 images in batches of 4 is 2 steps; the probe runs at least 5
 
 
-def test_probe_needs_both_classes(tmp_path) -> None:
+def test_probe_needs_both_classes(tmp_path, capsys) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     for split in ("train", "val"):
         (empty / f"{split}.jsonl").write_text("")
-    with pytest.raises(ValueError, match="needs TB and normal"):
-        main(["--data", str(empty)])
+    _fails(capsys, ["--data", str(empty)], "needs TB and normal")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "0"], "--epochs must be >= 1, got 0"), (["--lr", "-1"], "--lr must be positive"),
+    (["--only-question", "projection"], "--only-question needs --labels closed"),
+    (["--set", "cnn_widths"], "override 'cnn_widths' is not key=value")])
+def test_bad_probe_arguments_are_usage_errors(tmp_path, capsys, argv, message) -> None:
+    data = write_curated(tmp_path / "curated")
+    _fails(capsys, ["--data", str(data), "--image-size", "32", *argv], message)
+
+
+def test_probe_help_and_an_unknown_encoder(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "cxrvlm train-probe --data runs/curated" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["--encoder", "resnet"])
+    assert e.value.code == 2 and "invalid choice: 'resnet'" in capsys.readouterr().err
 
 
 def test_saved_probe_encoder_starts_a_vlm_run(tmp_path, capsys) -> None:
@@ -70,10 +98,8 @@ def test_probe_continues_from_saved_weights_and_rejects_foreign_ones(tmp_path, c
     a, b = load_file(str(first)), load_file(str(second))
     assert all((a[k] - b[k]).abs().max() < 1e-6 for k in a)
     assert main([*small, "--set", "cnn_widths=[8,32]", "--save", str(other)]) == 0
-    with pytest.raises(ValueError, match="does not match the module"):
-        main([*small, "--set", "cnn_widths=[8,16]", "--init", str(other)])
-    with pytest.raises(ValueError, match="missing.safetensors is not a file"):
-        main([*small, "--init", str(tmp_path / "missing.safetensors")])
+    _fails(capsys, [*small, "--set", "cnn_widths=[8,16]", "--init", str(other)], "does not match the module")
+    _fails(capsys, [*small, "--init", str(tmp_path / "missing.safetensors")], "missing.safetensors is not a file")
 
 
 def test_closed_label_probe_learns_every_closed_question(tmp_path, capsys) -> None:
@@ -94,9 +120,8 @@ def test_closed_probe_can_keep_one_question(tmp_path, capsys) -> None:
     assert main(["--data", str(data), "--image-size", "32", "--epochs", "1", "--batch-size", "4", "--labels", "closed",
                  "--only-question", "diagnosis", "--set", "cnn_widths=[8,16]"]) == 0
     assert all("val_closed_accuracy" in json.loads(line) for line in capsys.readouterr().out.splitlines())
-    with pytest.raises(ValueError, match="no closed question contains 'no such question'"):
-        main(["--data", str(data), "--image-size", "32", "--epochs", "1", "--labels", "closed",
-              "--only-question", "no such question"])
+    _fails(capsys, ["--data", str(data), "--image-size", "32", "--epochs", "1", "--labels", "closed",
+                    "--only-question", "no such question"], "no closed question contains 'no such question'")
 
 
 def test_frozen_probe_of_a_pretrained_tower_trains_only_its_head(tmp_path, capsys) -> None:

@@ -28,6 +28,8 @@ import statistics
 import sys
 from typing import Any
 
+from cxrvlm.overrides import parse_overrides
+
 log = logging.getLogger(__name__)
 
 TARGETS = {"train_speedup_vs_hf": 1.3, "generate_speedup_vs_hf": 2.0, "train_mfu": 0.35}
@@ -55,20 +57,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interpret-repeats", type=int, default=5, help="timed full interpretations per model")
     parser.add_argument("--builtin", default="cxrvlm-tiny",
                         help="trained model whose interpretation is timed in a fresh process ('' to skip)")
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """`key=value` strings -> dict; values parse as JSON, else stay strings."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set {item!r}: expected key=value")
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
 
 
 def _check(args: argparse.Namespace) -> None:

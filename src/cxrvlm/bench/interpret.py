@@ -4,12 +4,11 @@ question), as `cxrvlm interpret` runs it, median over repeats after one warm-up.
 Two measurements: the random-weight native model against its random PaliGemma twin in the bench process (random
 weights over a vocabulary of thousands all but never emit <eos>, so both run every generation to the interpreter's
 token limits: the worst case, the same work for both),
-and the built-in trained model in a fresh process (`python -m cxrvlm.bench.interpret`), whose peak RSS is that
+and the built-in trained model in a fresh process (the hidden `cxrvlm bench-interpret`), whose peak RSS is that
 of a real `cxrvlm interpret` run rather than of the bench process that also trained two models.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import statistics
@@ -54,33 +53,11 @@ def peak_rss_mb() -> float:
 
 
 def builtin_in_subprocess(model: str, repeats: int, threads: int) -> dict[str, Any]:
-    """Run this module in a fresh Python: {"interpret_ms", "peak_rss_mb", "model"} of the named model."""
-    cmd = [sys.executable, "-m", "cxrvlm.bench.interpret", "--model", model, "--repeats", str(repeats),
+    """`cxrvlm bench-interpret` in a fresh Python: {"interpret_ms", "peak_rss_mb", "model", "threads"} of the named
+    model (through the CLI module, the one entry point; `sys.executable` is this Python, whatever its PATH)."""
+    cmd = [sys.executable, "-m", "cxrvlm.cli", "bench-interpret", "--model", model, "--repeats", str(repeats),
            "--threads", str(threads)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise ValueError(f"interpretation benchmark of {model!r} failed: {done.stderr.strip()[-500:]}")
     return json.loads(done.stdout)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="median latency and peak RSS of a full interpretation")
-    parser.add_argument("--model", default="cxrvlm-tiny")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0)
-    args = parser.parse_args(argv)
-    import torch
-
-    from cxrvlm.infer.phantom import example_image
-    from cxrvlm.models import load_model
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    ms = time_interpretation({args.model: load_model(args.model)}, str(example_image()), args.repeats)[args.model]
-    rss = peak_rss_mb()
-    print(json.dumps({"model": args.model, "interpret_ms": ms, "peak_rss_mb": rss, "threads": torch.get_num_threads()}))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -25,6 +25,7 @@ from typing import Any
 
 from cxrvlm.eval.report import headline, main_metric
 from cxrvlm.eval.runner import EvalOptions, jsonable
+from cxrvlm.train.config import TrainConfig, load_config
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +84,8 @@ def plan_variants(tasks: Sequence[str], strategies: Sequence[str] = STRATEGIES, 
 
 
 def load_base(path: str | Path | None, quick: bool, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """The shared training config: `path`, else `configs/ablation/quick.json` / `base.json`, with `key=value`
-    overrides (as `cxrvlm train` takes them); returned as its JSON dict."""
-    from cxrvlm.train.config import load_config
-
+    """The shared training config: `path`, else `configs/ablation/quick.json` / `base.json`, its `base` chain
+    resolved and `key=value` overrides applied by `load_config` (as `cxrvlm train` takes them); as its JSON dict."""
     if path is None:
         path = CONFIG_DIR / ("quick.json" if quick else "base.json")
         if not Path(path).is_file():
@@ -130,7 +129,6 @@ def finished(run_dir: Path) -> bool:
 
 def train_variant(spec: AblationSpec, variant: Variant, seed: int, run_dir: Path) -> Path:
     """Train (or resume) one variant; returns the folder of its final model."""
-    from cxrvlm.train.config import TrainConfig
     from cxrvlm.train.loop import Trainer
 
     if finished(run_dir):

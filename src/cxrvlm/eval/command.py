@@ -79,8 +79,9 @@ def resolve_operating_point(args: argparse.Namespace, model: object, limit_seed:
     """The TB operating point the arguments ask for (None when none is asked for or none can be chosen)."""
     import logging
 
-    from cxrvlm.eval.operating_point import OperatingPointError, choose_operating_point, read_operating_point
+    from cxrvlm.eval.operating_point import OperatingPointError, choose_operating_point
     from cxrvlm.eval.runner import select
+    from cxrvlm.models.operating_point import read_operating_point
     from cxrvlm.train.data import read_split
 
     if args.threshold is not None:
@@ -105,10 +106,10 @@ def resolve_operating_point(args: argparse.Namespace, model: object, limit_seed:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cxrvlm.eval.operating_point import write_operating_point
     from cxrvlm.eval.report import write_outputs
     from cxrvlm.eval.runner import EvalOptions, evaluate, select
     from cxrvlm.models import load_model
+    from cxrvlm.models.operating_point import OPERATING_POINT_FILE, write_operating_point
     from cxrvlm.train.data import read_split
 
     examples = select(read_split(args.data, args.split), _tasks(args.tasks), args.limit, args.seed)
@@ -129,9 +130,9 @@ def run(args: argparse.Namespace) -> int:
         info["perturb"] = dict(zip(("zoom", "dx", "dy"), args.perturb))
     doc = write_outputs(result, out, info, op)
     if op:
-        write_operating_point({**op, "applied_to": args.split}, out / "operating_point.json")
+        write_operating_point({**op, "applied_to": args.split}, out / OPERATING_POINT_FILE)
     else:
-        (out / "operating_point.json").unlink(missing_ok=True)  # a stale one would describe another run
+        (out / OPERATING_POINT_FILE).unlink(missing_ok=True)  # a stale one would describe another run
     summary = {"out": str(out), "n_examples": doc["n_examples"], "malformed": doc["malformed"],
                "main": {t: m["value"] for t, m in doc["main"].items()}}
     print(json.dumps(summary))

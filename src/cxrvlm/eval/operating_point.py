@@ -6,28 +6,32 @@ reaches the sensitivity target, i.e. of those thresholds, the one with the best 
 (`cxrvlm.metrics.choose_threshold`).
 
     op = choose_operating_point(model, read_split(data, "val"))      # {"threshold": 0.37, ...}
-    write_operating_point(op, out / "operating_point.json"); read_operating_point(path)["threshold"]
+
+Reading and writing the point (`operating_point.json`) is `cxrvlm.models.operating_point`'s; the names are
+re-exported here for `cxrvlm.eval`.
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from cxrvlm.eval import predict
 from cxrvlm.examples import Example
+from cxrvlm.models.operating_point import read_operating_point, write_operating_point
 from cxrvlm.tasks import screening_task
 
 log = logging.getLogger(__name__)
+
+__all__ = ["OperatingPointError", "choose_operating_point", "operating_point_from_scores", "read_operating_point",
+           "tb_examples", "tb_scores", "write_operating_point"]
 
 WHO_MIN_SENSITIVITY = 0.9
 
 
 class OperatingPointError(ValueError):
-    """No operating point can be chosen (no TB cases, no positives) or a file does not hold one."""
+    """No operating point can be chosen: no TB screening example, or no tuberculosis case among them."""
 
 
 def tb_examples(examples: Sequence[Example]) -> list[Example]:
@@ -93,21 +97,3 @@ def choose_operating_point(model: Any, examples: Sequence[Example], batch_size: 
     log.info("TB operating point on %s: threshold %.4f (sensitivity %.3f, specificity %.3f, n=%d)", split,
              op["threshold"], op["sensitivity"], op["specificity"], op["n"])
     return op
-
-
-def write_operating_point(op: dict[str, Any], path: str | Path) -> Path:
-    from cxrvlm.eval.runner import jsonable
-
-    path = Path(path)
-    path.write_text(json.dumps(jsonable(op), indent=1) + "\n")
-    return path
-
-
-def read_operating_point(path: str | Path) -> dict[str, Any]:
-    """An operating_point.json (or a metrics.json holding one under "operating_point")."""
-    from cxrvlm.infer.interpreter import read_operating_point_file
-
-    try:
-        return {**read_operating_point_file(path), "source_file": str(path)}
-    except ValueError as e:
-        raise OperatingPointError(str(e)) from None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -27,38 +26,14 @@ from cxrvlm.infer.inputs import ImageLike, InputError, View, frontal_and_lateral
 from cxrvlm.infer.result import DETECT_LABELS, SEGMENT_LABELS, TASKS, new_reading
 from cxrvlm.io import resize_to
 from cxrvlm.models import load_model, registry
+from cxrvlm.models.operating_point import OPERATING_POINT_FILE, saved_threshold
 from cxrvlm.tasks import ReadOptions, Task, get_task
 from cxrvlm.tasks.vqa import DEFAULT_QUESTIONS, make_question
 from cxrvlm.tokens.shape import AnswerShape
 
 log = logging.getLogger(__name__)
 
-OPERATING_POINT_FILE = "operating_point.json"
 DEFAULT_THRESHOLD = 0.5
-
-
-def read_operating_point_file(path: str | os.PathLike) -> dict[str, Any]:
-    """An operating point as evaluation writes it: {"threshold": t, ...}, also found nested under "operating_point"
-    (a metrics.json) or "tb"; ValueError naming the file when it is unreadable or t is not in [0, 1]."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not a readable JSON file ({e})") from None
-    for key in ("operating_point", "tb"):
-        if isinstance(data, dict) and "threshold" not in data and isinstance(data.get(key), dict):
-            data = data[key]
-    value = data.get("threshold") if isinstance(data, dict) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{path}: 'threshold' must be a probability in [0, 1], got {value!r}")
-    return {**data, "threshold": float(value)}
-
-
-def read_operating_point(folder: str | os.PathLike | None) -> float | None:
-    """The TB threshold saved with a model (`operating_point.json` in its folder), None when it has none."""
-    if folder is None or not (Path(folder) / OPERATING_POINT_FILE).is_file():
-        return None
-    return read_operating_point_file(Path(folder) / OPERATING_POINT_FILE)["threshold"]
 
 
 class _Timer:
@@ -130,7 +105,7 @@ class Interpreter:
                  segment_labels: Sequence[str] = SEGMENT_LABELS, refine_masks: bool = True) -> None:
         self.model = model
         self.name = name or str(getattr(model.config, "name", "model"))
-        value, source = _threshold(threshold, read_operating_point(model_dir))
+        value, source = _threshold(threshold, saved_threshold(model_dir))
         self.options = ReadOptions(threshold=value, threshold_source=source,
                                    detect_labels=_labels(detect_labels, "detect_labels"),
                                    segment_labels=_labels(segment_labels, "segment_labels"),

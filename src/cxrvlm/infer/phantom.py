@@ -5,11 +5,10 @@ heart shadow, the spine, posterior ribs, clavicles and diaphragm domes, blurred 
 noise, so that `cxrvlm interpret` has a realistic-looking input on a fresh machine. A model's reading of it means
 nothing clinically.
 
-    python -m cxrvlm.infer.phantom [OUT.png]        # (re)writes the shipped src/cxrvlm/assets/phantom_chest.png
+    cxrvlm render-phantom [OUT.png]        # (re)writes the shipped src/cxrvlm/assets/phantom_chest.png
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
@@ -24,7 +23,7 @@ PHANTOM_PNG = ASSETS / "phantom_chest.png"
 def example_image() -> Path:
     """Path of the shipped phantom (`phantom_chest.png`); ValueError if the package was installed without it."""
     if not PHANTOM_PNG.is_file():
-        raise ValueError(f"{PHANTOM_PNG}: the example phantom is missing; run `python -m cxrvlm.infer.phantom`")
+        raise ValueError(f"{PHANTOM_PNG}: the example phantom is missing; run `cxrvlm render-phantom`")
     return PHANTOM_PNG
 
 
@@ -132,17 +131,3 @@ def write_phantom(path: str | Path = PHANTOM_PNG, size: int = 512, seed: int = 0
     Image.fromarray(to_uint8(render_phantom(size, seed)), mode="L").save(path, optimize=True)
     log.info("wrote %s", path)
     return path
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Render the synthetic chest phantom (not patient data).")
-    parser.add_argument("out", nargs="?", default=str(PHANTOM_PNG), help="PNG to write")
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    print(write_phantom(args.out, args.size, args.seed))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -15,8 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# Public name -> defining module. Imported on first use (PEP 562), so `python -m cxrvlm.metrics.chexpert_labeler`
-# does not import its module twice and importing one metric does not import them all.
+# Public name -> defining module. Imported on first use (PEP 562), so importing one metric does not import them all.
 _EXPORTS = {
     "label_report": "chexpert_labeler", "label_reports": "chexpert_labeler",
     "validate_against_openi": "chexpert_labeler",

@@ -17,7 +17,7 @@ Per observation: 1 positive, 0 negative, -1 uncertain, NaN not mentioned. How (p
    abnormality (OTHER_FINDINGS: emphysema, scoliosis, granuloma, ...) is mentioned positively, else NaN.
 
 Validated against the Open-i curators' MeSH tags with `validate_against_openi` (run
-`python -m cxrvlm.metrics.chexpert_labeler --openi PATH/reports.jsonl`; see that function for the tag mapping). On
+`cxrvlm label-reports --openi PATH/reports.jsonl`; see that function for the tag mapping). On
 the 2,648 indexed Open-i reports with text, uncertain counted positive: micro F1 0.906 (precision 0.860, recall
 0.958); per label F1 Cardiomegaly 0.98, Support Devices 0.96, No Finding 0.94, Lung Opacity 0.93, Pleural Effusion
 0.92, Atelectasis 0.90, Consolidation 0.88, Pneumothorax 0.87, Pleural Other 0.85, Fracture 0.84, Edema 0.75, Lung
@@ -26,7 +26,6 @@ pneumonia). Uncertain counted negative: micro F1 0.903.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import logging
@@ -288,24 +287,3 @@ def format_table(table: dict[str, dict[str, float]]) -> str:
         rows.append(f"{k:28s} {r['precision']:9.3f} {r['recall']:7.3f} {r['f1']:6.3f} {int(r['support']):8d} "
                     f"{int(r['predicted']):9d}")
     return "\n".join(rows)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Label reports with the rule-based CheXpert labeler, or validate "
-                                                 "it against Open-i MeSH tags.")
-    parser.add_argument("--openi", help="Open-i reports.jsonl: print the per-label agreement table")
-    parser.add_argument("--uncertain-as-negative", action="store_true", help="count -1 as negative (default: positive)")
-    parser.add_argument("text", nargs="*", help="report text(s) to label")
-    args = parser.parse_args(argv)
-    if args.openi:
-        print(format_table(validate_against_openi(args.openi, not args.uncertain_as_negative)))
-    for t in args.text:
-        print(json.dumps({k: (None if math.isnan(v) else v) for k, v in label_report(t).items()}))
-    if not args.openi and not args.text:
-        parser.print_help()
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Put a trained model into the package as a built-in model, with its model card written from what was measured.
 
-    python -m cxrvlm.models.ship RUN/final RUN/eval-val src/cxrvlm/models/weights/cxrvlm-tiny
+    cxrvlm ship RUN/final RUN/eval-val src/cxrvlm/models/weights/cxrvlm-tiny
 
 Copies the checkpoint (config.json, model.safetensors in fp16, tokenizer.json) and the TB operating point chosen by
 `cxrvlm eval`, and writes MODEL_CARD.md from the run's config and metrics.jsonl, the curated data's manifest.json
@@ -8,7 +8,6 @@ and the evaluation's metrics.json: every figure in the card comes from those fil
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -226,24 +225,3 @@ def ship(final: Path, eval_dir: Path, dest: Path, note: str = "", robustness: li
     tmp.rename(dest)
     write_card(dest, final.parent, eval_dir, note, robustness, unrefined)
     return dest
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("final", type=Path, help="the run's final model folder")
-    parser.add_argument("eval_dir", type=Path, help="the `cxrvlm eval` output folder for the validation split")
-    parser.add_argument("dest", type=Path, help="where the built-in model goes, e.g. src/cxrvlm/models/weights/cxrvlm-tiny")
-    parser.add_argument("--note", default="", help="a paragraph for the card's training section (how this run went)")
-    parser.add_argument("--robustness", type=Path, nargs="*", default=[], metavar="EVAL_DIR",
-                        help="`cxrvlm eval --tasks classify [--perturb ...]` output folders for the card's "
-                             "robustness table")
-    parser.add_argument("--unrefined", type=Path, default=None, metavar="EVAL_DIR",
-                        help="`cxrvlm eval --tasks segment --no-mask-refiner` output folder: the card gives the "
-                             "segmentation figures without the mask refiner too")
-    args = parser.parse_args(argv)
-    print(ship(args.final, args.eval_dir, args.dest, args.note, args.robustness, args.unrefined))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,14 +1,19 @@
-"""Training configuration: a JSON file plus `key=value` overrides on the command line.
+"""Training configuration: a JSON file (a recipe, or an experiment naming its recipe as `base` and what it changes)
+plus `key=value` overrides on the command line.
 
 Stages are config (M4CXR: projector warm-up, then full/LoRA fine-tuning; LiteGPT: localisation, then
 classification): each stage names its steps, frozen modules, optional LoRA and the tasks it draws from.
 """
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from cxrvlm.overrides import apply_overrides
 
 
 @dataclass
@@ -31,7 +36,7 @@ class TrainConfig:
     model: str = "cxrvlm-tiny"  # registered name or checkpoint folder
     model_overrides: dict[str, Any] = field(default_factory=dict)
     # module name -> safetensors file of that module's weights, loaded into a new model before step 0
-    # (e.g. {"vision.encoders.0": "runs/probe/encoder.safetensors"} from `python -m cxrvlm.train.probe --save`)
+    # (e.g. {"vision.encoders.0": "runs/probe/encoder.safetensors"} from `cxrvlm train-probe --save`)
     init_from: dict[str, str] = field(default_factory=dict)
     data: str = "runs/curated"  # a folder written by `cxrvlm curate`
     tasks: list[str] | None = None
@@ -108,46 +113,56 @@ class TrainConfig:
                 raise ValueError(f"stage {s.name!r}: lr_scale factors must be numbers > 0, got {bad}")
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
-    """Config from a JSON file (or defaults when None), then `key=value` overrides (dotted keys reach into
-    dicts and stages: `stages.0.steps=20`, `model_overrides.depth=2`; values parse as JSON, else as strings)."""
-    d: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ValueError(f"config file {p} not found")
-        try:
-            d = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"config file {p}: not valid JSON ({e})") from None
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Config from a JSON file (or defaults when None), its `base` chain resolved (see `read_config_file`), then
+    `key=value` overrides (dotted keys reach into dicts and stages: `stages.0.steps=20`, `model_overrides.depth=2`;
+    values parse as JSON, else as strings; see cxrvlm.overrides)."""
+    d = read_config_file(path) if path is not None else {}
     if "stages" not in d:
         d["stages"] = [asdict(StageConfig())]
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r} is not key=value")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        _set_dotted(d, key.strip(), value)
-    return TrainConfig.from_dict(d)
+    return TrainConfig.from_dict(apply_overrides(d, overrides))
 
 
-def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node: Any = d
-    for part in parts[:-1]:
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise ValueError(f"override {key!r}: {part!r} is not an index of a list of {len(node)}")
-            node = node[int(part)]
+def read_config_file(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's keys over those of the file its `"base"` names (relative to its folder; recursively).
+
+    An experiment names its recipe and only what it changes: dicts merge key by key, anything else (lists such as
+    `stages`, numbers, strings) replaces the base's value, and `null` removes the base's key (back to the default,
+    e.g. `"init_from": null`). `_`-keys (`_recipe`, `_experiment`) are notes for the reader and are dropped."""
+    p = Path(path)
+    if p.resolve() in _chain:
+        cycle = " -> ".join(str(f) for f in (*_chain, p.resolve()))
+        raise ValueError(f"config files name each other as base in a cycle: {cycle}")
+    d = _read_json_object(p)
+    base = d.pop("base", None)
+    if base is None:
+        return d
+    if not isinstance(base, str) or not base:
+        raise ValueError(f"config file {p}: 'base' must be the path of another config file, got {base!r}")
+    return merge_config(read_config_file(p.parent / base, (*_chain, p.resolve())), d)
+
+
+def _read_json_object(p: Path) -> dict[str, Any]:
+    """The JSON object of a config file without its `_`-keys; ValueError naming the file otherwise."""
+    if not p.is_file():
+        raise ValueError(f"config file {p} not found")
+    try:
+        d = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"config file {p}: not valid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"config file {p}: expected a JSON object, got {type(d).__name__}")
+    return {k: v for k, v in d.items() if not k.startswith("_")}
+
+
+def merge_config(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`changes` over `base` (a new dict): dicts merge recursively, None deletes the key, anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_config(out[key], value)
         else:
-            node = node.setdefault(part, {})
-    last = parts[-1]
-    if isinstance(node, list):
-        if not last.isdigit() or int(last) >= len(node):
-            raise ValueError(f"override {key!r}: {last!r} is not an index of a list of {len(node)}")
-        node[int(last)] = value
-    else:
-        node[last] = value
+            out[key] = copy.deepcopy(value)
+    return out

@@ -1,9 +1,8 @@
 """Which vision encoder learns TB from scratch? A quick check before a long multi-task run.
 
-    python -m cxrvlm.train.probe --data runs/curated --encoder convnet --image-size 256 --epochs 20
-    python -m cxrvlm.train.probe --data runs/curated --encoder vit --image-size 224 --set vit_depth=4
-    python -m cxrvlm.train.probe --data runs/curated --encoder hf --set hf_vision_path=/models/rad-dino \
-        --image-size 518 --frozen
+    cxrvlm train-probe --data runs/curated --encoder convnet --image-size 256 --epochs 20
+    cxrvlm train-probe --data runs/curated --encoder vit --image-size 224 --set vit_depth=4
+    cxrvlm train-probe --data runs/curated --encoder hf --set hf_vision_path=/models/rad-dino --image-size 518 --frozen
 
 Trains one encoder of the model registry (as configured by a registered model plus `--set` overrides), mean-pooled
 into a logistic head, on the curated training split's TB images (task `classify`, kind `tb`) with the trainer's
@@ -31,12 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cxrvlm.bench.command import parse_overrides
 from cxrvlm.metrics.classification import auroc
 from cxrvlm.models.config import VLMConfig
 from cxrvlm.models.hf_vision import resolve_hf_vision
 from cxrvlm.models.registry import read_model_config
 from cxrvlm.models.vision_encoder import ENCODER_REGISTRY
+from cxrvlm.overrides import parse_overrides
 from cxrvlm.tensorfile import write_tensors
 from cxrvlm.train.data import ImageCache, augment_geometry, augment_intensity, read_split
 from cxrvlm.train.setup import load_module_weights
@@ -156,34 +155,3 @@ def probe(args: argparse.Namespace) -> list[dict[str, float]]:
         write_tensors(args.save, encoder.state_dict(), {"encoder": args.encoder, "image_size": str(args.image_size)})
         print(json.dumps({"saved": args.save}), flush=True)
     return log
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cxrvlm.train.probe", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="runs/curated", help="a folder written by `cxrvlm curate`")
-    parser.add_argument("--model", default="cxrvlm-tiny", help="registered model whose encoder settings to start from")
-    parser.add_argument("--encoder", default="convnet", choices=sorted(ENCODER_REGISTRY))
-    parser.add_argument("--image-size", type=int, default=256)
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="encoder config overrides")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--labels", default="tb", choices=["tb", "closed"],
-                        help="tb: the TB label only; closed: every closed question of one image (a head each)")
-    parser.add_argument("--only-question", default="", metavar="TEXT",
-                        help="with --labels closed: learn only the questions that contain TEXT (e.g. projection)")
-    parser.add_argument("--frozen", action="store_true",
-                        help="train the head(s) only: a linear probe of a pretrained encoder (--encoder hf)")
-    parser.add_argument("--geometry", action="store_true", help="add the small random affine augmentation")
-    parser.add_argument("--init", default="", metavar="FILE.safetensors",
-                        help="start from these encoder weights (a --save of an earlier probe), e.g. to add --geometry")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--save", default="", metavar="FILE.safetensors",
-                        help="write the trained encoder's weights, to start a VLM from (TrainConfig.init_from)")
-    probe(parser.parse_args(argv))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
