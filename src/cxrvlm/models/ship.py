@@ -13,7 +13,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from cxrvlm.about import NOTICE
+from cxrvlm.models.operating_point import OPERATING_POINT_FILE, read_operating_point, write_operating_point
+from cxrvlm.models.registry import load_model
 from cxrvlm.tasks import get_task, list_tasks, screening_task
 
 MAX_MB = 30.0  # the built-in model must stay small enough to ship inside a wheel
@@ -209,15 +213,14 @@ def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "", robustness
 
 def ship(final: Path, eval_dir: Path, dest: Path, note: str = "", robustness: list[Path] | None = None,
          unrefined: Path | None = None) -> Path:
-    from cxrvlm.models import load_model
-
     model = load_model(final)
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, dtype=__import__("torch").float16)
-    op = eval_dir / "operating_point.json"
-    if op.is_file():
-        shutil.copy(op, tmp / "operating_point.json")
+    model.save_pretrained(tmp, dtype=torch.float16)
+    if (eval_dir / OPERATING_POINT_FILE).is_file():  # read and rewritten: a bad threshold fails here, not in use
+        op = read_operating_point(eval_dir / OPERATING_POINT_FILE)
+        op.pop("source_file")  # a path on the machine that shipped it
+        write_operating_point(op, tmp / OPERATING_POINT_FILE)
     size_mb = sum(f.stat().st_size for f in tmp.iterdir()) / 2**20
     if size_mb > MAX_MB:
         raise ValueError(f"{final}: {size_mb:.1f} MB is over the {MAX_MB} MB a built-in model may weigh")

@@ -31,23 +31,33 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxrvlm.metrics.classification import auroc
+from cxrvlm.examples import Example
 from cxrvlm.models.config import VLMConfig
 from cxrvlm.models.hf_vision import resolve_hf_vision
 from cxrvlm.models.registry import read_model_config
 from cxrvlm.models.vision_encoder import ENCODER_REGISTRY
 from cxrvlm.overrides import parse_overrides
+from cxrvlm.tasks import get_task, screening_task
 from cxrvlm.tensorfile import write_tensors
 from cxrvlm.train.data import ImageCache, augment_geometry, augment_intensity, read_split
 from cxrvlm.train.setup import load_module_weights
 
 
 def tb_images(data: str, split: str) -> list[tuple[str, int]]:
-    """(image path, 1 = tuberculosis) of the split's TB classification examples."""
-    items = [(ex.images[0], int(ex.suffix == "tuberculosis")) for ex in read_split(data, split)
-             if ex.task == "classify" and ex.target.get("kind") == "tb"]
+    """(image path, 1 = tuberculosis) of the split's TB screening examples (`Task.screening`)."""
+    task = screening_task()
+    kind, positive = task.screening
+    items = [(ex.images[0], int(ex.suffix == positive)) for ex in read_split(data, split) if task.screening_case(ex)]
     if not items or len({y for _, y in items}) < 2:
-        raise ValueError(f"{data} {split}: needs TB and normal images of task classify (kind tb); found {len(items)}")
+        raise ValueError(f"{data} {split}: needs TB and normal images of task {task.name} (kind {kind}); "
+                         f"found {len(items)}")
     return items
+
+
+def _close_ended(ex: Example) -> bool:
+    """Whether the example's answer is one of its candidates, scored by likelihood (classification, closed VQA)."""
+    task = get_task(ex.task)
+    return bool(task.candidates and task.candidates(ex))
 
 
 def closed_questions(data: str, split: str) -> list[tuple[str, str, tuple[str, ...], int]]:
@@ -56,8 +66,7 @@ def closed_questions(data: str, split: str) -> list[tuple[str, str, tuple[str, .
     items = []
     for ex in read_split(data, split):
         candidates = tuple(ex.target.get("candidates") or ())
-        closed = ex.task == "classify" or (ex.task == "vqa" and ex.target.get("closed"))
-        if closed and len(ex.images) == 1 and ex.suffix in candidates:
+        if _close_ended(ex) and len(ex.images) == 1 and ex.suffix in candidates:
             items.append((ex.images[0], ex.prefix, candidates, candidates.index(ex.suffix)))
     return items
 
