@@ -14,8 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from cxrvlm.infer.html import save_html
 from cxrvlm.infer.inputs import IMAGE_EXTENSIONS, collect_files
+from cxrvlm.infer.interpreter import load, parse_tasks
+from cxrvlm.infer.overlay import render_overlay
+from cxrvlm.infer.phantom import example_image
 from cxrvlm.infer.result import DETECT_LABELS, SEGMENT_LABELS, TASKS
+from cxrvlm.io import read_image
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +69,6 @@ def _unique_stem(path: str, used: set[str]) -> str:
 
 
 def _write_outputs(out: Path, stem: str, reading: dict[str, Any], pixels: Any) -> None:
-    from cxrvlm.infer.html import save_html
-    from cxrvlm.infer.overlay import render_overlay
-
     picture = render_overlay(pixels, reading)
     picture.save(out / f"{stem}.overlay.png", format="PNG", optimize=True)
     save_html(reading, picture, out / f"{stem}.html")
@@ -86,12 +90,6 @@ def _one(interp: Any, path: str, args: argparse.Namespace, out: Path | None, use
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from cxrvlm.infer.interpreter import load, parse_tasks
-    from cxrvlm.infer.phantom import example_image
-    from cxrvlm.io import read_image
-
     if args.threads:
         torch.set_num_threads(args.threads)
     args.tasks = parse_tasks(args.tasks)  # a bad task list is a usage error before any model is loaded

@@ -8,6 +8,7 @@ from html import escape
 from typing import Any
 
 from cxrvlm.about import NOTICE
+from cxrvlm.tokens.rle import rle_decode
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -47,8 +48,6 @@ def _tb(reading: dict[str, Any]) -> str:
 
 
 def _mask_area(seg: dict[str, Any]) -> int | None:
-    from cxrvlm.tokens.rle import rle_decode
-
     try:
         return int(rle_decode(seg["mask"]).sum())
     except (ValueError, KeyError, TypeError):

@@ -14,6 +14,9 @@ from typing import Union
 import numpy as np
 
 from cxrvlm.io import XrayImage, read_image
+from cxrvlm.models.preprocess import (
+    to_gray,  # the same checks the model applies to arrays
+)
 
 ImageLike = Union[str, os.PathLike, np.ndarray, XrayImage]
 # Extensions a folder is searched for; a file named on the command line is read whatever its name (by content).
@@ -42,8 +45,6 @@ class View:
 
 
 def _array_pixels(a: np.ndarray, name: str) -> np.ndarray:
-    from cxrvlm.models.preprocess import to_gray  # the same checks the model applies to arrays
-
     return to_gray(a, name)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
 
 from cxrvlm.about import NOTICE
 from cxrvlm.io import to_uint8
@@ -46,8 +47,6 @@ def label_colours(reading: dict[str, Any]) -> dict[str, tuple[int, int, int]]:
 
 def _blend_masks(rgb: np.ndarray, segmentations: Sequence[dict], colours: dict, scale: float) -> np.ndarray:
     """Masks decoded from RLE, resized to the display size, tinted, with a solid one-pixel outline."""
-    from scipy import ndimage
-
     h, w = rgb.shape[:2]
     out = rgb.astype(np.float32)
     for seg in segmentations:

@@ -13,6 +13,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from cxrvlm.io import to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +88,6 @@ def _heart(x: np.ndarray, y: np.ndarray, cx: float, s: float) -> np.ndarray:
 
 def _lung_markings(shape: tuple[int, int], rng: np.random.Generator, s: float) -> np.ndarray:
     """Vessel-like texture: band-passed noise, lines more than blobs."""
-    from scipy import ndimage
-
     noise = rng.normal(0, 1, shape)
     fine = ndimage.gaussian_filter(noise, s / 250) - ndimage.gaussian_filter(noise, s / 80)
     return np.clip(fine / (fine.std() + 1e-6), 0, None)
@@ -93,8 +95,6 @@ def _lung_markings(shape: tuple[int, int], rng: np.random.Generator, s: float) -
 
 def render_phantom(size: int = 512, seed: int = 0) -> np.ndarray:
     """A frontal chest phantom as float32 (size, size) in [0, 1] (air dark, bone bright), deterministic per seed."""
-    from scipy import ndimage
-
     if size < 64:
         raise ValueError(f"render_phantom: size must be at least 64 pixels, got {size}")
     s, rng = float(size), np.random.default_rng(seed)
@@ -122,10 +122,6 @@ def render_phantom(size: int = 512, seed: int = 0) -> np.ndarray:
 
 def write_phantom(path: str | Path = PHANTOM_PNG, size: int = 512, seed: int = 0) -> Path:
     """Render and save as an 8-bit grayscale PNG; returns the path."""
-    from PIL import Image
-
-    from cxrvlm.io import to_uint8
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(to_uint8(render_phantom(size, seed)), mode="L").save(path, optimize=True)

@@ -15,8 +15,9 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from cxrvlm.examples import Example
 from cxrvlm.records import LABELS, Box, Report, Study, View, load_mask
-from cxrvlm.tasks.base import Example
+from cxrvlm.tokens.seg import mask_box, split_lungs
 
 # Model output longer than this is not an answer but a runaway generation.
 MAX_ANSWER_CHARS = 500
@@ -160,8 +161,6 @@ def view_boxes(view: View) -> list[Box]:
     ref = next((r for k, r in view.masks.items() if phrase(k) in ("lungs", "lung")), None)
     if ref is None:
         return []
-    from cxrvlm.tokens.seg import mask_box, split_lungs
-
     try:
         mask = load_mask(ref, view.size)
     except (ValueError, OSError) as e:

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from cxrvlm.examples import Example, Prediction
 from cxrvlm.metrics.segmentation import SegmentationMetric
@@ -89,8 +90,6 @@ def encode_objects(masks: Sequence[np.ndarray],
 
 
 def _components(mask: np.ndarray, min_fraction: float = 0.01) -> list[np.ndarray]:
-    from scipy import ndimage
-
     lab, n = ndimage.label(mask)
     if n == 0:
         return []
@@ -119,8 +118,6 @@ def _objects(label: str, mask: np.ndarray, rng: random.Random) -> list[tuple[str
 
 
 def _view_example(study: Study, view: View, rng: random.Random) -> Example | None:
-    from cxrvlm.tokens.rle import rle_encode
-
     objects: list[tuple[str, str, np.ndarray, Any]] = []
     for label, ref in view.masks.items():
         try:

@@ -38,6 +38,7 @@ from cxrvlm.metrics.vqa import ClosedVQAMetric, OpenVQAMetric
 from cxrvlm.records import LABELS, QA, Study, View, load_mask
 from cxrvlm.tasks import _reading, _text
 from cxrvlm.tasks.base import ReadContext, Task, register
+from cxrvlm.tokens.seg import split_lungs
 from cxrvlm.tokens.shape import TEXT
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,6 @@ def _mask_areas(view: View) -> tuple[float, float] | None:
         both = next((masks[k] for k in ("lungs", "lung") if k in masks), None)
         if both is None:
             return None
-        from cxrvlm.tokens.seg import split_lungs
 
         sides = split_lungs(load_mask(both))
         if len(sides) < 2:
