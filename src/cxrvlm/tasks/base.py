@@ -78,7 +78,10 @@ class Task:
     wants_pair: Callable[[ReadContext], bool] | None = None  # whether `read` uses the second view
 
     def budget(self, n_objects: int = 0) -> int:
-        """New tokens to allow for an answer naming `n_objects` objects (one object at least)."""
+        """New tokens to allow for an answer naming `n_objects` objects: `max_new_tokens`, or more when the objects
+        asked for need more (`tokens_per_object` each, and a few for separators)."""
+        if not self.tokens_per_object:
+            return self.max_new_tokens
         return max(self.max_new_tokens, self.tokens_per_object * max(n_objects, 1) + 8)
 
     def hints(self, target: Mapping[str, Any]) -> dict[str, Any]:
