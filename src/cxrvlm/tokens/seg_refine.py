@@ -12,7 +12,7 @@ VLM's own mask stays the prompt.
     masks = ref.refine(pixels, boxes, masks)       # pixels float (H, W) in [0, 1]; boxes (x1, y1, x2, y2) px;
                                                    # masks bool (H, W) each -> refined bool (H, W) each
 
-Trained by `cxrvlm train-mask-refiner` (`tokens.seg_refine_train`) on the training split's masks, with coarse
+Trained by `cxrvlm train-mask-refiner` (`train.mask_refiner`) on the training split's masks, with coarse
 masks made the way a model errs: the box's edges moved, the mask sent through the tokenizer, some codes wrong.
 """
 from __future__ import annotations
