@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from cxrvlm.data.images import ImageCache, augment_geometry, augment_intensity, zoomed_and_shifted
+from cxrvlm.data.split import TaskData, read_split
 from cxrvlm.tasks.base import get_task
 from cxrvlm.train import checkpoint as ckpt_io
 from cxrvlm.train.config import StageConfig, TrainConfig
-from cxrvlm.train.data import (ImageCache, TaskData, augment_geometry, augment_intensity, read_split,
-                               zoomed_and_shifted)
 from cxrvlm.train.mixture import effective_ratios, mixture_weights, sample_batch
 from cxrvlm.train.setup import apply_stage, build_model, load_weights, merge_lora, param_groups
 

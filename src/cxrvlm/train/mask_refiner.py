@@ -27,13 +27,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cxrvlm.data.split import read_split
 from cxrvlm.io.read import read_image
 from cxrvlm.tensorfile import read_tensors, write_tensors
 from cxrvlm.tokens.rle import rle_decode
 from cxrvlm.tokens.seg import MaskTokenizer, mask_box
 from cxrvlm.tokens.seg_refine import MaskRefiner, build_net, crop, grow, net_input, paste, shrink, work_scale
 from cxrvlm.train.checkpoint import optimizer_from_flat, optimizer_to_flat
-from cxrvlm.train.data import read_split
 
 log = logging.getLogger(__name__)
 

@@ -32,13 +32,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxrvlm.bench.command import parse_overrides
+from cxrvlm.data.images import ImageCache, augment_geometry, augment_intensity
+from cxrvlm.data.split import read_split
 from cxrvlm.metrics.classification import auroc
 from cxrvlm.models.config import VLMConfig
 from cxrvlm.models.hf_vision import resolve_hf_vision
 from cxrvlm.models.registry import read_model_config
 from cxrvlm.models.vision_encoder import ENCODER_REGISTRY
 from cxrvlm.tensorfile import write_tensors
-from cxrvlm.train.data import ImageCache, augment_geometry, augment_intensity, read_split
 from cxrvlm.train.setup import load_module_weights
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from cxrvlm.data.split import TaskData
 from cxrvlm.train.config import StageConfig, TrainConfig
-from cxrvlm.train.data import TaskData
 
 log = logging.getLogger(__name__)
 LORA_SEED = 0  # adapters are initialised from this seed, whatever the RNG state when their stage begins
