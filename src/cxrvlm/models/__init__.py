@@ -51,9 +51,9 @@ __all__ = [
 
 _LAZY = {  # torch-heavy names, imported on first use so `import cxrvlm.models` stays light
     "CompactVLM": "cxrvlm.models.vlm",
-    "ImageFeatures": "cxrvlm.models.vlm",
+    "ImageFeatures": "cxrvlm.models.backend",
     "VLMConfig": "cxrvlm.models.config",
-    "box_scores": "cxrvlm.models.generate",
+    "box_scores": "cxrvlm.models.backend",
 }
 
 

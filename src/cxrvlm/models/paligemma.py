@@ -34,13 +34,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxrvlm.models import checkpoint as ckpt
+from cxrvlm.models.backend import BackendMixin, ImageFeatures, answer_loss
 from cxrvlm.models.config import VLMConfig
 from cxrvlm.models.constrain import ShapeConstraint
-from cxrvlm.models.generate import BackendMixin
 from cxrvlm.models.hf_tokenizer import TransformersTokenizer
 from cxrvlm.models.hf_common import require_transformers
 from cxrvlm.models.tokenizer import Tokenizer
-from cxrvlm.models.vlm import ImageFeatures, answer_loss
 
 log = logging.getLogger(__name__)
 
