@@ -15,8 +15,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# Public name -> defining module. Imported on first use (PEP 562), so `python -m cxrvlm.metrics.chexpert_labeler`
-# does not import its module twice and importing one metric does not import them all.
+# Lazy (PEP 562), not plain imports: `python -m cxrvlm.metrics.chexpert_labeler` runs after this file, which must
+# not have imported that module already (runpy would run it twice). Public name -> defining module:
 _EXPORTS = {
     "label_report": "chexpert_labeler", "label_reports": "chexpert_labeler",
     "validate_against_openi": "chexpert_labeler",
