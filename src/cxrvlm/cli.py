@@ -16,9 +16,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("cxrvlm.train.command", "train a model on a curated dataset (multi-task mixture, stages, resume)"),
     "train-probe": ("cxrvlm.train.probe_command", "which encoder learns TB: train one alone with a pooled head; "
                                                   "--save its weights for a VLM run (TrainConfig.init_from)"),
-    "train-mask-tokenizer": ("cxrvlm.tokens.seg_train", "train the VQ-VAE mask tokenizer on binary lung masks"),
-    "train-mask-refiner": ("cxrvlm.tokens.seg_refine_train", "train the mask refiner (U-Net: film + decoded mask -> mask)"),
-    "bench-mask-tokenizer": ("cxrvlm.tokens.seg_bench", "masks/s through the mask tokenizer, each direction"),
+    "train-mask-tokenizer": ("cxrvlm.train.mask_tokenizer", "train the VQ-VAE mask tokenizer on binary lung masks"),
+    "train-mask-refiner": ("cxrvlm.train.mask_refiner", "train the mask refiner (U-Net: film + decoded mask -> mask)"),
+    "bench-mask-tokenizer": ("cxrvlm.bench.mask_tokenizer", "masks/s through the mask tokenizer, each direction"),
     "bench": ("cxrvlm.bench.command", "native model vs HF PaliGemma at the same size: samples/s, MFU, latency, RSS"),
     "interpret": ("cxrvlm.infer.command", "read chest X-rays (PNG/JPEG/DICOM): TB, findings, report, boxes, masks, answers"),
     "serve": ("cxrvlm.serve.command", "the web page and HTTP API for reading X-rays (FastAPI; this machine only by default)"),

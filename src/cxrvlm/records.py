@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
+
+from cxrvlm.tokens.rle import rle_decode
 
 # Label vocabulary shared across sources (torchxrayvision / CheXpert spelling), plus TB and COVID-19.
 CHEXPERT_14 = (
@@ -175,12 +178,8 @@ def load_mask(ref: MaskRef, size: tuple[int, int] | None = None) -> np.ndarray:
     if isinstance(ref, np.ndarray):
         mask = ref.astype(bool)
     elif isinstance(ref, dict):
-        from cxrvlm.tokens.rle import rle_decode
-
         mask = rle_decode(ref)
     elif isinstance(ref, (str, Path)):
-        from PIL import Image
-
         path = Path(ref)
         if not path.is_file():
             raise ValueError(f"{path}: mask file is missing")

@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from safetensors import safe_open
+from safetensors.torch import save_file
+
 
 def write_tensors(path: str | os.PathLike, tensors: dict[str, Any], metadata: dict[str, str]) -> Path:
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -19,8 +20,6 @@ def write_tensors(path: str | os.PathLike, tensors: dict[str, Any], metadata: di
 
 
 def read_tensors(path: str | os.PathLike) -> tuple[dict[str, str], dict[str, Any]]:
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as f:
         return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
 

@@ -34,7 +34,7 @@ def tiny_model_dir(curated: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     import torch
 
     from cxrvlm.models import Tokenizer, create_model
-    from cxrvlm.train.data import read_split
+    from cxrvlm.data.split import read_split
 
     texts = [t for e in read_split(curated, "train") for t in (e.prefix, e.suffix)]
     torch.manual_seed(0)

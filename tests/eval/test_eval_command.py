@@ -61,7 +61,7 @@ def test_threshold_chosen_on_val_is_applied_to_test(eval_out: Path, curated: Pat
     from cxrvlm.eval.operating_point import tb_scores
     from cxrvlm.metrics import choose_threshold
     from cxrvlm.models import load_model
-    from cxrvlm.train.data import read_split
+    from cxrvlm.data.split import read_split
 
     doc = json.loads((eval_out / "metrics.json").read_text())
     op = doc["operating_point"]

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cxrvlm.data.images import ImageCache
+from cxrvlm.data.split import read_split
 from cxrvlm.eval import runner
 from cxrvlm.eval.predict import box_scores_for, loc_runs
 from cxrvlm.eval.runner import EvalOptions, evaluate, reason_kind, select
 from cxrvlm.examples import Example
-from cxrvlm.train.data import ImageCache, read_split
 
 GARBAGE = ("", "   ", "\x00\x01\x02", "<loc0012><loc0300><loc05", "yes\x00no", "x" * 60_000, "<seg001> maybe",
            "tuberculosis; <loc0001>")
@@ -97,7 +98,7 @@ def test_segmentation_is_scored_on_refined_masks_unless_turned_off(curated: Path
 
 
 def test_perturbed_evaluation_reads_moved_images_and_refuses_tasks_with_coordinates(curated: Path) -> None:
-    from cxrvlm.train.data import zoom_shift
+    from cxrvlm.data.images import zoom_shift
 
     examples = [e for e in read_split(curated, "test") if e.task in ("classify", "vqa")]
     # the oracle only knows the images zoomed and shifted: it can score perfectly only if it is shown those

@@ -277,7 +277,7 @@ def test_memorises_two_examples(tiny) -> None:
 
 
 def test_a_loc_token_scores_the_mass_of_its_neighbouring_bins(tiny) -> None:
-    from cxrvlm.models.generate import LOC_TOLERANCE
+    from cxrvlm.models.backend import LOC_TOLERANCE
 
     model = tiny()
     loc = model.tokenizer.loc_ids

@@ -31,3 +31,11 @@ def lungs_image(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def film_and_lung(h: int = 300, w: int = 260) -> tuple[np.ndarray, np.ndarray]:
+    """A two-tone film (float32 H x W) and the bool mask of the one elliptic lung drawn on it."""
+    yy, xx = np.mgrid[:h, :w]
+    lung = ((yy - 150) / 100.0) ** 2 + ((xx - 90) / 50.0) ** 2 < 1.0
+    film = np.where(lung, 0.2, 0.8).astype(np.float32)
+    return film, lung

@@ -11,7 +11,7 @@ from PIL import Image
 from seg_shapes import iou
 
 from cxrvlm.tokens.seg import MaskTokenizer, mask_box, split_lungs
-from cxrvlm.tokens.seg_data import held_out_patients
+from cxrvlm.train.mask_data import held_out_patients
 
 pytestmark = pytest.mark.realdata
 

@@ -1,21 +1,16 @@
-"""The mask refiner: its geometry (crop of the grown box and paste back), weights files, the objects it keeps, and
-its training run (resume included) on a curated folder written in the test."""
+"""The mask refiner: its geometry (crop of the grown box and paste back), weights files and the objects it keeps
+(its training: tests/train/test_mask_refiner.py)."""
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from seg_shapes import film_and_lung, iou
 
 from cxrvlm.tokens import seg_refine as sr
 from cxrvlm.tokens.seg_refine import MaskRefiner, MaskRefinerError, refine_objects
-
-sys.path.insert(0, str(Path(__file__).parents[1]))
-from curated_fixtures import write_curated  # noqa: E402
 
 
 class _CoarseBack(torch.nn.Module):
@@ -27,37 +22,26 @@ class _CoarseBack(torch.nn.Module):
         return x[:, 1] * 10.0
 
 
-def _film_and_lung(h: int = 300, w: int = 260) -> tuple[np.ndarray, np.ndarray]:
-    yy, xx = np.mgrid[:h, :w]
-    lung = ((yy - 150) / 100.0) ** 2 + ((xx - 90) / 50.0) ** 2 < 1.0
-    film = np.where(lung, 0.2, 0.8).astype(np.float32)
-    return film, lung
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max((a | b).sum(), 1))
-
-
 def test_crop_and_paste_put_a_mask_back_where_it_was() -> None:
-    film, lung = _film_and_lung()
+    film, lung = film_and_lung()
     refiner = MaskRefiner(_CoarseBack())
     box = (40, 50, 140, 250)  # the lung's tight box
     out = refiner.refine(film, [box], [lung])[0]
     assert out.shape == lung.shape
-    assert _iou(out, lung) > 0.95
+    assert iou(out, lung) > 0.95
 
 
 def test_large_films_are_refined_at_working_size_and_come_back_full_size() -> None:
-    film, lung = _film_and_lung()
+    film, lung = film_and_lung()
     big_film = np.kron(film, np.ones((4, 4), np.float32))  # 1200 x 1040: shrunk to 512 on the long side
     big_lung = np.kron(lung, np.ones((4, 4), bool))
     out = MaskRefiner(_CoarseBack()).refine(big_film, [(160, 200, 560, 1000)], [big_lung])[0]
     assert out.shape == big_lung.shape
-    assert _iou(out, big_lung) > 0.95
+    assert iou(out, big_lung) > 0.95
 
 
 def test_refine_objects_keeps_objects_without_masks_and_boxes_follow_the_masks() -> None:
-    film, lung = _film_and_lung()
+    film, lung = film_and_lung()
     h, w = lung.shape
     loose = (20 / w, 30 / h, 160 / w, 270 / h)  # a box larger than the lung
     objects = [("right lung", loose, lung, "codes"), ("left lung", (0.6, 0.2, 0.9, 0.8), None, "codes2")]
@@ -77,13 +61,13 @@ def test_an_object_the_refiner_would_erase_is_kept_as_decoded() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.full_like(x[:, 0], -10.0)
 
-    film, lung = _film_and_lung()
+    film, lung = film_and_lung()
     objects = [("lungs", (0.1, 0.1, 0.6, 0.9), lung)]
     assert refine_objects(film, objects, MaskRefiner(Erase())) == objects
 
 
 def test_bad_inputs_name_the_problem() -> None:
-    film, lung = _film_and_lung()
+    film, lung = film_and_lung()
     refiner = MaskRefiner(_CoarseBack())
     with pytest.raises(MaskRefinerError, match="2 boxes but 1 masks"):
         refiner.refine(film, [(0, 0, 5, 5)] * 2, [lung])
@@ -99,7 +83,7 @@ def test_weights_round_trip_and_wrong_files_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "refiner.safetensors"
     refiner.save(path)
     again = MaskRefiner.from_file(path)
-    film, lung = _film_and_lung()
+    film, lung = film_and_lung()
     box = (40, 50, 140, 250)
     assert np.array_equal(refiner.refine(film, [box], [lung])[0], again.refine(film, [box], [lung])[0])
     with pytest.raises(MaskRefinerError, match="not found"):
@@ -113,57 +97,15 @@ def test_weights_round_trip_and_wrong_files_are_refused(tmp_path: Path) -> None:
 
 def test_the_shipped_refiner_loads_and_improves_a_cut_off_lung() -> None:
     """The shipped weights on a drawn film: a mask cut off by a box short at the base grows back toward the base."""
-    film, lung = _film_and_lung()
+    film, lung = film_and_lung()
     short = lung.copy()
     short[220:] = False  # the box stopped 30 px short of the lung's lowest point
     out = MaskRefiner.default().refine(film, [(40, 50, 140, 220)], [short])[0]
-    assert _iou(out, lung) > _iou(short, lung)
-
-
-def test_training_runs_resumes_and_writes_loadable_weights(tmp_path: Path) -> None:
-    from cxrvlm.tokens import seg_refine_train as train
-
-    data = write_curated(tmp_path / "curated")
-    out = tmp_path / "run"
-    parser = argparse.ArgumentParser()
-    train.configure(parser)
-    args = parser.parse_args(["--data", str(data), "--out", str(out), "--steps", "2", "--batch-size", "2",
-                              "--ckpt-every", "1", "--threads", "1", "--second-pass", "0.5"])
-    assert train.run(args) == 0
-    first = MaskRefiner.from_file(out / "mask_refiner.safetensors")
-    args.steps = 3
-    assert train.run(args) == 0  # resumes at step 2: one more step
-    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert [row["step"] for row in log] == [2, 3]
-    result = json.loads((out / "eval.json").read_text())
-    assert result["steps"] == 3 and result["val"]["n"] > 0
-    assert 0.0 <= result["val"]["iou_refined"] <= 1.0
-    second = MaskRefiner.from_file(out / "mask_refiner.safetensors")
-    assert any(not torch.equal(a, b) for a, b in zip(first.net.state_dict().values(),
-                                                     second.net.state_dict().values()))
-
-
-def test_second_pass_training_feeds_the_refiners_own_answer_back() -> None:
-    from cxrvlm.tokens import seg_refine_train as train
-
-    film, lung = _film_and_lung()
-    rng = np.random.default_rng(0)
-    x, t, cases = train.batch([(film, lung)] * 2, [0, 1], rng, 0.1, False)
-    before = x.clone()
-
-    class Truth(torch.nn.Module):  # answers with the true lung over whatever grown box it is given
-        def forward(self, inp: torch.Tensor) -> torch.Tensor:
-            return (t[: len(inp)] * 2 - 1) * 10.0
-
-    train.own_outputs(Truth(), x, t, cases, np.array([True, False]))
-    assert torch.equal(x[1], before[1])  # not picked: unchanged
-    assert not torch.equal(x[0, 1], before[0, 1])
-    fed, want = (x[0, 1] > 0).numpy(), (t[0] > 0.5).numpy()  # the true mask fed back, in its tight box's crop
-    assert _iou(fed, want) > 0.97
+    assert iou(out, lung) > iou(short, lung)
 
 
 def test_each_pass_starts_from_the_last_passes_mask_and_box() -> None:
-    film, lung = _film_and_lung()
+    film, lung = film_and_lung()
     h, w = lung.shape
     seen = []
 

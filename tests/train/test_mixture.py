@@ -52,7 +52,7 @@ def test_effective_ratios_follow_weights():
 def test_geometric_augmentation_is_small_and_never_flips():
     import numpy as np
 
-    from cxrvlm.train.data import augment_geometry
+    from cxrvlm.data.images import augment_geometry
 
     img = np.zeros((64, 64), np.float32)
     img[20:44, 8:20] = 1.0  # a bright block in the image's left third

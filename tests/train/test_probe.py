@@ -59,7 +59,7 @@ def test_saved_probe_encoder_starts_a_vlm_run(tmp_path, capsys) -> None:
     from safetensors.torch import load_file
 
     from cxrvlm.train.config import load_config
-    from cxrvlm.train.data import TaskData, read_split
+    from cxrvlm.data.split import TaskData, read_split
     from cxrvlm.train.setup import build_model
 
     data = write_curated(tmp_path / "curated")

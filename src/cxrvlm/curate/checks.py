@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cxrvlm.io import probe_image, read_image, to_uint8
 from cxrvlm.records import Study
 
 log = logging.getLogger(__name__)
@@ -58,15 +59,11 @@ def file_sha1(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def pixel_sha1(path: str | Path) -> str:
     """SHA-1 of the decoded image as 8-bit (H, W) plus its shape; ValueError when unreadable."""
-    from cxrvlm.io import read_image, to_uint8
-
     pixels = to_uint8(read_image(path).pixels)
     return hashlib.sha1(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()
 
 
 def _pixel_size(path: str) -> tuple[int, int] | None:
-    from cxrvlm.io import probe_image
-
     try:
         meta = probe_image(path)
     except ValueError:

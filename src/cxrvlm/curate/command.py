@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from cxrvlm.curate.card import write_card
 from cxrvlm.curate.checks import DUPLICATE_MODES
+from cxrvlm.curate.pipeline import CurateConfig, curate, parse_source_spec
+from cxrvlm.curate.write import counts, write_dataset
 
 
 def _positive(text: str) -> int:
@@ -51,10 +54,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cxrvlm.curate.card import write_card
-    from cxrvlm.curate.pipeline import CurateConfig, curate, parse_source_spec
-    from cxrvlm.curate.write import counts, write_dataset
-
     config = CurateConfig(
         sources=[parse_source_spec(s) for s in args.source], out=args.out,
         tasks=[t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None,

@@ -22,6 +22,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from tqdm import tqdm
+
 from cxrvlm.curate.checks import (
     DUPLICATE_MODES, Duplicate, Fingerprints, check_no_leakage, duplicate_error, find_duplicates, missing_images,
 )
@@ -106,8 +108,6 @@ def resolve_tasks(names: Sequence[str] | None) -> list[str]:
 def _bar(progress: bool, desc: str, total: int | None = None) -> Callable[[Iterable], Iterable]:
     if not progress:
         return lambda it: it
-    from tqdm import tqdm
-
     return lambda it: tqdm(it, desc=desc, total=total, file=sys.stderr, unit="item", leave=False)
 
 

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from cxrvlm.records import load_mask
 from cxrvlm.examples import Example
+from cxrvlm.io import read_image, to_uint8
+from cxrvlm.records import load_mask
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,6 @@ def _font(size: int = 14) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def _load(path: str) -> Image.Image:
-    from cxrvlm.io import read_image, to_uint8
-
     return Image.fromarray(to_uint8(read_image(path).pixels), mode="L").convert("RGB")
 
 

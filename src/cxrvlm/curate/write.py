@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from cxrvlm.about import VERSION
 from cxrvlm.curate.jsonl import clean, write_jsonl
 from cxrvlm.curate.pipeline import Curated
 from cxrvlm.curate.split import SPLITS
@@ -45,11 +46,9 @@ def counts(result: Curated) -> dict[str, Any]:
 
 
 def manifest(result: Curated) -> dict[str, Any]:
-    from cxrvlm.about import VERSION as __version__
-
     c = result.config
     return {
-        "cxrvlm_version": __version__,
+        "cxrvlm_version": VERSION,
         "command": c.command,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seed": c.seed,

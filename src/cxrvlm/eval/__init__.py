@@ -10,21 +10,21 @@ metrics, records), `operating_point` (TB threshold chosen on val), `report` / `f
 predictions.jsonl, report.md/html and pictures), `ablate` (variants, training, table); `command` and
 `ablate_command` are the `cxrvlm eval` / `cxrvlm ablate` subcommands.
 """
-from __future__ import annotations
+from cxrvlm.eval.ablate import AblationSpec, plan_variants, run_ablation
+from cxrvlm.eval.operating_point import choose_operating_point, read_operating_point
+from cxrvlm.eval.report import main_metric, write_outputs
+from cxrvlm.eval.runner import EvalOptions, EvalResult, evaluate, select
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "EvalOptions": "runner", "EvalResult": "runner", "evaluate": "runner", "select": "runner",
-    "choose_operating_point": "operating_point", "read_operating_point": "operating_point",
-    "write_outputs": "report", "main_metric": "report",
-    "AblationSpec": "ablate", "plan_variants": "ablate", "run_ablation": "ablate",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:  # imported on first use, so `import cxrvlm.eval` stays light
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'cxrvlm.eval' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"cxrvlm.eval.{_EXPORTS[name]}"), name)
+__all__ = [
+    "AblationSpec",
+    "EvalOptions",
+    "EvalResult",
+    "choose_operating_point",
+    "evaluate",
+    "main_metric",
+    "plan_variants",
+    "read_operating_point",
+    "run_ablation",
+    "select",
+    "write_outputs",
+]

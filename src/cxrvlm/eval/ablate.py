@@ -164,7 +164,7 @@ def evaluate_variant(spec: AblationSpec, variant: Variant, model_path: str, eval
 
 def run_ablation(spec: AblationSpec, variants: list[Variant] | None = None) -> dict[str, Any]:
     """Train and evaluate every (variant, seed); write `ablation.json` and `ablation.md` into `spec.out`."""
-    from cxrvlm.train.data import read_split
+    from cxrvlm.data.split import read_split
 
     variants = variants if variants is not None else plan_variants(
         spec.tasks, spec.strategies, spec.pretrained, spec.base.get("mixture_ratios"))

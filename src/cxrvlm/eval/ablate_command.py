@@ -64,7 +64,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cxrvlm.eval.ablate import AblationSpec, load_base, run_ablation, with_steps
     from cxrvlm.eval.runner import EvalOptions
-    from cxrvlm.train.data import read_split
+    from cxrvlm.data.split import read_split
 
     base = load_base(args.config, args.quick, args.overrides)
     if args.steps is not None:

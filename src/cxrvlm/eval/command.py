@@ -82,7 +82,7 @@ def resolve_operating_point(args: argparse.Namespace, model: object, limit_seed:
     from cxrvlm.eval.operating_point import OperatingPointError, choose_operating_point
     from cxrvlm.eval.runner import select
     from cxrvlm.models.operating_point import read_operating_point
-    from cxrvlm.train.data import read_split
+    from cxrvlm.data.split import read_split
 
     if args.threshold is not None:
         if not 0.0 <= args.threshold <= 1.0:
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from cxrvlm.eval.runner import EvalOptions, evaluate, select
     from cxrvlm.models import load_model
     from cxrvlm.models.operating_point import OPERATING_POINT_FILE, write_operating_point
-    from cxrvlm.train.data import read_split
+    from cxrvlm.data.split import read_split
 
     examples = select(read_split(args.data, args.split), _tasks(args.tasks), args.limit, args.seed)
     if not examples:

@@ -46,7 +46,7 @@ def tb_scores(model: Any, examples: Sequence[Example], batch_size: int = 8,
     whose images cannot be read is skipped with a warning."""
     from tqdm.auto import tqdm
 
-    from cxrvlm.train.data import ImageCache
+    from cxrvlm.data.images import ImageCache
 
     cases, positive = tb_examples(examples), screening_task().screening[1]
     cache = ImageCache(int(model.config.image_size))

@@ -224,7 +224,7 @@ def evaluate(model: Any, examples: Sequence[Example], options: EvalOptions | Non
     """Run `model` over `examples` task by task (batched), feed each task's metric; see the module docstring."""
     from tqdm.auto import tqdm
 
-    from cxrvlm.train.data import ImageCache
+    from cxrvlm.data.images import ImageCache
 
     options = options or EvalOptions()
     by_task: dict[str, list[Example]] = defaultdict(list)
@@ -256,7 +256,7 @@ class _PerturbedViews:
         self.cache, self.perturb = cache, perturb
 
     def views(self, example: Example) -> list[np.ndarray]:
-        from cxrvlm.train.data import zoom_shift
+        from cxrvlm.data.images import zoom_shift
 
         return [zoom_shift(v, *self.perturb) for v in self.cache.views(example)]
 

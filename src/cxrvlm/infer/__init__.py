@@ -2,8 +2,6 @@
 
     import cxrvlm
     reading = cxrvlm.load("cxrvlm-tiny").interpret("chest.png")      # dict, see cxrvlm.infer.result
-
-Names are imported on first use, so `cxrvlm interpret --help` stays quick.
 """
 from __future__ import annotations
 
@@ -12,6 +10,8 @@ from typing import Any
 
 __all__ = ["TASKS", "Interpreter", "check_reading", "example_image", "load", "render_html", "render_overlay"]
 
+# Lazy, not plain imports: interpreter.py loads torch (models, mask codecs), which `cxrvlm interpret --help` and
+# the light modules (result, html, phantom) must not pay for through this package.
 _LAZY = {
     "Interpreter": "cxrvlm.infer.interpreter",
     "load": "cxrvlm.infer.interpreter",

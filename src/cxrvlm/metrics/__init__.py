@@ -12,31 +12,18 @@ with `n` and `n_invalid` (malformed predictions, scored as wrong). Report metric
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cxrvlm.metrics.chexpert_labeler import label_report, label_reports, validate_against_openi
+from cxrvlm.metrics.classification import (ClassificationMetric, auroc, binary_at_threshold, bootstrap_ci,
+                                           choose_threshold, roc_curve)
+from cxrvlm.metrics.clinical import CHEXPERT_5, clinical_f1
+from cxrvlm.metrics.detection import DetectionMetric, GroundingMetric, box_iou
+from cxrvlm.metrics.nlg import bleu_per_sample_lowercase, coco_scores, sacrebleu_corpus, sentence_bleu
+from cxrvlm.metrics.report import ReportMetric
+from cxrvlm.metrics.segmentation import SegmentationMetric, dice_iou
+from cxrvlm.metrics.vqa import ClosedVQAMetric, OpenVQAMetric, exact_match, normalize_answer, token_f1
 
-# Public name -> defining module. Imported on first use (PEP 562), so importing one metric does not import them all.
-_EXPORTS = {
-    "label_report": "chexpert_labeler", "label_reports": "chexpert_labeler",
-    "validate_against_openi": "chexpert_labeler",
-    "ClassificationMetric": "classification", "auroc": "classification", "binary_at_threshold": "classification",
-    "bootstrap_ci": "classification", "choose_threshold": "classification", "roc_curve": "classification",
-    "CHEXPERT_5": "clinical", "clinical_f1": "clinical",
-    "DetectionMetric": "detection", "GroundingMetric": "detection", "box_iou": "detection",
-    "bleu_per_sample_lowercase": "nlg", "coco_scores": "nlg", "sacrebleu_corpus": "nlg", "sentence_bleu": "nlg",
-    "ReportMetric": "report",
-    "SegmentationMetric": "segmentation", "dice_iou": "segmentation",
-    "ClosedVQAMetric": "vqa", "OpenVQAMetric": "vqa", "exact_match": "vqa", "normalize_answer": "vqa",
-    "token_f1": "vqa",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'cxrvlm.metrics' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"cxrvlm.metrics.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__ = ["CHEXPERT_5", "ClassificationMetric", "ClosedVQAMetric", "DetectionMetric", "GroundingMetric",
+           "OpenVQAMetric", "ReportMetric", "SegmentationMetric", "auroc", "binary_at_threshold",
+           "bleu_per_sample_lowercase", "bootstrap_ci", "choose_threshold", "clinical_f1", "coco_scores", "dice_iou",
+           "exact_match", "box_iou", "label_report", "label_reports", "normalize_answer", "roc_curve",
+           "sacrebleu_corpus", "sentence_bleu", "token_f1", "validate_against_openi"]

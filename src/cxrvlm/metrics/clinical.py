@@ -15,18 +15,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from cxrvlm.metrics.chexpert_labeler import label_reports
 from cxrvlm.metrics.common import div, f1_from_counts, slug
 from cxrvlm.records import CHEXPERT_14
 
 CHEXPERT_5 = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 
 Labeler = Callable[[Sequence[str]], np.ndarray]
-
-
-def _rule_labeler(texts: Sequence[str]) -> np.ndarray:
-    from cxrvlm.metrics.chexpert_labeler import label_reports
-
-    return label_reports(texts)
 
 
 def binarize(labels: np.ndarray, uncertain_as_positive: bool = True) -> np.ndarray:
@@ -63,7 +58,7 @@ def clinical_f1(generated: Sequence[str], references: Sequence[str], labeler: La
     `precision_14_micro`, `recall_14_micro`, and per-label `chexpert_f1_<label>`."""
     if len(generated) != len(references):
         raise ValueError(f"clinical_f1: {len(generated)} generated reports but {len(references)} references")
-    labeler = labeler or _rule_labeler
+    labeler = labeler or label_reports
     gen = binarize(labeler(list(generated)), uncertain_as_positive)
     ref = binarize(labeler(list(references)), uncertain_as_positive)
     if gen.shape != (len(generated), 14) or ref.shape != (len(references), 14):

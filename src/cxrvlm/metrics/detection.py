@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from cxrvlm.metrics.common import as_box, require, slug
 from cxrvlm.examples import Prediction
@@ -73,9 +75,6 @@ def coco_eval(images: list[dict], categories: list[str], gts: list[dict], dts: l
 
     images: [{"id", "height", "width"}]; gts / dts: COCO annotations with "image_id", "category_id" (1-based index
     into categories), "bbox" or "segmentation", "area" (and "score" for dts)."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     cats = [{"id": i + 1, "name": c} for i, c in enumerate(categories)]
 
     def build(anns: list[dict]) -> COCO:

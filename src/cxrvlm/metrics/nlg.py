@@ -16,6 +16,7 @@ All scores are in [0, 1] (CIDEr in [0, 10]); sacreBLEU's 0-100 score is divided 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import logging
 import math
@@ -23,10 +24,20 @@ import re
 import shutil
 from collections import Counter
 from collections.abc import Sequence
+from types import ModuleType
 
 log = logging.getLogger(__name__)
 
 _PTB_PUNCT = {"''", "'", "``", "`", "-lrb-", "-rrb-", "-lcb-", "-rcb-", ".", "?", "!", ",", ":", "-", "--", "...", ";"}
+
+
+def require_eval(what: str, module: str) -> ModuleType:
+    """`module` of the optional `eval` extra (pycocoevalcap, sacrebleu or one of their submodules), imported on
+    first use so the core install runs without it; an ImportError naming the feature and the extra otherwise."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"{what} needs {module.split('.')[0]}: pip install 'cxrvlm[eval]'") from None
 
 
 def simple_tokenize(text: str) -> str:
@@ -40,9 +51,8 @@ def _tokenize(texts: dict[int, str]) -> dict[int, list[str]]:
     """PTB-tokenise {id: text} in one Java process (or with simple_tokenize without Java)."""
     if shutil.which("java"):
         try:
-            from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-
-            out = PTBTokenizer().tokenize({k: [{"caption": v}] for k, v in texts.items()})
+            ptb = require_eval("PTB tokenisation", "pycocoevalcap.tokenizer.ptbtokenizer")
+            out = ptb.PTBTokenizer().tokenize({k: [{"caption": v}] for k, v in texts.items()})
             if set(out) == set(texts):
                 return out
             log.warning("PTBTokenizer returned %d of %d texts; using the Python tokenizer", len(out), len(texts))
@@ -57,8 +67,7 @@ def _meteor(gts: dict[int, list[str]], res: dict[int, list[str]]) -> float:
     """pycocoevalcap METEOR, the Java process stopped afterwards; NaN (with a warning) if it cannot run."""
     if not shutil.which("java"):
         return math.nan
-    from pycocoevalcap.meteor.meteor import Meteor
-
+    Meteor = require_eval("METEOR", "pycocoevalcap.meteor.meteor").Meteor
     try:
         meteor = Meteor()
     except OSError as e:
@@ -90,10 +99,9 @@ def coco_scores(hypotheses: Sequence[str], references: Sequence[str], meteor: bo
     keys = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider")
     if not hypotheses:
         return {k: math.nan for k in keys}
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.rouge.rouge import Rouge
-
+    Bleu = require_eval("BLEU (coco_scores)", "pycocoevalcap.bleu.bleu").Bleu
+    Rouge = require_eval("ROUGE-L (coco_scores)", "pycocoevalcap.rouge.rouge").Rouge
+    Cider = require_eval("CIDEr (coco_scores)", "pycocoevalcap.cider.cider").Cider
     n = len(hypotheses)
     tok = _tokenize({i: t for i, t in enumerate(list(hypotheses) + list(references))})
     res = {i: tok[i] for i in range(n)}
@@ -113,17 +121,16 @@ def sacrebleu_corpus(hypotheses: Sequence[str], references: Sequence[str]) -> fl
         raise ValueError(f"sacrebleu_corpus: {len(hypotheses)} hypotheses but {len(references)} references")
     if not hypotheses:
         return math.nan
-    import sacrebleu
-
+    sacrebleu = require_eval("sacreBLEU", "sacrebleu")
     return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score) / 100.0
 
 
 def _tokens_13a(text: str) -> list[str]:
     try:
-        from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+        tokenizer_13a = require_eval("13a tokenisation", "sacrebleu.tokenizers.tokenizer_13a")
     except ImportError:  # the eval extra is absent: a close approximation of 13a
         return re.sub(r"([^\w\s])", r" \1 ", text).split()
-    return Tokenizer13a()(text).split()
+    return tokenizer_13a.Tokenizer13a()(text).split()
 
 
 def _ngrams(tokens: Sequence[str], n: int) -> Counter:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from pycocotools import mask as mask_utils
 
 from cxrvlm.metrics.common import require, slug
@@ -64,8 +65,6 @@ def load_target_mask(entry: dict[str, Any], size: tuple[int, int], where: str) -
     elif "rle" in entry:
         mask = _decode_rle(entry["rle"], where)
     elif "mask_path" in entry:
-        from PIL import Image
-
         path = Path(entry["mask_path"])
         try:
             with Image.open(path) as im:
@@ -80,8 +79,6 @@ def load_target_mask(entry: dict[str, Any], size: tuple[int, int], where: str) -
 
 
 def _resize(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
     img = Image.fromarray(np.asarray(mask, dtype=bool).astype(np.uint8) * 255)
     return np.asarray(img.resize((size[1], size[0]), Image.NEAREST)) >= 128
 

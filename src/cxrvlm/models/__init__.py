@@ -28,12 +28,11 @@ checkpoints. The interface every backend keeps (the trainer, the inference engin
 `images` arguments: one array or a list of arrays is ONE example's views (broadcast over all prompts); a list of
 lists gives each example its own views. View order = slot order: the study's views, then the prior's.
 """
-from __future__ import annotations
-
-from typing import Any
-
+from cxrvlm.models.backend import ImageFeatures, box_scores
+from cxrvlm.models.config import VLMConfig
 from cxrvlm.models.registry import create_model, list_models, load_model, read_model_config
 from cxrvlm.models.tokenizer import Tokenizer, TokenizerError, read_texts
+from cxrvlm.models.vlm import CompactVLM
 
 __all__ = [
     "CompactVLM",
@@ -48,18 +47,3 @@ __all__ = [
     "read_model_config",
     "read_texts",
 ]
-
-_LAZY = {  # torch-heavy names, imported on first use so `import cxrvlm.models` stays light
-    "CompactVLM": "cxrvlm.models.vlm",
-    "ImageFeatures": "cxrvlm.models.vlm",
-    "VLMConfig": "cxrvlm.models.config",
-    "box_scores": "cxrvlm.models.generate",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'cxrvlm.models' has no attribute {name!r}")

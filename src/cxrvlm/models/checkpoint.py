@@ -14,6 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
 log = logging.getLogger(__name__)
 
 CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE = "config.json", "model.safetensors", "tokenizer.json"
@@ -71,9 +74,6 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
 
 def read_weights(folder: str | os.PathLike) -> dict[str, Any]:
     """`folder/model.safetensors` -> {name: tensor} (on the CPU)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(folder) / WEIGHTS_FILE
     if not path.is_file():
         raise CheckpointError(f"{Path(folder)}: {WEIGHTS_FILE} is missing")

@@ -1,19 +1,23 @@
-"""What the backends built on `transformers` share: its guarded import and a config's architecture as a dict."""
+"""What the parts built on the `hf` extra share: its one guarded import (transformers, peft, accelerate) and a
+transformers config's architecture as a dict."""
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
 from typing import Any
 
 # transformers' config keys that describe a download, not the architecture
 _NOT_ARCHITECTURE = ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype")
 
 
-def require_transformers(what: str) -> Any:
-    """transformers, or an ImportError saying which feature (`what`) needs it and how to install it."""
+def require_hf(what: str, module: str = "transformers") -> ModuleType:
+    """`module` of the optional `hf` extra (transformers, peft, accelerate or one of their submodules), imported on
+    first use so the core install runs without it; an ImportError saying which feature (`what`) needs it and how
+    to install it."""
     try:
-        import transformers
+        return importlib.import_module(module)
     except ImportError:
-        raise ImportError(f"{what} needs transformers: pip install 'cxrvlm[hf]'") from None
-    return transformers
+        raise ImportError(f"{what} needs {module.split('.')[0]}: pip install 'cxrvlm[hf]'") from None
 
 
 def architecture(config: Any) -> dict[str, Any]:

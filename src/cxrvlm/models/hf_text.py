@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxrvlm.models.config import ConfigError, VLMConfig
+from cxrvlm.models.hf_common import architecture, require_hf
 from cxrvlm.models.hf_tokenizer import TransformersTokenizer
-from cxrvlm.models.hf_common import architecture, require_transformers
 from cxrvlm.models.tokenizer import BOS, PAD, SEP
 from cxrvlm.tokens.loc import LOC_TOKENS
 from cxrvlm.tokens.seg import SEG_TOKENS
@@ -35,7 +35,7 @@ TOKENIZER_DIR = "text_tokenizer"  # inside a checkpoint folder
 
 
 def _transformers() -> Any:
-    return require_transformers("a pretrained language model (decoder 'hf')")
+    return require_hf("a pretrained language model (decoder 'hf')")
 
 
 def wrap_tokenizer(hf_tok: Any) -> Any:

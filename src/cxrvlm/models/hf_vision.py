@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from cxrvlm.models.config import ConfigError, VLMConfig
-from cxrvlm.models.hf_common import architecture, require_transformers
+from cxrvlm.models.hf_common import architecture, require_hf
 
 # pixel normalisation of the model families when a folder has no preprocessor_config.json
 _DEFAULT_NORMALISATION = {"siglip_vision_model": ([0.5] * 3, [0.5] * 3),
@@ -33,7 +33,7 @@ _IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])  # DINOv2's
 
 
 def _transformers() -> Any:
-    return require_transformers("a pretrained vision tower (encoder 'hf')")
+    return require_hf("a pretrained vision tower (encoder 'hf')")
 
 
 def read_tower_config(folder: str | Path) -> dict[str, Any]:

@@ -31,16 +31,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from torch import nn
 
 from cxrvlm.models import checkpoint as ckpt
+from cxrvlm.models.backend import BackendMixin, ImageFeatures, answer_loss
 from cxrvlm.models.config import VLMConfig
 from cxrvlm.models.constrain import ShapeConstraint
-from cxrvlm.models.generate import BackendMixin
+from cxrvlm.models.hf_common import require_hf
 from cxrvlm.models.hf_tokenizer import TransformersTokenizer
-from cxrvlm.models.hf_common import require_transformers
 from cxrvlm.models.tokenizer import Tokenizer
-from cxrvlm.models.vlm import ImageFeatures, answer_loss
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +59,19 @@ def hf_config(cfg: VLMConfig, vocab_size: int, special: dict[str, int]) -> Any:
     """A PaliGemmaConfig with the native config's numbers: SigLIP (vit_*) + Gemma (n_*), MHA, head 64 as native.
 
     The image token id is `vocab_size` (one past the text vocabulary). `special`: pad/bos/eos token ids."""
-    from transformers import GemmaConfig, PaliGemmaConfig, SiglipVisionConfig
-
-    vision = SiglipVisionConfig(hidden_size=cfg.vit_width, intermediate_size=4 * cfg.vit_width,
-                                num_hidden_layers=cfg.vit_depth, num_attention_heads=cfg.vit_heads,
-                                num_channels=3, image_size=cfg.image_size, patch_size=cfg.vit_patch_size,
-                                vision_use_head=False)
-    text = GemmaConfig(vocab_size=vocab_size, hidden_size=cfg.n_embd, intermediate_size=gemma_mlp_width(cfg.n_embd),
-                       num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head,
-                       num_key_value_heads=cfg.n_head, head_dim=cfg.n_embd // cfg.n_head,
-                       max_position_embeddings=max(2048, cfg.max_images * (cfg.image_size // cfg.vit_patch_size) ** 2
-                                                   + cfg.max_text_len + 1),
-                       pad_token_id=special["pad"], bos_token_id=special["bos"], eos_token_id=special["eos"])
-    return PaliGemmaConfig(vision_config=vision, text_config=text, image_token_index=vocab_size,
-                           vocab_size=vocab_size, projection_dim=cfg.n_embd, hidden_size=cfg.n_embd)
+    tf = _transformers()
+    vision = tf.SiglipVisionConfig(hidden_size=cfg.vit_width, intermediate_size=4 * cfg.vit_width,
+                                   num_hidden_layers=cfg.vit_depth, num_attention_heads=cfg.vit_heads,
+                                   num_channels=3, image_size=cfg.image_size, patch_size=cfg.vit_patch_size,
+                                   vision_use_head=False)
+    max_positions = max(2048, cfg.max_images * (cfg.image_size // cfg.vit_patch_size) ** 2 + cfg.max_text_len + 1)
+    text = tf.GemmaConfig(vocab_size=vocab_size, hidden_size=cfg.n_embd, intermediate_size=gemma_mlp_width(cfg.n_embd),
+                          num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head,
+                          num_key_value_heads=cfg.n_head, head_dim=cfg.n_embd // cfg.n_head,
+                          max_position_embeddings=max_positions,
+                          pad_token_id=special["pad"], bos_token_id=special["bos"], eos_token_id=special["eos"])
+    return tf.PaliGemmaConfig(vision_config=vision, text_config=text, image_token_index=vocab_size,
+                              vocab_size=vocab_size, projection_dim=cfg.n_embd, hidden_size=cfg.n_embd)
 
 
 def describe(hf_cfg: Any, name: str, max_text_len: int = 512, max_images: int = 4) -> VLMConfig:
@@ -109,20 +108,17 @@ class PaliGemmaBackend(BackendMixin, nn.Module):
     @classmethod
     def from_config(cls, config: VLMConfig, tokenizer: Tokenizer | None = None) -> PaliGemmaBackend:
         """A randomly initialised model at the native config's size, with the project tokenizer."""
-        _require_transformers()
-        from transformers import PaliGemmaForConditionalGeneration
-
         tokenizer = tokenizer or Tokenizer.byte_level()
         special = {"pad": tokenizer.pad_id, "bos": tokenizer.bos_id, "eos": tokenizer.eos_id}
         config = config.replace(backend=BACKEND, projector="linear", vocab_size=tokenizer.vocab_size)
-        hf = PaliGemmaForConditionalGeneration(hf_config(config, tokenizer.vocab_size, special))
+        hf = _transformers().PaliGemmaForConditionalGeneration(hf_config(config, tokenizer.vocab_size, special))
         return cls(config, hf.float(), tokenizer)
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, dtype: torch.dtype = torch.float32) -> PaliGemmaBackend:
         """A folder written by `save_pretrained`, or an HF PaliGemma download (config.json, safetensors shards,
         tokenizer files); read with local_files_only, so nothing is ever downloaded."""
-        _require_transformers()
+        _transformers()  # a clear error before any file is read
         folder = Path(folder)
         raw = ckpt.read_config(folder) if (folder / ckpt.CONFIG_FILE).is_file() else None
         if raw is None or raw.get("model_type") != BACKEND:
@@ -134,11 +130,11 @@ class PaliGemmaBackend(BackendMixin, nn.Module):
 
     @classmethod
     def _from_hf(cls, folder: Path, dtype: torch.dtype) -> PaliGemmaBackend:
-        from transformers import AutoTokenizer, PaliGemmaForConditionalGeneration
-
+        tf = _transformers()
         try:
-            hf = PaliGemmaForConditionalGeneration.from_pretrained(str(folder), local_files_only=True, dtype=dtype)
-            hf_tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            hf = tf.PaliGemmaForConditionalGeneration.from_pretrained(str(folder), local_files_only=True,
+                                                                      dtype=dtype)
+            hf_tok = tf.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         except OSError as e:
             raise ckpt.CheckpointError(f"{folder}: cannot load the PaliGemma weights/tokenizer ({e})") from None
         tokenizer = TransformersTokenizer(hf_tok, int(hf.config.image_token_id))
@@ -155,8 +151,7 @@ class PaliGemmaBackend(BackendMixin, nn.Module):
         """A new (randomly initialised) model of the architecture a `save_pretrained` config.json describes,
         LoRA adapters included; the tokenizer is `tokenizer` or, when None or the checkpoint keeps a Gemma
         tokenizer, read from `folder`."""
-        from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
-
+        tf = _transformers()
         raw = dict(raw)
         meta = raw.pop(META_KEY)
         raw.pop("backend", None)
@@ -166,18 +161,15 @@ class PaliGemmaBackend(BackendMixin, nn.Module):
             if folder is None:
                 raise ValueError(f"{where}: the checkpoint's folder is needed to read its tokenizer")
             tokenizer = _read_tokenizer(folder, meta.get("tokenizer") == "hf", int(raw["image_token_index"]))
-        model = cls(config, PaliGemmaForConditionalGeneration(PaliGemmaConfig.from_dict(raw)), tokenizer)
+        model = cls(config, tf.PaliGemmaForConditionalGeneration(tf.PaliGemmaConfig.from_dict(raw)), tokenizer)
         if meta.get("lora"):
-            from peft import LoraConfig, inject_adapter_in_model
-
-            inject_adapter_in_model(LoraConfig(**meta["lora"]), model)
+            peft = require_hf("LoRA adapters", "peft")
+            peft.inject_adapter_in_model(peft.LoraConfig(**meta["lora"]), model)
         return model
 
     def save_pretrained(self, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
         """config.json (HF's PaliGemmaConfig + our config under "cxrvlm") + model.safetensors + tokenizer files,
         atomically. Unmerged LoRA adapters are saved with their config, so loading re-creates them."""
-        from safetensors.torch import save_file
-
         state = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in self.state_dict().items()}
         hf_kind = isinstance(self.tokenizer, TransformersTokenizer)
         meta = {"config": self.config.to_json(), "tokenizer": "hf" if hf_kind else "cxrvlm", "lora": _lora_meta(self)}
@@ -254,10 +246,8 @@ class PaliGemmaBackend(BackendMixin, nn.Module):
     def _greedy_cached(self, feats: ImageFeatures, ids: torch.Tensor, mask: torch.Tensor, steps: int,
                        shape: ShapeConstraint | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Prefill the left-padded prompts into an HF DynamicCache, then one token per step."""
-        from transformers import DynamicCache
-
         B, Tp = ids.shape
-        cache = DynamicCache(config=self.hf_config.text_config)
+        cache = _transformers().DynamicCache(config=self.hf_config.text_config)
         h = self._run(feats, ids, mask, torch.full((B,), Tp, device=self.device), cache)
         valid = torch.cat([feats.mask.to(self.device), mask], dim=1)
         pos = valid.long().sum(1)  # (B,) the last prompt token's 1-based position
@@ -301,13 +291,12 @@ class PaliGemmaBackend(BackendMixin, nn.Module):
 def _read_tokenizer(folder: Path, hf_kind: bool, image_token_id: int) -> Tokenizer | TransformersTokenizer:
     if not hf_kind:
         return Tokenizer.load(folder / ckpt.TOKENIZER_FILE)
-    from transformers import AutoTokenizer
+    hf_tok = _transformers().AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    return TransformersTokenizer(hf_tok, image_token_id)
 
-    return TransformersTokenizer(AutoTokenizer.from_pretrained(str(folder), local_files_only=True), image_token_id)
 
-
-def _require_transformers() -> None:
-    require_transformers("the PaliGemma backend")
+def _transformers() -> Any:
+    return require_hf("the PaliGemma backend")
 
 
 def _lora_meta(model: nn.Module) -> dict[str, Any] | None:

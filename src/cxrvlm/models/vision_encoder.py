@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxrvlm.models.config import VLMConfig
+from cxrvlm.models.hf_vision import HFVisionTower
 from cxrvlm.models.layers import Block, LayerNorm, init_weights
 
 ENCODER_REGISTRY: dict[str, Callable[[VLMConfig], nn.Module]] = {}
@@ -110,8 +111,6 @@ def _convnet(cfg: VLMConfig) -> nn.Module:
 
 @register_encoder("hf")
 def _hf(cfg: VLMConfig) -> nn.Module:
-    from cxrvlm.models.hf_vision import HFVisionTower  # transformers is an optional dependency
-
     return HFVisionTower(cfg)
 
 

@@ -10,24 +10,22 @@ Sequence per example: [image tokens of slot 0][slot 1]...[slot M-1] <bos> prompt
 Each view is encoded on its own, gets the learned embedding of its slot (the order of `Example.images`: the
 study's views, then the prior's; the prompt says whether slot 1 holds a lateral view or a prior study, as the
 tasks write it, so training, evaluation and inference all index views the same way), and padded slots are masked
-out of attention. Generation and candidate scoring
-live in generate.py.
+out of attention. Batching, the answer loss, generation and candidate scoring live in backend.py.
 """
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from safetensors.torch import save_file
 from torch import nn
 
 from cxrvlm.models import checkpoint as ckpt
+from cxrvlm.models.backend import BackendMixin, ImageFeatures, answer_loss
 from cxrvlm.models.config import VLMConfig
-from cxrvlm.models.generate import IGNORE, BackendMixin
 from cxrvlm.models.hf_text import TOKENIZER_DIR, HFDecoder, read_tokenizer, resolve_hf_text
 from cxrvlm.models.hf_vision import resolve_hf_vision
 from cxrvlm.models.language_model import GPTDecoder, prefix_lm_mask
@@ -36,26 +34,6 @@ from cxrvlm.models.tokenizer import Tokenizer
 from cxrvlm.models.vision_encoder import VisionTower
 
 log = logging.getLogger(__name__)
-
-
-
-@dataclass
-class ImageFeatures:
-    """Encoded views, reusable across prompts: tokens (B, N, C) in decoder width, mask (B, N) False = padded slot."""
-
-    tokens: torch.Tensor
-    mask: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.tokens.size(0)
-
-    def expand(self, n: int) -> ImageFeatures:
-        """Repeat one example's features for n prompts (B must be 1 or n)."""
-        if len(self) == n:
-            return self
-        if len(self) != 1:
-            raise ValueError(f"image features hold {len(self)} examples, but {n} prompts were given (need 1 or {n})")
-        return ImageFeatures(self.tokens.expand(n, -1, -1), self.mask.expand(n, -1))
 
 
 class CompactVLM(BackendMixin, nn.Module):
@@ -102,8 +80,6 @@ class CompactVLM(BackendMixin, nn.Module):
 
     def save_pretrained(self, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
         """Write config.json + model.safetensors (+ tokenizer.json) atomically; `dtype=torch.float16` halves it."""
-        from safetensors.torch import save_file
-
         state = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in self.state_dict().items()}
         # the checkpoint holds a pretrained tower's or LM's weights, so it no longer needs their folders
         config = self.config.replace(hf_vision_path="", hf_text_path="")
@@ -157,22 +133,6 @@ class CompactVLM(BackendMixin, nn.Module):
         logits = self.decoder.lm_head(self.decoder(x, mask)[:, n_img:])  # (B, T, V)
         loss = None if labels is None else answer_loss(logits, labels.to(dev), reduction)
         return logits, loss
-
-
-def answer_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Next-token cross-entropy on positions whose label is not -100; see `CompactVLM.forward` for reductions."""
-    if reduction not in ("mean", "none", "sum"):
-        raise ValueError(f"reduction must be 'mean', 'none' or 'sum', got {reduction!r}")
-    B, T, V = logits.shape
-    target = labels[:, 1:]
-    nll = F.cross_entropy(logits[:, :-1].reshape(-1, V).float(), target.reshape(-1), ignore_index=IGNORE,
-                          reduction="none").view(B, T - 1)
-    count = (target != IGNORE).sum(1)
-    if reduction == "sum":
-        return nll.sum(1)
-    if reduction == "none":
-        return nll.sum(1) / count.clamp(min=1)
-    return nll.sum() / count.sum().clamp(min=1)
 
 
 def checkpoint_tokenizer(folder: str | os.PathLike) -> Any:

@@ -13,19 +13,22 @@
 
 Readings run one at a time (a lock): the model is CPU-bound, and two readings at once would only share the cores.
 """
-# No `from __future__ import annotations`: FastAPI reads the endpoint's annotations, whose types are imported
-# inside create_app (FastAPI is optional), so they must be evaluated where they are defined.
+# No `from __future__ import annotations`: FastAPI reads the endpoint's annotations, whose types come from the
+# guarded fastapi module inside create_app (FastAPI is optional), so they must be evaluated where they are defined.
 import base64
+import importlib
 import io
 import logging
 import tempfile
 import threading
 from html import escape
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from cxrvlm.about import NOTICE
 from cxrvlm.infer.html import render_html
+from cxrvlm.infer.interpreter import parse_tasks
 from cxrvlm.infer.overlay import render_overlay
 from cxrvlm.infer.result import TASKS
 
@@ -43,14 +46,16 @@ class UploadError(ValueError):
         self.status, self.image = status, image
 
 
-def require_fastapi() -> Any:
+def require_serve(module: str = "fastapi") -> ModuleType:
+    """`module` of the optional `serve` extra (fastapi or one of its submodules, uvicorn), imported on first use so
+    the core install runs without it; python-multipart is checked with it (FastAPI's form parsing needs it). An
+    ImportError naming the extra otherwise."""
     try:
-        import fastapi
-        import multipart  # noqa: F401 - FastAPI's form parsing needs python-multipart
+        importlib.import_module("multipart")
+        return importlib.import_module(module)
     except ImportError:
         raise ImportError("the server needs FastAPI, uvicorn and python-multipart: pip install 'cxrvlm[serve]'") \
             from None
-    return fastapi
 
 
 def _safe_name(name: str | None) -> str:
@@ -77,16 +82,15 @@ def _save_upload(upload: Any, folder: Path, max_bytes: int) -> Path:
 
 def _tasks(values: list[str]) -> list[str]:
     """The `tasks` form fields (repeated, or comma-separated) -> task names; none given: every task."""
-    from cxrvlm.infer.interpreter import parse_tasks
-
     return parse_tasks(",".join(values) if any(v.strip() for v in values) else list(TASKS))
 
 
 def create_app(interpreter: Any, max_upload_mb: float = MAX_UPLOAD_MB) -> Any:
     """A FastAPI app serving `interpreter` (a `cxrvlm.infer.Interpreter`)."""
-    fastapi = require_fastapi()
-    from fastapi import File, Form, Query, Request, UploadFile
-    from fastapi.responses import HTMLResponse, JSONResponse
+    fastapi, responses = require_serve(), require_serve("fastapi.responses")
+    File, Form, Query, Request, UploadFile = fastapi.File, fastapi.Form, fastapi.Query, fastapi.Request, \
+        fastapi.UploadFile
+    HTMLResponse, JSONResponse = responses.HTMLResponse, responses.JSONResponse
 
     # no /docs or /redoc: FastAPI's pages fetch their scripts from a CDN, which an offline clinic cannot reach;
     # the schema stays at /openapi.json

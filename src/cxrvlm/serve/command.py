@@ -8,7 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cxrvlm.serve.app import MAX_UPLOAD_MB
+import torch
+
+from cxrvlm.infer.interpreter import load
+from cxrvlm.serve.app import MAX_UPLOAD_MB, create_app, require_serve
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,16 +28,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from cxrvlm.infer.interpreter import load
-    from cxrvlm.serve.app import create_app, require_fastapi
-
-    require_fastapi()  # a missing extra is a clear error before the model is loaded
-    try:
-        import uvicorn
-    except ImportError:
-        raise ImportError("the server needs uvicorn: pip install 'cxrvlm[serve]'") from None
+    require_serve()  # a missing extra is a clear error before the model is loaded
+    uvicorn = require_serve("uvicorn")
     if args.max_upload_mb <= 0:
         raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     if args.threads:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from PIL import Image, UnidentifiedImageError
+
 from cxrvlm.records import Study, View
 
 # Region names are lower case, as prompts use them ("detect right lung ; left lung", "segment lungs").
@@ -90,8 +92,6 @@ def parse_label(value: Any, what: str = "label") -> float:
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(height, width) of an image file, read from its header only; ValueError naming the file when unreadable."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as im:
             width, height = im.size

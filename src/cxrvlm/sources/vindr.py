@@ -32,6 +32,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pydicom
+from pydicom.errors import InvalidDicomError
+
 from cxrvlm.records import Box, Study, View, normalise_view_position
 from cxrvlm.sources._common import read_csv
 from cxrvlm.sources.base import Source, register_source
@@ -151,9 +154,6 @@ class VinDrCXR(Source):
 
     def _header(self, path: Path) -> tuple[tuple[int, int], str | None] | None:
         """(rows, columns) and view position from the DICOM header, pixels not read."""
-        import pydicom
-        from pydicom.errors import InvalidDicomError
-
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Rows", "Columns", "ViewPosition"])
             size = (int(ds.Rows), int(ds.Columns))

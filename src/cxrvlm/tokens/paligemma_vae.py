@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from cxrvlm.tokens.seg_vqvae import MaskVQVAE, VQVAEConfig
 
@@ -47,8 +48,6 @@ def config_from_arrays(arrays: dict[str, np.ndarray], path: Path) -> VQVAEConfig
 
 def load_paligemma_npz(path: str | Path) -> MaskVQVAE:
     """`vae-oid.npz` (or a file of the same structure) -> MaskVQVAE in eval mode; ValueError naming the problem."""
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: PaliGemma mask VAE file not found")

@@ -11,7 +11,6 @@ Geometry (as big_vision): the box is rounded to whole pixels (x2, y2 exclusive; 
 sub-pixel shape); the decoder's 64x64 scores are resized bilinearly to the box and thresholded at 0 (our decoder
 gives logits, so this is probability 0.5; PaliGemma's gives values in [-1, 1], thresholded at 0 by big_vision).
 
-This module needs only numpy and PIL to import; torch is loaded when a tokenizer is built.
 """
 from __future__ import annotations
 
@@ -20,15 +19,16 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
+import torch
 from PIL import Image
+from scipy import ndimage
 
 from cxrvlm.tensorfile import read_tagged_tensors, write_tensors
-
-if TYPE_CHECKING:
-    from cxrvlm.tokens.seg_vqvae import MaskVQVAE
+from cxrvlm.tokens.paligemma_vae import load_paligemma_npz
+from cxrvlm.tokens.seg_vqvae import MaskVQVAE, VQVAEConfig
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,6 @@ def split_lungs(mask: np.ndarray, min_fraction: float = 0.01) -> dict[str, np.nd
     lung is on the image's left (radiological convention). One component gives one lung, named by which image half
     it lies in; an empty mask gives {}.
     """
-    from scipy import ndimage
-
     lab, n = ndimage.label(mask)
     if n == 0:
         return {}
@@ -165,8 +163,6 @@ class MaskTokenizer:
     @classmethod
     def from_file(cls, path: str | Path) -> MaskTokenizer:
         """Load a safetensors file written by `save` (tensor names as in vae-oid.npz, config in the metadata)."""
-        from cxrvlm.tokens.seg_vqvae import MaskVQVAE, VQVAEConfig
-
         path = Path(path)
         meta, tensors = read_tagged_tensors(path, FORMAT, "config", "mask tokenizer weights", MaskTokenError)
         model = MaskVQVAE(VQVAEConfig.from_dict(json.loads(meta["config"])))
@@ -176,8 +172,6 @@ class MaskTokenizer:
     @classmethod
     def from_paligemma_npz(cls, path: str | Path) -> MaskTokenizer:
         """PaliGemma's released mask VAE (`vae-oid.npz`, big_vision) from a local path; decoder-only files decode."""
-        from cxrvlm.tokens.paligemma_vae import load_paligemma_npz
-
         return cls(load_paligemma_npz(path), name=Path(path).name)
 
     def save(self, path: str | Path, meta: dict[str, str] | None = None) -> None:
@@ -219,8 +213,6 @@ class MaskTokenizer:
 
     def encode_arrays(self, arrays: np.ndarray, batch_size: int = 256) -> list[list[int]]:
         """Already-prepared inputs (B, 64, 64) float in [0, 1] -> codes, batched through the encoder."""
-        import torch
-
         if not self.can_encode:
             raise MaskTokenError(f"{self.name}: this checkpoint has no encoder (decoder-only); it cannot encode masks")
         out: list[list[int]] = []
@@ -270,8 +262,6 @@ class MaskTokenizer:
 
     def decode_scores(self, codes: Sequence[Sequence[int]], batch_size: int = 256) -> np.ndarray:
         """Checked codes (B, 16) -> decoder scores (B, 64, 64) float32; > 0 inside."""
-        import torch
-
         out = []
         for s in range(0, len(codes), batch_size):
             c = torch.tensor(codes[s:s + batch_size], dtype=torch.long)

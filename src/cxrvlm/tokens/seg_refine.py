@@ -12,7 +12,7 @@ VLM's own mask stays the prompt.
     masks = ref.refine(pixels, boxes, masks)       # pixels float (H, W) in [0, 1]; boxes (x1, y1, x2, y2) px;
                                                    # masks bool (H, W) each -> refined bool (H, W) each
 
-Trained by `cxrvlm train-mask-refiner` (`tokens.seg_refine_train`) on the training split's masks, with coarse
+Trained by `cxrvlm train-mask-refiner` (`train.mask_refiner`) on the training split's masks, with coarse
 masks made the way a model errs: the box's edges moved, the mask sent through the tokenizer, some codes wrong.
 """
 from __future__ import annotations
@@ -24,7 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 from cxrvlm.tensorfile import read_tagged_tensors, write_tensors
 from cxrvlm.tokens import seg
@@ -85,42 +88,42 @@ def paste(prob: np.ndarray, box: Box, size: tuple[int, int]) -> np.ndarray:
     return seg.paste(prob - 0.5, (x1, y1, x2, y2), size)  # the tokenizer's resize-into-box, thresholded at 0
 
 
-def build_net(widths: Sequence[int] = (16, 32, 64, 128)):  # noqa: ANN201 - torch is imported lazily
-    """A small U-Net: 2 input channels (film, coarse mask) -> 1 logit channel, same size."""
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
+def _block(i: int, o: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.GroupNorm(8, o), nn.SiLU(),
+                         nn.Conv2d(o, o, 3, padding=1), nn.GroupNorm(8, o), nn.SiLU())
 
-    def block(i: int, o: int) -> nn.Module:
-        return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.GroupNorm(8, o), nn.SiLU(),
-                             nn.Conv2d(o, o, 3, padding=1), nn.GroupNorm(8, o), nn.SiLU())
 
-    class UNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.widths = [int(w) for w in widths]
-            ins = [2, *self.widths[:-1]]
-            self.down = nn.ModuleList(block(i, o) for i, o in zip(ins, self.widths))
-            self.up = nn.ModuleList(block(self.widths[i + 1] + self.widths[i], self.widths[i])
-                                    for i in reversed(range(len(self.widths) - 1)))
-            self.out = nn.Conv2d(self.widths[0], 1, 1)
+class UNet(nn.Module):
+    """A small U-Net: 2 input channels (film, coarse mask) (B, 2, S, S) -> 1 logit channel (B, S, S)."""
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            skips = []
-            for i, down in enumerate(self.down):
-                x = down(x if i == 0 else F.max_pool2d(x, 2))
-                skips.append(x)
-            for up, skip in zip(self.up, reversed(skips[:-1])):
-                x = up(torch.cat([F.interpolate(x, scale_factor=2, mode="bilinear"), skip], 1))
-            return self.out(x)[:, 0]
+    def __init__(self, widths: Sequence[int] = (16, 32, 64, 128)) -> None:
+        super().__init__()
+        self.widths = [int(w) for w in widths]
+        ins = [2, *self.widths[:-1]]
+        self.down = nn.ModuleList(_block(i, o) for i, o in zip(ins, self.widths))
+        self.up = nn.ModuleList(_block(self.widths[i + 1] + self.widths[i], self.widths[i])
+                                for i in reversed(range(len(self.widths) - 1)))
+        self.out = nn.Conv2d(self.widths[0], 1, 1)
 
-    return UNet()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, down in enumerate(self.down):
+            x = down(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        for up, skip in zip(self.up, reversed(skips[:-1])):
+            x = up(torch.cat([F.interpolate(x, scale_factor=2, mode="bilinear"), skip], 1))
+        return self.out(x)[:, 0]
+
+
+def build_net(widths: Sequence[int] = (16, 32, 64, 128)) -> UNet:
+    """A new, randomly initialised refiner net of these widths (one per U-Net level)."""
+    return UNet(widths)
 
 
 class MaskRefiner:
     """The U-Net and the geometry around it. Inference only; thread-safe (no state changes)."""
 
-    def __init__(self, net, name: str = "custom") -> None:  # noqa: ANN001
+    def __init__(self, net: nn.Module, name: str = "custom") -> None:
         self.net = net.eval()
         self.name = name
 
@@ -147,8 +150,6 @@ class MaskRefiner:
 
     def refine(self, pixels: np.ndarray, boxes: Sequence[Box], masks: Sequence[np.ndarray]) -> list[np.ndarray]:
         """One film's objects: pixel boxes and bool (H, W) masks -> refined bool (H, W) masks, in order."""
-        import torch
-
         pixels = np.asarray(pixels, dtype=np.float32)
         if pixels.ndim != 2:
             raise MaskRefinerError(f"pixels must be 2-D (H, W), got shape {pixels.shape}")

@@ -97,7 +97,8 @@ def build_decoder(cfg: VQVAEConfig) -> nn.Sequential:
 
 
 class MaskVQVAE(nn.Module):
-    """Encoder, codebook, decoder. `codebook` is a buffer: training updates it by EMA (see seg_train), not SGD."""
+    """Encoder, codebook, decoder. `codebook` is a buffer: training updates it by EMA (train.mask_tokenizer), not
+    SGD."""
 
     def __init__(self, cfg: VQVAEConfig | None = None):
         super().__init__()

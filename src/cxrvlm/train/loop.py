@@ -15,12 +15,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from cxrvlm.data.images import ImageCache, augment_geometry, augment_intensity, zoomed_and_shifted
+from cxrvlm.data.split import TaskData, read_split
+from cxrvlm.models.hf_common import require_hf
 from cxrvlm.tasks.base import get_task
 from cxrvlm.train import checkpoint as ckpt_io
 from cxrvlm.train.config import StageConfig, TrainConfig
-from cxrvlm.train.data import (ImageCache, TaskData, augment_geometry, augment_intensity, read_split,
-                               zoomed_and_shifted)
 from cxrvlm.train.mixture import effective_ratios, mixture_weights, sample_batch
 from cxrvlm.train.setup import apply_stage, build_model, load_weights, merge_lora, param_groups
 
@@ -40,11 +42,9 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path) -> None:
-        from accelerate import Accelerator
-
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.acc = Accelerator()
+        self.acc = require_hf("training (cxrvlm train)", "accelerate").Accelerator()
         self.train_data = TaskData(read_split(cfg.data, "train"), cfg.tasks, source=f"{cfg.data}/train.jsonl")
         val_examples = [e for e in read_split(cfg.data, "val") if e.task in self.train_data.sizes]
         self.val_data = TaskData(val_examples, None, source=f"{cfg.data}/val.jsonl") if val_examples else None
@@ -238,8 +238,6 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 def _progress(total: int, initial: int, disable: bool) -> Any:
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, initial=initial, desc="train", unit="step", disable=disable, dynamic_ncols=True)
 
 

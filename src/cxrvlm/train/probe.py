@@ -30,8 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cxrvlm.metrics.classification import auroc
+from cxrvlm.data.images import ImageCache, augment_geometry, augment_intensity
+from cxrvlm.data.split import read_split
 from cxrvlm.examples import Example
+from cxrvlm.metrics.classification import auroc
 from cxrvlm.models.config import VLMConfig
 from cxrvlm.models.hf_vision import resolve_hf_vision
 from cxrvlm.models.registry import read_model_config
@@ -39,7 +41,6 @@ from cxrvlm.models.vision_encoder import ENCODER_REGISTRY
 from cxrvlm.overrides import parse_overrides
 from cxrvlm.tasks import get_task, screening_task
 from cxrvlm.tensorfile import write_tensors
-from cxrvlm.train.data import ImageCache, augment_geometry, augment_intensity, read_split
 from cxrvlm.train.setup import load_module_weights
 
 

@@ -7,10 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
+from cxrvlm.data.split import TaskData
+from cxrvlm.models import Tokenizer, create_model, load_model
+from cxrvlm.models.hf_common import require_hf
+from cxrvlm.models.vlm import checkpoint_tokenizer
 from cxrvlm.train.config import StageConfig, TrainConfig
-from cxrvlm.train.data import TaskData
 
 log = logging.getLogger(__name__)
 LORA_SEED = 0  # adapters are initialised from this seed, whatever the RNG state when their stage begins
@@ -31,9 +35,6 @@ def build_model(cfg: TrainConfig, data: TaskData, resume_from: Path | None = Non
     """A checkpoint folder is loaded as it is; a registered name gets a tokenizer trained on the run's texts.
     When resuming, the model is rebuilt from the run's own checkpoint (config + tokenizer; the weights are loaded
     after the stage's LoRA adapters exist)."""
-    from cxrvlm.models import Tokenizer, create_model, load_model
-    from cxrvlm.models.vlm import checkpoint_tokenizer
-
     if resume_from is not None:
         model = create_model(resume_from, tokenizer=checkpoint_tokenizer(resume_from))
     else:
@@ -87,16 +88,15 @@ def param_groups(model: nn.Module, stage: StageConfig) -> list[dict[str, Any]]:
 def add_lora(model: nn.Module, lora: dict[str, Any]) -> None:
     """Inject peft LoRA adapters in place (once: a model that has them keeps them); only the adapters and
     `modules_to_save` copies train, also when the model already had adapters from an earlier stage."""
-    from peft import LoraConfig, inject_adapter_in_model
-
+    peft = require_hf("LoRA (a stage's lora)", "peft")
     if not _has_lora(model):
         try:
-            config = LoraConfig(**lora)
+            config = peft.LoraConfig(**lora)
         except TypeError as e:
             raise ValueError(f"lora config {lora}: {e}") from None
         with torch.random.fork_rng():  # the same adapter init in a resumed run as in an uninterrupted one
             torch.manual_seed(LORA_SEED)
-            inject_adapter_in_model(config, model)
+            peft.inject_adapter_in_model(config, model)
         if not _has_lora(model):
             raise ValueError(f"lora config {lora}: target_modules matched no layer")
     for name, p in model.named_parameters():
@@ -106,9 +106,8 @@ def add_lora(model: nn.Module, lora: dict[str, Any]) -> None:
 def merge_lora(model: nn.Module) -> nn.Module:
     """Fold LoRA weights into their base layers and put the plain layers back (modules_to_save: the trained
     copy replaces the original), so the model is adapter-free and saves/loads like one never adapted."""
-    from peft.tuners.lora import LoraLayer
-    from peft.utils.other import ModulesToSaveWrapper
-
+    LoraLayer = require_hf("merging LoRA", "peft.tuners.lora").LoraLayer
+    ModulesToSaveWrapper = require_hf("merging LoRA", "peft.utils.other").ModulesToSaveWrapper
     for name, module in list(model.named_modules()):
         if isinstance(module, (LoraLayer, ModulesToSaveWrapper)):
             if isinstance(module, LoraLayer):
@@ -149,8 +148,6 @@ def _into_adapted(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str,
 
 def load_module_weights(model: nn.Module, module: str, path: str | Path) -> None:
     """Load a safetensors file holding one submodule's state dict (names relative to it) into `model.<module>`."""
-    from safetensors.torch import load_file
-
     try:
         target = model.get_submodule(module)
     except AttributeError as e:
@@ -169,8 +166,6 @@ def load_module_weights(model: nn.Module, module: str, path: str | Path) -> None
 
 def load_weights(model: nn.Module, folder: Path) -> None:
     """Load `folder/model.safetensors` into `model` (names must match exactly)."""
-    from safetensors.torch import load_file
-
     state = _into_adapted(load_file(str(Path(folder) / "model.safetensors")), model)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

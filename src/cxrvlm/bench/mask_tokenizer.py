@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
+from PIL import Image
+
+from cxrvlm.tokens.seg import MaskTokenizer, mask_box, split_lungs
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -44,8 +48,6 @@ def generated_masks(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def _load(folders: list[str], limit: int) -> list[np.ndarray]:
-    from PIL import Image
-
     files = sorted(p for d in folders for p in Path(d).glob("*.png"))[:limit]
     if not files:
         raise ValueError(f"no mask PNGs found in {folders}")
@@ -69,8 +71,6 @@ def _rate(fn: Callable[[], object], n: int, repeats: int) -> dict:
 
 def benchmark(tok, masks: list[np.ndarray], repeats: int) -> dict:
     """Masks/s for encode and decode, single and batched, full path and model only."""
-    from cxrvlm.tokens.seg import mask_box, split_lungs
-
     objs = []
     for m in masks:
         parts = list(split_lungs(m).values())
@@ -92,10 +92,6 @@ def benchmark(tok, masks: list[np.ndarray], repeats: int) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from cxrvlm.tokens.seg import MaskTokenizer
-
     torch.set_num_threads(max(1, args.threads))
     if args.weights and str(args.weights).endswith(".npz"):
         tok = MaskTokenizer.from_paligemma_npz(args.weights)

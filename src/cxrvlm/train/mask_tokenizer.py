@@ -19,6 +19,15 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cxrvlm.tokens.seg import MaskTokenizer
+from cxrvlm.tokens.seg_vqvae import MaskVQVAE, VQVAEConfig
+from cxrvlm.train.mask_checkpoint import load_checkpoint, save_checkpoint, worst_picture
+from cxrvlm.train.mask_data import augment, load_items, split_by_patient, to_canvas
+
 log = logging.getLogger(__name__)
 
 
@@ -38,12 +47,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
-    from cxrvlm.tokens.seg_data import load_items, split_by_patient, to_canvas
-    from cxrvlm.tokens.seg_vqvae import MaskVQVAE, VQVAEConfig
-
     torch.set_num_threads(max(1, args.threads))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -70,8 +73,6 @@ class TrainState:
     """Model, optimiser, EMA codebook statistics and the random stream: everything a resumed run needs."""
 
     def __init__(self, model, args: argparse.Namespace):
-        import torch
-
         self.model, self.args, self.step = model, args, 0
         self.opt = torch.optim.Adam([p for p in model.parameters()], lr=args.lr)
         k = model.cfg.num_codes
@@ -89,10 +90,6 @@ class TrainState:
         return self.args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
     def train(self, canvases, val, ckpt: Path, logf) -> None:
-        import torch
-
-        from cxrvlm.tokens.seg_data import augment
-
         t0, n = time.time(), canvases.shape[0]
         while self.step < self.args.steps:
             idx = torch.randint(0, n, (self.args.batch_size,), generator=self.gen)
@@ -114,9 +111,6 @@ class TrainState:
 
     def train_step(self, target) -> dict:
         """One optimiser step on (B,1,64,64) soft targets; returns scalar statistics."""
-        import torch
-        import torch.nn.functional as F
-
         model = self.model.train()
         for g in self.opt.param_groups:
             g["lr"] = self.lr()
@@ -144,8 +138,6 @@ class TrainState:
 
     def kmeans_init(self, z, iters: int = 10) -> None:
         """Codebook <- k-means centres of the first batch's latents (so no code starts dead)."""
-        import torch
-
         flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
         k = self.model.cfg.num_codes
         if flat.shape[0] >= k:
@@ -165,9 +157,6 @@ class TrainState:
 
     def ema_update(self, z, codes, decay: float = 0.99, dead: float = 0.5) -> int:
         """EMA codebook update; codes whose running use falls under `dead` restart at random current latents."""
-        import torch
-        import torch.nn.functional as F
-
         flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
         onehot = F.one_hot(codes.reshape(-1), self.model.cfg.num_codes).float()  # (B*16, K)
         self.ema_count.mul_(decay).add_(onehot.sum(0), alpha=1 - decay)
@@ -184,22 +173,14 @@ class TrainState:
         return int(len(dead_idx))
 
     def save(self, path: Path) -> None:
-        from cxrvlm.tokens.seg_ckpt import save_checkpoint
-
         save_checkpoint(self, path)
 
     def load(self, path: Path) -> None:
-        from cxrvlm.tokens.seg_ckpt import load_checkpoint
-
         load_checkpoint(self, path)
 
 
 def evaluate(model, items) -> list[dict]:
     """Round-trip IoU of decode(encode(m)) vs m at full resolution, through the public tokenizer API."""
-    import numpy as np
-
-    from cxrvlm.tokens.seg import MaskTokenizer
-
     tok = MaskTokenizer(model.eval())
     masks = [np.pad(it.crop, 2) for it in items]  # a 2-pixel border, so boxes are not the image edge
     boxes = [(2, 2, 2 + it.crop.shape[1], 2 + it.crop.shape[0]) for it in items]
@@ -214,8 +195,6 @@ def evaluate(model, items) -> list[dict]:
 
 
 def summarise(results: list[dict]) -> dict:
-    import numpy as np
-
     res: dict = {"n": len(results), "codes_used": len({c for r in results for c in r["codes"]})}
     for kind in ("whole", "single"):
         ious = [r["iou"] for r in results if r["kind"] == kind]
@@ -228,9 +207,6 @@ def summarise(results: list[dict]) -> dict:
 
 def finish(model, val, train, args: argparse.Namespace, steps: int) -> int:
     """Write the tokenizer weights, eval.json and worst.png; print the validation summary."""
-    from cxrvlm.tokens.seg import MaskTokenizer
-    from cxrvlm.tokens.seg_ckpt import worst_picture
-
     out = Path(args.out)
     results = evaluate(model, val)
     summary = summarise(results)

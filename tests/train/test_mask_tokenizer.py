@@ -3,14 +3,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
-from seg_shapes import iou, lungs_image
+from safetensors.numpy import load_file
 
+from cxrvlm.cli import main
 from cxrvlm.tokens.seg import MaskTokenizer, crop_resize, mask_box
-from cxrvlm.tokens.seg_data import CANVAS, augment, load_items, split_by_patient, to_canvas
+from cxrvlm.train import mask_tokenizer
+from cxrvlm.train.mask_data import CANVAS, augment, load_items, split_by_patient, to_canvas
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tokens"))
+from seg_shapes import iou, lungs_image  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +65,6 @@ def test_split_by_patient_is_disjoint_and_deterministic(mask_dirs):
 
 
 def test_augment_shapes_determinism_and_identity(mask_dirs):
-    import torch
-
     items = load_items(mask_dirs)[:8]
     canv = torch.from_numpy(np.stack([to_canvas(i.crop) for i in items]))[:, None]
     assert canv.shape == (8, 1, CANVAS, CANVAS) and canv.dtype == torch.uint8
@@ -79,15 +85,11 @@ def _args(masks, out, steps, fresh=False):
 
 
 def _state(path):
-    from safetensors.numpy import load_file
-
     return load_file(str(path))
 
 
 def test_training_writes_outputs_and_resumes_exactly(mask_dirs, tmp_path, capsys):
-    from cxrvlm.tokens import seg_train
-
-    assert seg_train.run(_args(mask_dirs, tmp_path / "a", 4)) == 0
+    assert mask_tokenizer.run(_args(mask_dirs, tmp_path / "a", 4)) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["steps"] == 4 and {"miou_whole", "miou_single", "codes_used"} <= set(summary["val"])
     tok = MaskTokenizer.from_file(tmp_path / "a" / "mask_vqvae.safetensors")
@@ -96,15 +98,13 @@ def test_training_writes_outputs_and_resumes_exactly(mask_dirs, tmp_path, capsys
     assert report["val_patients"] and len(report["items"]) == summary["val"]["n"]
     assert (tmp_path / "a" / "worst.png").is_file() and len((tmp_path / "a" / "log.jsonl").read_text()) > 0
     # the same run cut in two (2 steps, then resumed to 4) ends bit-identical
-    seg_train.run(_args(mask_dirs, tmp_path / "b", 2))
-    seg_train.run(_args(mask_dirs, tmp_path / "b", 4))
+    mask_tokenizer.run(_args(mask_dirs, tmp_path / "b", 2))
+    mask_tokenizer.run(_args(mask_dirs, tmp_path / "b", 4))
     a, b = _state(tmp_path / "a" / "checkpoint.safetensors"), _state(tmp_path / "b" / "checkpoint.safetensors")
     assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def test_cli_command_and_wrong_checkpoint(mask_dirs, tmp_path):
-    from cxrvlm.cli import main
-
     out = tmp_path / "c"
     argv = ["train-mask-tokenizer", "--masks", *map(str, mask_dirs), "--out", str(out), "--steps", "2",
             "--batch-size", "4", "--embedding-dim", "8", "--eval-every", "1000"]

@@ -24,8 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
+from cxrvlm.data.split import read_split
+from cxrvlm.io.read import read_image
+from cxrvlm.tasks import get_task
 from cxrvlm.tensorfile import read_tensors, write_tensors
+from cxrvlm.tokens.rle import rle_decode
+from cxrvlm.tokens.seg import MaskTokenizer, mask_box
+from cxrvlm.tokens.seg_refine import MaskRefiner, build_net, crop, grow, net_input, paste, shrink, work_scale
+from cxrvlm.train.checkpoint import optimizer_from_flat, optimizer_to_flat
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +55,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def load_objects(data: str, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(working-size film, working-size bool mask) of every object of the split's segmentation examples."""
-    from cxrvlm.io.read import read_image
-    from cxrvlm.tokens.rle import rle_decode
-    from cxrvlm.tokens.seg_refine import shrink, work_scale
-    from cxrvlm.train.data import read_split
-
+    """(working-size film, working-size bool mask) of every object of the split's examples whose answers hold masks
+    (segmentation)."""
     objects = []
     for ex in read_split(data, split):
-        if ex.task != "segment":
+        if not get_task(ex.task).answer_shape.segs:
             continue
         pixels = read_image(ex.images[0]).pixels
         s = work_scale(pixels.shape)
@@ -76,9 +81,6 @@ def simulate(film: np.ndarray, mask: np.ndarray, rng: np.random.Generator, jitte
              augment: bool) -> tuple[np.ndarray, np.ndarray, tuple]:
     """One object -> (refiner input (2, S, S), target bool (S, S), (film, mask, box) as augmented) with a
     model-like coarse mask."""
-    from cxrvlm.tokens.seg import MaskTokenizer, mask_box
-    from cxrvlm.tokens.seg_refine import net_input
-
     if augment and rng.random() < 0.5:
         film, mask = film[:, ::-1], mask[:, ::-1]
     tight = np.asarray(mask_box(mask), float)
@@ -97,15 +99,11 @@ def simulate(film: np.ndarray, mask: np.ndarray, rng: np.random.Generator, jitte
 
 
 def target(mask: np.ndarray, box: Any) -> np.ndarray:
-    from cxrvlm.tokens.seg_refine import crop, grow
-
     return crop(mask.astype(np.float32), grow(box)) > 0.5
 
 
 def batch(objects: list, idx: Any, rng: np.random.Generator, jitter: float,
           augment: bool) -> tuple[Any, Any, list[tuple]]:
-    import torch
-
     made = [simulate(*objects[i], rng, jitter, augment) for i in idx]
     return (torch.from_numpy(np.stack([x for x, _, _ in made])),
             torch.from_numpy(np.stack([t for _, t, _ in made]).astype(np.float32)), [c for _, _, c in made])
@@ -114,11 +112,6 @@ def batch(objects: list, idx: Any, rng: np.random.Generator, jitter: float,
 def own_outputs(net: Any, x: Any, t: Any, cases: list[tuple], pick: np.ndarray) -> None:
     """Replace the picked samples' coarse masks by the refiner's own answer to them (and its tight box): the
     training of a second refinement pass, done in place."""
-    import torch
-
-    from cxrvlm.tokens.seg import mask_box
-    from cxrvlm.tokens.seg_refine import grow, net_input, paste
-
     rows = np.flatnonzero(pick)
     if rows.size == 0:
         return
@@ -134,8 +127,6 @@ def own_outputs(net: Any, x: Any, t: Any, cases: list[tuple], pick: np.ndarray) 
 
 
 def loss_of(logits: Any, target: Any) -> Any:
-    import torch.nn.functional as F
-
     p = logits.sigmoid()
     dice = (2 * (p * target).sum((1, 2)) + 1) / (p.sum((1, 2)) + target.sum((1, 2)) + 1)
     return F.binary_cross_entropy_with_logits(logits, target) + (1 - dice).mean()
@@ -143,8 +134,6 @@ def loss_of(logits: Any, target: Any) -> Any:
 
 def validate(net: Any, objects: list, jitter: float, seed: int) -> dict[str, float]:
     """IoU of the coarse and of the refined masks over the grown box, simulated the same way with a fixed seed."""
-    import torch
-
     rng = np.random.default_rng(seed + 1)
     coarse, refined = [], []
     net.eval()
@@ -169,8 +158,6 @@ def learning_rate(step: int, steps: int, peak: float) -> float:
 
 
 def save_checkpoint(path: Path, step: int, net: Any, opt: Any, rng: np.random.Generator) -> None:
-    from cxrvlm.train.checkpoint import optimizer_to_flat
-
     tensors, opt_meta = optimizer_to_flat(opt.state_dict())
     tensors = {**{f"net.{k}": v for k, v in net.state_dict().items()}, **{f"opt.{k}": v for k, v in tensors.items()}}
     write_tensors(path, tensors, {"step": str(step), "optimizer": json.dumps(opt_meta),
@@ -178,8 +165,6 @@ def save_checkpoint(path: Path, step: int, net: Any, opt: Any, rng: np.random.Ge
 
 
 def load_checkpoint(path: Path, net: Any, opt: Any, rng: np.random.Generator) -> int:
-    from cxrvlm.train.checkpoint import optimizer_from_flat
-
     meta, tensors = read_tensors(path)
     if json.loads(meta.get("widths", "null")) != net.widths:
         raise ValueError(f"{path}: checkpoint of another refiner shape; use --fresh or another --out")
@@ -191,10 +176,6 @@ def load_checkpoint(path: Path, net: Any, opt: Any, rng: np.random.Generator) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from cxrvlm.tokens.seg_refine import MaskRefiner, build_net
-
     torch.set_num_threads(max(1, args.threads))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -237,15 +218,3 @@ def run(args: argparse.Namespace) -> int:
     MaskRefiner(net).save(out / "mask_refiner.safetensors", meta={"data": str(args.data), "steps": str(step)})
     print(json.dumps(result))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cxrvlm train-mask-refiner", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    configure(parser)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cxrvlm.data.images import draw_zoom_shift, zoom_shift, zoomed_and_shifted
 from cxrvlm.tasks import detect, segment
 from cxrvlm.tokens.loc import LOC_RE, decode_locs, encode_box, locs_extent, zoom_shift_locs
-from cxrvlm.train.data import draw_zoom_shift, zoom_shift, zoomed_and_shifted
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tasks"))
 from test_segment import lungs, study  # noqa: E402

@@ -5,7 +5,7 @@ import json
 
 from cxrvlm.cli import main
 from cxrvlm.tokens.seg import split_lungs
-from cxrvlm.tokens.seg_bench import generated_masks
+from cxrvlm.bench.mask_tokenizer import generated_masks
 
 
 def test_generated_masks_are_two_lungs():

@@ -13,7 +13,7 @@ from cxrvlm.tensorfile import read_tensors, write_tensors
 
 
 def save_checkpoint(state: Any, path: Path) -> None:
-    """Model, codebook statistics, Adam state and the random stream of a `seg_train.TrainState` -> `path`."""
+    """Model, codebook statistics, Adam state and the random stream of a `mask_tokenizer.TrainState` -> `path`."""
     tensors = {f"model.{k}": v for k, v in state.model.export_tensors().items()}
     tensors["ema.count"] = state.ema_count
     tensors["ema.sum"] = state.ema_sum

@@ -1,4 +1,6 @@
-"""Greedy KV-cached generation and candidate-answer scoring for the compact VLM (a mixin of `CompactVLM`).
+"""What both model backends share (`CompactVLM` in vlm.py, `PaliGemmaBackend` in paligemma.py): the encoded views
+(`ImageFeatures`), batching, the answer loss, and greedy KV-cached generation and candidate-answer scoring
+(`BackendMixin`). A backend adds the vision and decoder parts and `encode_pixels` / `forward` / `_greedy_*`.
 
     texts = model.generate(images, prefixes, max_new_tokens=64)             # batched, greedy
     texts, scores = model.generate(..., return_scores=True)                 # scores[i]: [(token, prob), ...]
@@ -14,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from cxrvlm.models.constrain import ShapeConstraint
 from cxrvlm.models.language_model import prefix_lm_mask
@@ -24,14 +28,46 @@ from cxrvlm.models.preprocess import as_examples, preprocess_views
 from cxrvlm.tokens.loc import LOC_BINS
 from cxrvlm.tokens.shape import AnswerShape
 
-if TYPE_CHECKING:
-    from cxrvlm.models.vlm import ImageFeatures
-
 log = logging.getLogger(__name__)
 
 IGNORE = -100  # label of positions without loss (prefix, padding), as torch's cross_entropy ignore_index
 TokenScores = list[tuple[str, float]]  # one generated answer: (token, probability) per token, <eos> excluded
 LOC_TOLERANCE = 10  # bins either side (about 1% of the image side) counted in a loc token's probability
+
+
+@dataclass
+class ImageFeatures:
+    """Encoded views, reusable across prompts: tokens (B, N, C) in decoder width, mask (B, N) False = padded slot."""
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.tokens.size(0)
+
+    def expand(self, n: int) -> ImageFeatures:
+        """Repeat one example's features for n prompts (B must be 1 or n)."""
+        if len(self) == n:
+            return self
+        if len(self) != 1:
+            raise ValueError(f"image features hold {len(self)} examples, but {n} prompts were given (need 1 or {n})")
+        return ImageFeatures(self.tokens.expand(n, -1, -1), self.mask.expand(n, -1))
+
+
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy on positions whose label is not -100; see `CompactVLM.forward` for reductions."""
+    if reduction not in ("mean", "none", "sum"):
+        raise ValueError(f"reduction must be 'mean', 'none' or 'sum', got {reduction!r}")
+    B, T, V = logits.shape
+    target = labels[:, 1:]
+    nll = F.cross_entropy(logits[:, :-1].reshape(-1, V).float(), target.reshape(-1), ignore_index=IGNORE,
+                          reduction="none").view(B, T - 1)
+    count = (target != IGNORE).sum(1)
+    if reduction == "sum":
+        return nll.sum(1)
+    if reduction == "none":
+        return nll.sum(1) / count.clamp(min=1)
+    return nll.sum() / count.sum().clamp(min=1)
 
 
 class BackendMixin:
@@ -174,7 +210,7 @@ class BackendMixin:
         prob, is_loc = best.exp(), bin_of[ids] >= 0
         if bool(is_loc.any()):
             loc_p = logp.index_select(1, loc_ids).exp()
-            cum = torch.nn.functional.pad(loc_p.cumsum(1), (1, 0))  # (B, 1025): cum[:, k] = mass of bins < k
+            cum = F.pad(loc_p.cumsum(1), (1, 0))  # (B, 1025): cum[:, k] = mass of bins < k
             median = ((cum[:, 1:] < 0.5 * cum[:, -1:]).sum(1)).clamp(0, LOC_BINS - 1)
             lo = (median - LOC_TOLERANCE).clamp(0, LOC_BINS - 1)[:, None]
             hi = (median + LOC_TOLERANCE).clamp(0, LOC_BINS - 1)[:, None] + 1

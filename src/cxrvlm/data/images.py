@@ -1,61 +1,16 @@
-"""Curated examples grouped by task, and the images they need, read once and kept at the model's input size."""
+"""The images examples need, read once and kept at the model's input size, and the augmentations training draws
+(intensity, a small affine, zoom-and-shift with the loc tokens rewritten to match); eval's --perturb uses zoom_shift."""
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
-from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
+from cxrvlm.examples import Example
 from cxrvlm.io import read_image
 from cxrvlm.io.transforms import resize_to
-from cxrvlm.examples import Example
 from cxrvlm.tokens.loc import locs_extent, zoom_shift_coord, zoom_shift_locs
-
-log = logging.getLogger(__name__)
-
-
-def read_split(data_dir: str | Path, split: str) -> list[Example]:
-    """Examples of `split` ("train", "val", "test") from a `cxrvlm curate` folder."""
-    path = Path(data_dir) / f"{split}.jsonl"
-    if not path.is_file():
-        raise ValueError(f"{path} not found: point --data / data= at a folder written by `cxrvlm curate`")
-    examples = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                examples.append(Example.from_json(json.loads(line)))
-            except (json.JSONDecodeError, ValueError, TypeError) as e:
-                raise ValueError(f"{path}:{lineno}: not a curated example ({e})") from None
-    return examples
-
-
-class TaskData:
-    """Examples of one split grouped by task, optionally restricted to `tasks`."""
-
-    def __init__(self, examples: list[Example], tasks: list[str] | None = None, source: str = "") -> None:
-        by_task: dict[str, list[Example]] = defaultdict(list)
-        for ex in examples:
-            if tasks is None or ex.task in tasks:
-                by_task[ex.task].append(ex)
-        if tasks is not None:
-            missing = sorted(set(tasks) - set(by_task))
-            if missing:
-                raise ValueError(f"{source or 'data'}: no examples for task(s) {missing}; it has {sorted(by_task)}")
-        if not by_task:
-            raise ValueError(f"{source or 'data'}: no examples")
-        self.by_task = dict(sorted(by_task.items()))
-
-    @property
-    def sizes(self) -> dict[str, int]:
-        return {t: len(v) for t, v in self.by_task.items()}
-
-    def get(self, task: str, index: int) -> Example:
-        return self.by_task[task][index]
 
 
 class ImageCache:
@@ -89,9 +44,7 @@ def augment_intensity(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarra
 
 def augment_geometry(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A small random affine (rotation ±7°, zoom 0.9-1.1, shift ±5%), never a flip: left and right stay where they
-    are. Only for tasks whose answer holds no coordinates (``Task.coordinates` False)."""
-    from scipy import ndimage
-
+    are. Only for tasks whose answer holds no coordinates (`Task.coordinates` False)."""
     h, w = pixels.shape
     angle = np.deg2rad(rng.uniform(-7, 7))
     zoom = rng.uniform(0.9, 1.1)
@@ -121,8 +74,6 @@ def draw_zoom_shift(extent: tuple[float, float, float, float] | None, rng: np.ra
 def zoom_shift(pixels: np.ndarray, zoom: float, dx: float, dy: float) -> np.ndarray:
     """The image zoomed by `zoom` about its centre, then shifted by (dx, dy) of its width and height: the pixel
     transform that `tokens.loc.zoom_shift_locs` applies to loc tokens (edges extended)."""
-    from scipy import ndimage
-
     h, w = pixels.shape
     # output pixel o samples input (o - centre - shift) / zoom + centre, per axis (pixel centres at i + 0.5)
     offset = [(h / 2 - 0.5) - ((h / 2 - 0.5) + dy * h) / zoom, (w / 2 - 0.5) - ((w / 2 - 0.5) + dx * w) / zoom]

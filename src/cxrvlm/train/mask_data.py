@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from cxrvlm.tokens.seg import mask_box, split_lungs
@@ -109,8 +111,6 @@ def to_canvas(crop: np.ndarray) -> np.ndarray:
 
 
 def _boxes(masks):  # (B,1,S,S) bool -> (B,4) float x1,y1,x2,y2 pixels (exclusive ends); empty -> whole canvas
-    import torch
-
     s = masks.shape[-1]
     rows, cols = masks[:, 0].any(2), masks[:, 0].any(1)  # (B,S)
     idx = torch.arange(s, device=masks.device)
@@ -129,9 +129,6 @@ def augment(canvases, gen, out: int = 64, p_identity: float = 0.15):
 
     Every random draw comes from the torch.Generator `gen`, so a resumed run draws the same batches.
     """
-    import torch
-    import torch.nn.functional as F
-
     canvases = canvases.float() / 255
     b, s = canvases.shape[0], canvases.shape[-1]
     u = lambda *shape: torch.rand(*shape, generator=gen)  # noqa: E731
@@ -161,8 +158,6 @@ def augment(canvases, gen, out: int = 64, p_identity: float = 0.15):
 
 def _straight_cut(masks, gen, ident, p: float = 0.15):
     """(B,1,S,S) soft masks: zero one side of some beyond a straight line (a lung cut by the film's edge)."""
-    import torch
-
     b = masks.shape[0]
     boxes = _boxes(masks > 0.5)
     pick = (torch.rand(b, generator=gen) < p) & ~ident
@@ -187,9 +182,6 @@ def _straight_cut(masks, gen, ident, p: float = 0.15):
 
 def crop_resize_batch(masks, boxes, out: int = 64):
     """(B,1,S,S) float + (B,4) pixel boxes -> (B,1,out,out): sampled at 2x then 2x2-averaged (antialiased)."""
-    import torch
-    import torch.nn.functional as F
-
     b, s = masks.shape[0], masks.shape[-1]
     x1, y1, x2, y2 = boxes.unbind(1)
     w, h = (x2 - x1).clamp(min=1), (y2 - y1).clamp(min=1)
