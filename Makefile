@@ -28,6 +28,7 @@ serve: setup
 	$(BIN)/cxrvlm serve
 
 test: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 test-slow: setup
