@@ -10,6 +10,8 @@ import importlib
 import logging
 import sys
 
+from cxrvlm.about import VERSION
+
 # subcommand -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
     "curate": ("cxrvlm.curate.command", "turn public CXR datasets into a multi-task dataset (train/val/test jsonl + card)"),
@@ -37,10 +39,8 @@ HIDDEN: dict[str, str] = {
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only `command`'s module is imported (to add its arguments), so start-up stays fast."""
-    from cxrvlm.about import VERSION as __version__
-
     parser = argparse.ArgumentParser(prog="cxrvlm", description="Chest X-ray multi-task vision-language model.")
-    parser.add_argument("--version", action="version", version=f"cxrvlm {__version__}")
+    parser.add_argument("--version", action="version", version=f"cxrvlm {VERSION}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():

@@ -79,7 +79,7 @@ def test_reference_answers_score_perfectly(curated: Path) -> None:
 
 def test_segmentation_is_scored_on_refined_masks_unless_turned_off(curated: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from cxrvlm.tokens import seg_refine
+    from cxrvlm.eval import runner
 
     examples = [e for e in read_split(curated, "test") if e.task == "segment"]
     films = []
@@ -88,7 +88,7 @@ def test_segmentation_is_scored_on_refined_masks_unless_turned_off(curated: Path
         films.append(pixels.shape)
         return [(o[0], o[1], np.zeros_like(o[2])) for o in objects]
 
-    monkeypatch.setattr(seg_refine, "refine_objects", wipe)
+    monkeypatch.setattr(runner, "refine_objects", wipe)
     dice = {}
     for refine in (True, False):
         options = EvalOptions(progress=False, fast_metrics=True, refine_masks=refine)

@@ -28,6 +28,15 @@ import statistics
 import sys
 from typing import Any
 
+import numpy as np
+import torch
+
+from cxrvlm.bench import flops
+from cxrvlm.bench.interpret import builtin_in_subprocess, time_interpretation
+from cxrvlm.bench.measure import synthetic_batch, synthetic_corpus, time_generation, time_training
+from cxrvlm.models import Tokenizer, create_model
+from cxrvlm.models.paligemma import BACKEND, PaliGemmaBackend
+from cxrvlm.models.tokenizer import SPECIAL_TOKENS
 from cxrvlm.overrides import parse_overrides
 
 log = logging.getLogger(__name__)
@@ -71,12 +80,6 @@ def _check(args: argparse.Namespace) -> None:
 
 def build_models(args: argparse.Namespace) -> tuple[Any, Any]:
     """The native model and its PaliGemma twin, sharing one BPE tokenizer trained on synthetic text."""
-    import torch
-
-    from cxrvlm.bench.measure import synthetic_corpus
-    from cxrvlm.models import Tokenizer, create_model
-    from cxrvlm.models.paligemma import BACKEND, PaliGemmaBackend
-
     tok = Tokenizer.train(synthetic_corpus(), vocab_size=args.vocab)
     torch.manual_seed(0)
     native = create_model(args.model, tokenizer=tok, **parse_overrides(args.set))
@@ -91,13 +94,6 @@ def build_models(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    from cxrvlm.bench import flops
-    from cxrvlm.bench.measure import synthetic_batch, synthetic_corpus, time_generation, time_training
-    from cxrvlm.models.tokenizer import SPECIAL_TOKENS
-
     _check(args)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -116,7 +112,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     prompt = prompt_of(tok, synthetic_corpus(), args.prompt_tokens - 2)  # + <bos> and the separator
     image = np.random.default_rng(0).random((cfg.image_size, cfg.image_size), dtype=np.float32)
     gen_ms = time_generation({"native": native, "hf": hf}, image, prompt, args.gen_tokens, args.gen_repeats)
-    from cxrvlm.bench.interpret import builtin_in_subprocess, time_interpretation
 
     interp_ms = time_interpretation({"native": native, "hf": hf}, image, args.interpret_repeats)
     peak_samples += flops.matmul_gflops(args.matmul_size, 2)

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from cxrvlm.infer.interpreter import Interpreter
+
 QUESTION = "Is there evidence of tuberculosis in this X-ray?"
 
 
 def time_interpretation(models: dict[str, Any], image: np.ndarray | str, repeats: int) -> dict[str, float]:
     """Median milliseconds of one full interpretation per model, calls interleaved across models."""
-    from cxrvlm.infer.interpreter import Interpreter
-
     readers = {k: Interpreter(m, name=k) for k, m in models.items()}
     times: dict[str, list[float]] = {k: [] for k in models}
     for i in range(repeats + 1):

@@ -24,15 +24,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from cxrvlm.curate.checks import (
-    DUPLICATE_MODES, Duplicate, Fingerprints, check_no_leakage, duplicate_error, find_duplicates, missing_images,
-)
+from cxrvlm.curate.checks import (DUPLICATE_MODES, Duplicate, Fingerprints, check_no_leakage, duplicate_error,
+                                  find_duplicates, missing_images)
 from cxrvlm.curate.jsonl import dumps
 from cxrvlm.curate.split import SPLITS, PatientLinks, assign_splits, parse_fractions
+from cxrvlm.examples import Example
 from cxrvlm.records import Study
 from cxrvlm.sources.base import Source, open_source
-from cxrvlm.examples import Example
-
 from cxrvlm.tasks.base import get_task, list_tasks
 
 log = logging.getLogger(__name__)

@@ -23,9 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cxrvlm.eval.report import headline, main_metric
-from cxrvlm.eval.runner import EvalOptions, jsonable
+from cxrvlm.data.split import read_split
+from cxrvlm.eval.report import headline, main_metric, write_outputs
+from cxrvlm.eval.runner import EvalOptions, evaluate, jsonable, select
+from cxrvlm.models import load_model
 from cxrvlm.train.config import TrainConfig, load_config
+from cxrvlm.train.loop import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +132,6 @@ def finished(run_dir: Path) -> bool:
 
 def train_variant(spec: AblationSpec, variant: Variant, seed: int, run_dir: Path) -> Path:
     """Train (or resume) one variant; returns the folder of its final model."""
-    from cxrvlm.train.loop import Trainer
-
     if finished(run_dir):
         log.info("ablation: %s seed %d already trained (%s)", variant.name, seed, run_dir / "final")
         return run_dir / "final"
@@ -143,10 +144,6 @@ def train_variant(spec: AblationSpec, variant: Variant, seed: int, run_dir: Path
 def evaluate_variant(spec: AblationSpec, variant: Variant, model_path: str, eval_dir: Path,
                      examples: list) -> dict[str, Any]:
     """Evaluate a model on the variant's tasks; a finished evaluation with the same settings is reused."""
-    from cxrvlm.eval.report import write_outputs
-    from cxrvlm.eval.runner import evaluate, select
-    from cxrvlm.models import load_model
-
     key = {"split": spec.split, "limit": spec.limit, "tasks": variant.tasks or spec.tasks, "model": model_path}
     done = eval_dir / "metrics.json"
     if done.is_file():
@@ -164,8 +161,6 @@ def evaluate_variant(spec: AblationSpec, variant: Variant, model_path: str, eval
 
 def run_ablation(spec: AblationSpec, variants: list[Variant] | None = None) -> dict[str, Any]:
     """Train and evaluate every (variant, seed); write `ablation.json` and `ablation.md` into `spec.out`."""
-    from cxrvlm.data.split import read_split
-
     variants = variants if variants is not None else plan_variants(
         spec.tasks, spec.strategies, spec.pretrained, spec.base.get("mixture_ratios"))
     examples = read_split(spec.data, spec.split)

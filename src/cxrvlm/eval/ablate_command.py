@@ -16,6 +16,10 @@ import json
 import sys
 from pathlib import Path
 
+from cxrvlm.data.split import read_split
+from cxrvlm.eval.ablate import AblationSpec, load_base, run_ablation, with_steps
+from cxrvlm.eval.runner import EvalOptions
+
 QUICK_LIMIT = 24
 QUICK_MAX_NEW_TOKENS = 48  # an untrained model rarely stops early; a report is cut, a two-lung answer still fits
 
@@ -62,10 +66,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cxrvlm.eval.ablate import AblationSpec, load_base, run_ablation, with_steps
-    from cxrvlm.eval.runner import EvalOptions
-    from cxrvlm.data.split import read_split
-
     base = load_base(args.config, args.quick, args.overrides)
     if args.steps is not None:
         base = with_steps(base, args.steps)

@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
+from cxrvlm.data.split import read_split
+from cxrvlm.eval.operating_point import OperatingPointError, choose_operating_point
+from cxrvlm.eval.report import write_outputs
+from cxrvlm.eval.runner import EvalOptions, evaluate, select
+from cxrvlm.models import load_model
+from cxrvlm.models.operating_point import OPERATING_POINT_FILE, read_operating_point, write_operating_point
 from cxrvlm.tasks import screening_task
 
 
@@ -77,13 +84,6 @@ def _tasks(text: str | None) -> list[str] | None:
 
 def resolve_operating_point(args: argparse.Namespace, model: object, limit_seed: tuple[int | None, int]) -> dict | None:
     """The TB operating point the arguments ask for (None when none is asked for or none can be chosen)."""
-    import logging
-
-    from cxrvlm.eval.operating_point import OperatingPointError, choose_operating_point
-    from cxrvlm.eval.runner import select
-    from cxrvlm.models.operating_point import read_operating_point
-    from cxrvlm.data.split import read_split
-
     if args.threshold is not None:
         if not 0.0 <= args.threshold <= 1.0:
             raise ValueError(f"--threshold must be a probability in [0, 1], got {args.threshold}")
@@ -106,12 +106,6 @@ def resolve_operating_point(args: argparse.Namespace, model: object, limit_seed:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cxrvlm.eval.report import write_outputs
-    from cxrvlm.eval.runner import EvalOptions, evaluate, select
-    from cxrvlm.models import load_model
-    from cxrvlm.models.operating_point import OPERATING_POINT_FILE, write_operating_point
-    from cxrvlm.data.split import read_split
-
     examples = select(read_split(args.data, args.split), _tasks(args.tasks), args.limit, args.seed)
     if not examples:
         raise ValueError(f"{args.data}/{args.split}.jsonl has no examples of the tasks asked for "

@@ -17,8 +17,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from tqdm.auto import tqdm
+
+from cxrvlm.data.images import ImageCache
 from cxrvlm.eval import predict
 from cxrvlm.examples import Example
+from cxrvlm.metrics import auroc, binary_at_threshold, choose_threshold
 from cxrvlm.models.operating_point import read_operating_point, write_operating_point
 from cxrvlm.tasks import screening_task
 
@@ -44,10 +48,6 @@ def tb_scores(model: Any, examples: Sequence[Example], batch_size: int = 8,
               progress: bool = True) -> tuple[list[int], list[float]]:
     """(y: 1 for tuberculosis, score: the model's probability of "tuberculosis") over the TB examples; an example
     whose images cannot be read is skipped with a warning."""
-    from tqdm.auto import tqdm
-
-    from cxrvlm.data.images import ImageCache
-
     cases, positive = tb_examples(examples), screening_task().screening[1]
     cache = ImageCache(int(model.config.image_size))
     y, score = [], []
@@ -75,8 +75,6 @@ def tb_scores(model: Any, examples: Sequence[Example], batch_size: int = 8,
 def operating_point_from_scores(y: Sequence[int], score: Sequence[float],
                                 min_sensitivity: float = WHO_MIN_SENSITIVITY, split: str = "val") -> dict[str, Any]:
     """The threshold reaching `min_sensitivity` with the best specificity, with what it gives on this data."""
-    from cxrvlm.metrics import auroc, binary_at_threshold, choose_threshold
-
     if not y:
         raise OperatingPointError(f"no TB screening example in the {split} split: cannot choose an operating point")
     if sum(y) == 0:

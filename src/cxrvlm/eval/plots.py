@@ -15,6 +15,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from cxrvlm.io import read_image, resize_to
+from cxrvlm.metrics import auroc, binary_at_threshold, roc_curve
+
 log = logging.getLogger(__name__)
 
 TRUE_COLOUR = (40, 200, 80)
@@ -34,8 +37,6 @@ def roc_png(y: Sequence[int], score: Sequence[float], path: str | Path, threshol
             title: str = "ROC", size: int = 360) -> Path:
     """ROC curve of scores against 0/1 truth, the chance diagonal, the AUROC, and the operating point
     (`score >= threshold` positive) as a red dot."""
-    from cxrvlm.metrics import auroc, binary_at_threshold, roc_curve
-
     fpr, tpr, _ = roc_curve(y, score)
     img = Image.new("RGB", (size, size), "white")
     d, font = ImageDraw.Draw(img), _font(12)
@@ -125,8 +126,6 @@ def example_grid_png(items: Sequence[GridItem], path: str | Path, thumb: int = 2
 
 
 def _tile(item: GridItem, thumb: int, font: Any) -> Image.Image:
-    from cxrvlm.io import read_image, resize_to
-
     try:
         pixels = read_image(item.image).pixels
     except (ValueError, OSError) as e:

@@ -35,11 +35,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from cxrvlm.data.images import ImageCache, zoom_shift
 from cxrvlm.eval import predict
 from cxrvlm.examples import Example, Prediction
-
+from cxrvlm.io.read import read_image
 from cxrvlm.tasks import Task, get_task
+from cxrvlm.tokens.rle import rle_encode
+from cxrvlm.tokens.seg_refine import refine_objects
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +200,6 @@ def predict_one(task: Task, example: Example, text: str, token_scores: list, pro
 def refined(parsed: Prediction, example: Example) -> Prediction:
     """A segmentation with its masks redrawn on the example's film by the mask refiner (boxes follow the masks);
     unchanged, with a warning, when the film or the refiner fails."""
-    from cxrvlm.io.read import read_image
-    from cxrvlm.tokens.seg_refine import refine_objects
-
     try:
         objects = refine_objects(read_image(example.images[0]).pixels, parsed.masks)
     except (ValueError, OSError, RuntimeError) as e:
@@ -209,8 +210,6 @@ def refined(parsed: Prediction, example: Example) -> Prediction:
 
 def prediction_json(pred: Prediction) -> dict[str, Any]:
     """A prediction's fields for predictions.jsonl; masks as COCO RLE."""
-    from cxrvlm.tokens.rle import rle_encode
-
     masks = []
     for label, box, mask in pred.masks:
         rle = rle_encode(np.asarray(mask, dtype=bool)) if mask is not None and np.ndim(mask) == 2 else None
@@ -222,10 +221,6 @@ def prediction_json(pred: Prediction) -> dict[str, Any]:
 
 def evaluate(model: Any, examples: Sequence[Example], options: EvalOptions | None = None) -> EvalResult:
     """Run `model` over `examples` task by task (batched), feed each task's metric; see the module docstring."""
-    from tqdm.auto import tqdm
-
-    from cxrvlm.data.images import ImageCache
-
     options = options or EvalOptions()
     by_task: dict[str, list[Example]] = defaultdict(list)
     for e in examples:
@@ -256,8 +251,6 @@ class _PerturbedViews:
         self.cache, self.perturb = cache, perturb
 
     def views(self, example: Example) -> list[np.ndarray]:
-        from cxrvlm.data.images import zoom_shift
-
         return [zoom_shift(v, *self.perturb) for v in self.cache.views(example)]
 
 

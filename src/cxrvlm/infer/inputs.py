@@ -14,9 +14,7 @@ from typing import Union
 import numpy as np
 
 from cxrvlm.io import XrayImage, read_image
-from cxrvlm.models.preprocess import (
-    to_gray,  # the same checks the model applies to arrays
-)
+from cxrvlm.models.preprocess import to_gray  # the same checks the model applies to arrays
 
 ImageLike = Union[str, os.PathLike, np.ndarray, XrayImage]
 # Extensions a folder is searched for; a file named on the command line is read whatever its name (by content).

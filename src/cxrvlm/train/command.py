@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from cxrvlm.train.config import load_config
+from cxrvlm.train.loop import Trainer
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="JSON training config (see configs/ in the repository); defaults without one")
@@ -13,9 +16,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cxrvlm.train.config import load_config
-    from cxrvlm.train.loop import Trainer
-
     cfg = load_config(args.config, args.overrides)
     trainer = Trainer(cfg, args.out)
     last = trainer.run()
