@@ -85,6 +85,37 @@ def _tasks(values: list[str]) -> list[str]:
     return parse_tasks(",".join(values) if any(v.strip() for v in values) else list(TASKS))
 
 
+def _read_upload(interpreter: Any, lock: threading.Lock, max_bytes: int, file: Any, prior: Any,
+                 prior_days: float | None, tasks: list[str], question: list[str]) -> tuple[dict[str, Any], Any]:
+    """One request's reading and the frontal pixels: the uploads saved to a temporary folder, read one request at
+    a time. The client's input errors are 400s, a model failure a 500 naming the file; the server goes on."""
+    name = _safe_name(file.filename)
+    with tempfile.TemporaryDirectory(prefix="cxrvlm-serve-") as tmp:
+        try:
+            wanted = _tasks(tasks)
+            image = _save_upload(file, Path(tmp), max_bytes)
+            prior_path = None
+            if prior is not None and prior.filename:
+                (Path(tmp) / "prior").mkdir()
+                prior_path = _save_upload(prior, Path(tmp) / "prior", max_bytes)
+            questions = [q.strip() for q in question if q.strip()] or None
+            with lock:
+                reading, pixels = interpreter.interpret_with_pixels(
+                    str(image), tasks=wanted, questions=questions,
+                    prior=str(prior_path) if prior_path else None, prior_days=prior_days)
+            reading["image"] = name  # the client's file name, not the server's temporary path
+            if prior_path is not None:
+                reading["prior"] = prior_path.name
+        except UploadError:
+            raise
+        except (ValueError, OSError) as e:  # unreadable image, bad task list, bad interval: the client's input
+            raise UploadError(str(e).replace(tmp + "/", ""), 400, name) from None
+        except Exception as e:  # noqa: BLE001 - the model failed on this image: say so, keep serving
+            log.exception("interpretation of %s failed", name)
+            raise UploadError(f"{name}: the interpretation failed ({type(e).__name__}: {e})", 500, name) from None
+    return reading, pixels
+
+
 def create_app(interpreter: Any, max_upload_mb: float = MAX_UPLOAD_MB) -> Any:
     """A FastAPI app serving `interpreter` (a `cxrvlm.infer.Interpreter`)."""
     fastapi, responses = require_serve(), require_serve("fastapi.responses")
@@ -122,30 +153,7 @@ def create_app(interpreter: Any, max_upload_mb: float = MAX_UPLOAD_MB) -> Any:
                   prior_days: float | None = Form(None), tasks: list[str] = Form([]),
                   question: list[str] = Form([]), overlay: bool = Form(False),
                   format: str = Query("json", pattern="^(json|html)$")) -> Any:
-        name = _safe_name(file.filename)
-        with tempfile.TemporaryDirectory(prefix="cxrvlm-serve-") as tmp:
-            try:
-                wanted = _tasks(tasks)
-                image = _save_upload(file, Path(tmp), max_bytes)
-                prior_path = None
-                if prior is not None and prior.filename:
-                    (Path(tmp) / "prior").mkdir()
-                    prior_path = _save_upload(prior, Path(tmp) / "prior", max_bytes)
-                questions = [q.strip() for q in question if q.strip()] or None
-                with lock:
-                    reading, pixels = interpreter.interpret_with_pixels(
-                        str(image), tasks=wanted, questions=questions,
-                        prior=str(prior_path) if prior_path else None, prior_days=prior_days)
-                reading["image"] = name  # the client's file name, not the server's temporary path
-                if prior_path is not None:
-                    reading["prior"] = prior_path.name
-            except UploadError:
-                raise
-            except (ValueError, OSError) as e:  # unreadable image, bad task list, bad interval: the client's input
-                raise UploadError(str(e).replace(tmp + "/", ""), 400, name) from None
-            except Exception as e:  # noqa: BLE001 - the model failed on this image: say so, keep serving
-                log.exception("interpretation of %s failed", name)
-                raise UploadError(f"{name}: the interpretation failed ({type(e).__name__}: {e})", 500, name) from None
+        reading, pixels = _read_upload(interpreter, lock, max_bytes, file, prior, prior_days, tasks, question)
         if format == "html":
             return HTMLResponse(render_html(reading, render_overlay(pixels, reading)))
         if overlay:

@@ -72,96 +72,127 @@ def closed_questions(data: str, split: str) -> list[tuple[str, str, tuple[str, .
     return items
 
 
-def probe(args: argparse.Namespace) -> list[dict[str, float]]:
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    train, val = tb_images(args.data, "train"), tb_images(args.data, "val")
+def _questions(args: argparse.Namespace) -> list[tuple[str, str, tuple[str, ...], int]]:
+    """The training split's closed questions this probe learns (none unless `--labels closed`)."""
     questions = closed_questions(args.data, "train") if args.labels == "closed" else []
     questions = [q for q in questions if args.only_question.lower() in q[1].lower()]
     if args.labels == "closed" and not questions:
         raise ValueError(f"{args.data} train: no closed question contains {args.only_question!r}")
-    keys = sorted({(q, c) for _, q, c, _ in questions})
-    key_index = {k: i for i, k in enumerate(keys)}
+    return questions
+
+
+def _encoder(args: argparse.Namespace) -> tuple[nn.Module, VLMConfig]:
+    """The encoder named by --encoder, configured like --model's, started from --init when given."""
     base = {**read_model_config(args.model)[0], "image_size": args.image_size, "encoders": [args.encoder],
             "vocab_size": 1, **parse_overrides(args.set)}
     cfg = resolve_hf_vision(VLMConfig.from_json(base, where=f"probe of {args.model}"))
     encoder = ENCODER_REGISTRY[args.encoder](cfg)
     if args.init:
         load_module_weights(encoder, "", args.init)  # clear errors for a missing file or another encoder's weights
-    head = nn.Linear(encoder.out_dim, 1)
-    heads = nn.ModuleList(nn.Linear(encoder.out_dim, len(c)) for _, c in keys)  # one per closed question
-    encoder.requires_grad_(not args.frozen)
-    train_mode = not args.frozen  # a frozen (linear-probed) encoder stays in eval mode throughout
-    encoder.train(train_mode)
-    params = [*(p for p in encoder.parameters() if p.requires_grad), *head.parameters(), *heads.parameters()]
-    steps = max(args.epochs * (len(questions) or len(train)) // args.batch_size, 5)
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps)
-    cache = ImageCache(args.image_size)
+    return encoder, cfg
 
-    def pixels(items: list[tuple], augment: bool) -> torch.Tensor:
+
+class _Probe:
+    """An encoder with a pooled linear TB head (and one head per closed question), trained and validated."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.rng = np.random.default_rng(args.seed)
+        self.train, self.val = tb_images(args.data, "train"), tb_images(args.data, "val")
+        self.questions = _questions(args)
+        self.keys = sorted({(q, c) for _, q, c, _ in self.questions})
+        self.key_index = {k: i for i, k in enumerate(self.keys)}
+        self.encoder, self.cfg = _encoder(args)
+        self.head = nn.Linear(self.encoder.out_dim, 1)
+        self.heads = nn.ModuleList(nn.Linear(self.encoder.out_dim, len(c)) for _, c in self.keys)
+        self.encoder.requires_grad_(not args.frozen)
+        self.train_mode = not args.frozen  # a frozen (linear-probed) encoder stays in eval mode throughout
+        self.encoder.train(self.train_mode)
+        self.cache = ImageCache(args.image_size)
+        self.val_questions = ([q for q in closed_questions(args.data, "val") if (q[1], q[2]) in self.key_index]
+                              if self.keys else [])
+
+    def pixels(self, items: list[tuple], augment: bool) -> torch.Tensor:
         out = []
         for path, *_ in items:
-            x = cache.get(path)
+            x = self.cache.get(path)
             if augment:
-                x = augment_intensity(x, rng)
-                x = augment_geometry(x, rng) if args.geometry else x
-            out.append(torch.from_numpy((x - cfg.image_mean) / cfg.image_std)[None])
+                x = augment_intensity(x, self.rng)
+                x = augment_geometry(x, self.rng) if self.args.geometry else x
+            out.append(torch.from_numpy((x - self.cfg.image_mean) / self.cfg.image_std)[None])
         return torch.stack(out)
 
-    def val_auroc() -> float:
-        encoder.eval()
+    def features(self, items: list[tuple], augment: bool) -> torch.Tensor:
+        return self.encoder(self.pixels(items, augment)).mean(1)  # (B, C): tokens pooled
+
+    def val_auroc(self) -> float:
+        self.encoder.eval()
         with torch.inference_mode():
-            scores = [float(s) for i in range(0, len(val), 32)
-                      for s in head(encoder(pixels(val[i:i + 32], False)).mean(1))[:, 0]]
-        encoder.train(train_mode)
-        return auroc([y for _, y in val], scores)
+            scores = [float(s) for i in range(0, len(self.val), 32)
+                      for s in self.head(self.features(self.val[i:i + 32], False))[:, 0]]
+        self.encoder.train(self.train_mode)
+        return auroc([y for _, y in self.val], scores)
 
-    val_questions = [q for q in closed_questions(args.data, "val") if (q[1], q[2]) in key_index] if keys else []
-
-    def val_accuracy() -> float:
-        encoder.eval()
+    def val_accuracy(self) -> float:
+        self.encoder.eval()
+        right = 0
         with torch.inference_mode():
-            right = 0
-            for i in range(0, len(val_questions), 32):
-                chunk = val_questions[i:i + 32]
-                feats = encoder(pixels(chunk, False)).mean(1)
-                right += sum(int(heads[key_index[(q, c)]](f).argmax()) == y for f, (_, q, c, y) in zip(feats, chunk))
-        encoder.train(train_mode)
-        return right / max(len(val_questions), 1)
+            for i in range(0, len(self.val_questions), 32):
+                chunk = self.val_questions[i:i + 32]
+                right += sum(int(self.heads[self.key_index[(q, c)]](f).argmax()) == y
+                             for f, (_, q, c, y) in zip(self.features(chunk, False), chunk))
+        self.encoder.train(self.train_mode)
+        return right / max(len(self.val_questions), 1)
 
-    def loss_of_batch() -> torch.Tensor:
-        if not keys:
-            batch = [train[i] for i in rng.integers(0, len(train), args.batch_size)]
-            logit = head(encoder(pixels(batch, True)).mean(1))[:, 0]
+    def loss_of_batch(self) -> torch.Tensor:
+        size = self.args.batch_size
+        if not self.keys:
+            batch = [self.train[i] for i in self.rng.integers(0, len(self.train), size)]
+            logit = self.head(self.features(batch, True))[:, 0]
             return F.binary_cross_entropy_with_logits(logit, torch.tensor([float(y) for _, y in batch]))
-        batch = [questions[i] for i in rng.integers(0, len(questions), args.batch_size)]
-        feats = encoder(pixels(batch, True)).mean(1)
+        batch = [self.questions[i] for i in self.rng.integers(0, len(self.questions), size)]
+        feats = self.features(batch, True)
         # the TB head keeps learning on the TB images of the batch, so the TB AUROC stays comparable
         tb = [(f, float(c[y] == "tuberculosis")) for f, (_, q, c, y) in zip(feats, batch) if "tuberculosis" in c
               and len(c) == 2]
-        losses = [F.cross_entropy(heads[key_index[(q, c)]](f)[None], torch.tensor([y]))
+        losses = [F.cross_entropy(self.heads[self.key_index[(q, c)]](f)[None], torch.tensor([y]))
                   for f, (_, q, c, y) in zip(feats, batch)]
         if tb:
-            losses.append(F.binary_cross_entropy_with_logits(head(torch.stack([f for f, _ in tb]))[:, 0],
+            losses.append(F.binary_cross_entropy_with_logits(self.head(torch.stack([f for f, _ in tb]))[:, 0],
                                                              torch.tensor([y for _, y in tb])))
         return torch.stack(losses).mean()
 
+    def parameters(self) -> list[nn.Parameter]:
+        return [*(p for p in self.encoder.parameters() if p.requires_grad), *self.head.parameters(),
+                *self.heads.parameters()]
+
+    def row(self, step: int, loss: torch.Tensor, t0: float) -> dict[str, float]:
+        row = {"step": step, "train_loss": round(loss.item(), 4), "val_auroc": round(self.val_auroc(), 4),
+               "elapsed_s": round(time.perf_counter() - t0, 1)}
+        if self.keys:
+            row["val_closed_accuracy"] = round(self.val_accuracy(), 4)
+        return row
+
+
+def probe(args: argparse.Namespace) -> list[dict[str, float]]:
+    """Train the probe (printing a JSON row of validation figures five times), save the encoder if asked."""
+    torch.manual_seed(args.seed)
+    run = _Probe(args)
+    steps = max(args.epochs * (len(run.questions) or len(run.train)) // args.batch_size, 5)
+    opt = torch.optim.AdamW(run.parameters(), lr=args.lr, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps)
     log, t0 = [], time.perf_counter()
     for step in range(steps):
-        loss = loss_of_batch()
+        loss = run.loss_of_batch()
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         if (step + 1) % max(steps // 5, 1) == 0 or step == steps - 1:
-            row = {"step": step + 1, "train_loss": round(loss.item(), 4), "val_auroc": round(val_auroc(), 4),
-                   "elapsed_s": round(time.perf_counter() - t0, 1)}
-            if keys:
-                row["val_closed_accuracy"] = round(val_accuracy(), 4)
-            print(json.dumps(row), flush=True)
-            log.append(row)
+            log.append(run.row(step + 1, loss, t0))
+            print(json.dumps(log[-1]), flush=True)
     if args.save:
-        write_tensors(args.save, encoder.state_dict(), {"encoder": args.encoder, "image_size": str(args.image_size)})
+        write_tensors(args.save, run.encoder.state_dict(),
+                      {"encoder": args.encoder, "image_size": str(args.image_size)})
         print(json.dumps({"saved": args.save}), flush=True)
     return log
