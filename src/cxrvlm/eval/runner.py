@@ -15,7 +15,7 @@ Conventions (stated because they change the numbers):
 - findings_then_report step 2 is asked with the model's own step-1 answer in its prompt (`chain=True`, the chain
   of thought as deployed), not the reference answer the training prompt holds.
 - `perturb=(zoom, dx, dy)` evaluates on every image zoomed about its centre and shifted by (dx, dy) of its side
-  (`train.data.zoom_shift`): how much a reading depends on the framing of the film. Only for tasks whose answers
+  (`data.images.zoom_shift`): how much a reading depends on the framing of the film. Only for tasks whose answers
   hold no coordinates; the TB operating point stays the one chosen on unperturbed images, as deployed.
 - Examples whose images cannot be read, or that the model refuses (e.g. more views than image slots), are skipped,
   counted in `n_skipped` with the reason, and the run goes on.
