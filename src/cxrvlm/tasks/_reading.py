@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from cxrvlm.tasks._text import output_warning
 from cxrvlm.tokens.loc import encode_box
 from cxrvlm.tokens.seg import encode_seg
 
@@ -62,6 +63,16 @@ def box_tokens(box: Sequence[float]) -> str:
 def mask_tokens(box: Sequence[float], codes: Sequence[int]) -> str:
     """Box + 16 valid seg codes (0..127) -> `<loc..>x4<seg..>x16` as written."""
     return encode_box(*box) + encode_seg(codes)
+
+
+def generate_objects(ctx: Any, task: Any, prompt: str, labels: Sequence[str]) -> tuple[str, TokenScores, Any]:
+    """(text, token scores, parsed prediction) of an answer naming `labels`' objects (boxes, masks), parsed at the
+    input image's size; a malformed answer adds a warning and keeps what could be parsed."""
+    text, token_scores = ctx.generate(prompt, task.budget(len(labels)), task.answer_shape)
+    pred = task.parse(text, ctx.image_size, labels=list(labels))
+    if not pred.valid:
+        ctx.warn(output_warning(task.name, pred.reason, text))
+    return text, token_scores, pred
 
 
 def object_confidences(ctx: Any, task: str, text: str, token_scores: TokenScores, objects: Sequence[str]) -> list[float]:

@@ -131,12 +131,9 @@ def metric(threshold: float | None = None, fast: bool = False) -> DetectionMetri
 
 def read(ctx: ReadContext) -> dict[str, Any]:
     """Boxes of the asked labels in pixels of the input image, each with its loc tokens' confidence."""
-    labels = list(ctx.options.detect_labels)
-    text, token_scores = ctx.generate(prompt(labels), TASK.budget(len(labels)), TASK.answer_shape)
+    labels = ctx.options.detect_labels
+    text, token_scores, pred = _reading.generate_objects(ctx, TASK, prompt(labels), labels)
     h, w = ctx.image_size
-    pred = parse(text, (h, w), labels=labels)
-    if not pred.valid:
-        ctx.warn(_text.output_warning(NAME, pred.reason, text))
     scores = _reading.object_confidences(ctx, NAME, text, token_scores,
                                          [_reading.box_tokens(b) for _, b in pred.boxes])
     return {"detections": [{"label": label, "box": _reading.to_pixels(box, h, w), "score": round(s, 6)}

@@ -14,10 +14,10 @@ import re
 from collections import Counter
 from typing import Any
 
-from cxrvlm.records import Study
-from cxrvlm.tasks import _text
 from cxrvlm.examples import Example, Prediction
 from cxrvlm.metrics.detection import GroundingMetric
+from cxrvlm.records import Study
+from cxrvlm.tasks import _text
 from cxrvlm.tasks.base import Task, register
 from cxrvlm.tokens.loc import LOC_RE, decode_locs, encode_box
 from cxrvlm.tokens.shape import BOX_ONLY

@@ -234,12 +234,9 @@ def _kept_objects(ctx: ReadContext, pred: Prediction) -> list[tuple]:
 def read(ctx: ReadContext) -> dict[str, Any]:
     """Masks of the asked labels as COCO RLE at the input image's size (redrawn on the film by the mask refiner
     unless the options say not to), each with its tokens' confidence and its box in pixels."""
-    labels = list(ctx.options.segment_labels)
-    text, token_scores = ctx.generate(prompt(labels), TASK.budget(len(labels)), TASK.answer_shape)
+    labels = ctx.options.segment_labels
+    text, token_scores, pred = _reading.generate_objects(ctx, TASK, prompt(labels), labels)
     h, w = ctx.image_size
-    pred = parse(text, (h, w), labels=labels)
-    if not pred.valid:
-        ctx.warn(_text.output_warning(NAME, pred.reason, text))
     kept = _kept_objects(ctx, pred)
     scores = _reading.object_confidences(ctx, NAME, text, token_scores,
                                          [_reading.mask_tokens(b, c) for _, b, _, c in kept])
