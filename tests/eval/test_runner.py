@@ -15,6 +15,7 @@ from cxrvlm.eval import runner
 from cxrvlm.eval.predict import box_scores_for, loc_runs
 from cxrvlm.eval.runner import EvalOptions, evaluate, reason_kind, select
 from cxrvlm.examples import Example
+from cxrvlm.jsonl import clean
 
 GARBAGE = ("", "   ", "\x00\x01\x02", "<loc0012><loc0300><loc05", "yes\x00no", "x" * 60_000, "<seg001> maybe",
            "tuberculosis; <loc0001>")
@@ -79,8 +80,6 @@ def test_reference_answers_score_perfectly(curated: Path) -> None:
 
 def test_segmentation_is_scored_on_refined_masks_unless_turned_off(curated: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from cxrvlm.eval import runner
-
     examples = [e for e in read_split(curated, "test") if e.task == "segment"]
     films = []
 
@@ -211,8 +210,8 @@ def test_options_are_checked() -> None:
             EvalOptions(**bad)
 
 
-def test_jsonable_makes_strict_json() -> None:
-    assert runner.jsonable({"a": float("nan"), "b": np.float32(0.5), "c": [np.int64(2), float("inf")]}) == {
+def test_clean_makes_strict_json() -> None:
+    assert clean({"a": float("nan"), "b": np.float32(0.5), "c": [np.int64(2), float("inf")]}) == {
         "a": None, "b": 0.5, "c": [2, None]}
 
 

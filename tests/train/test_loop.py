@@ -94,6 +94,29 @@ def test_resume_after_a_crash_retraces_the_same_curve(data, tmp_path, monkeypatc
         assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-6), step
 
 
+def test_resume_after_a_torn_metrics_line(data, tmp_path, monkeypatch):
+    """A kill while metrics.jsonl was being written leaves half a line: resume repairs the file and goes on."""
+    from cxrvlm.train.loop import Trainer
+
+    run, real_step = tmp_path / "run", Trainer._step
+
+    def crash_at_5(self, step, *a):
+        if step == 5:
+            raise RuntimeError("simulated crash")
+        return real_step(self, step, *a)
+
+    monkeypatch.setattr(Trainer, "_step", crash_at_5)
+    with pytest.raises(RuntimeError):
+        train(data, run, steps=6)
+    monkeypatch.setattr(Trainer, "_step", real_step)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, "loss": 1.2')  # the torn last line
+    train(data, run, steps=6)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert all(json.loads(line) for line in lines)  # every line parses again
+    assert sorted(losses(run)) == list(range(1, 7))
+
+
 def _cli(args: list[str], **kw) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)

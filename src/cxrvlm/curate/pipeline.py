@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from cxrvlm.curate.checks import (DUPLICATE_MODES, Duplicate, Fingerprints, check_no_leakage, duplicate_error,
                                   find_duplicates, missing_images)
-from cxrvlm.curate.jsonl import dumps
+from cxrvlm.jsonl import dumps
 from cxrvlm.curate.split import SPLITS, PatientLinks, assign_splits, parse_fractions
 from cxrvlm.examples import Example
 from cxrvlm.records import Study

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrvlm.about import VERSION
-from cxrvlm.curate.jsonl import clean, write_jsonl
+from cxrvlm.jsonl import clean, write_jsonl
 from cxrvlm.curate.pipeline import Curated
 from cxrvlm.curate.split import SPLITS
 

@@ -25,7 +25,8 @@ from typing import Any
 
 from cxrvlm.data.split import read_split
 from cxrvlm.eval.report import headline, main_metric, write_outputs
-from cxrvlm.eval.runner import EvalOptions, evaluate, jsonable, select
+from cxrvlm.eval.runner import EvalOptions, evaluate, select
+from cxrvlm.jsonl import clean
 from cxrvlm.models import load_model
 from cxrvlm.train.config import TrainConfig, load_config
 from cxrvlm.train.loop import Trainer
@@ -176,7 +177,7 @@ def run_ablation(spec: AblationSpec, variants: list[Variant] | None = None) -> d
                          "malformed": doc.get("malformed", {})})
     table = ablation_table(spec, variants, runs)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ablation.json").write_text(json.dumps(jsonable(table), indent=1, allow_nan=False) + "\n")
+    (out / "ablation.json").write_text(json.dumps(clean(table), indent=1, allow_nan=False) + "\n")
     (out / "ablation.md").write_text(render_table(table))
     return table
 

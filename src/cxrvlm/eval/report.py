@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from cxrvlm.eval import figures
-from cxrvlm.eval.runner import EvalResult, jsonable
+from cxrvlm.eval.runner import EvalResult
+from cxrvlm.jsonl import clean
 from cxrvlm.tasks import get_task, list_tasks
 
 _CI = ("_ci_low", "_ci_high")
@@ -45,14 +46,14 @@ def main_metric(task: str, metrics: dict[str, Any]) -> dict[str, Any]:
     if not keys:
         return {"key": None, "value": None, "ci_low": None, "ci_high": None}
     key = next((k for k in keys if _finite(metrics[k])), keys[0])
-    return jsonable({"key": key, "value": metrics.get(key), "ci_low": metrics.get(key + _CI[0]),
+    return clean({"key": key, "value": metrics.get(key), "ci_low": metrics.get(key + _CI[0]),
                      "ci_high": metrics.get(key + _CI[1])})
 
 
 def metrics_document(result: EvalResult, info: dict[str, Any],
                      operating_point: dict[str, Any] | None) -> dict[str, Any]:
     tasks = {t: r.to_json() for t, r in result.tasks.items()}
-    return jsonable({
+    return clean({
         **info, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "n_examples": sum(r.n for r in result.tasks.values()),
         "options": dataclasses.asdict(result.options), "operating_point": operating_point,
@@ -71,7 +72,7 @@ def write_outputs(result: EvalResult, out: str | Path, info: dict[str, Any],
     (out / "metrics.json").write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
     with open(out / "predictions.jsonl", "w") as f:
         for r in result.records:
-            f.write(json.dumps(jsonable(r), allow_nan=False) + "\n")
+            f.write(json.dumps(clean(r), allow_nan=False) + "\n")
     threshold = operating_point.get("threshold") if operating_point else None
     figs = figures.classification_figures(result.records, out, threshold) + figures.example_grid(result.records, out)
     parts = {"figures": figs, "reports": figures.report_samples(result.records),

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import random
 import re
 import sys
@@ -40,6 +39,7 @@ from tqdm.auto import tqdm
 from cxrvlm.data.images import ImageCache, zoom_shift
 from cxrvlm.eval import predict
 from cxrvlm.examples import Example, Prediction
+from cxrvlm.jsonl import clean
 from cxrvlm.io.read import read_image
 from cxrvlm.tasks import Task, get_task
 from cxrvlm.tokens.rle import rle_encode
@@ -91,7 +91,7 @@ class TaskResult:
         return {"n": self.n, "n_invalid": self.n_invalid, "invalid_rate": self.n_invalid / self.n if self.n else None,
                 "invalid_reasons": dict(self.invalid_reasons.most_common()), "n_skipped": self.n_skipped,
                 "skipped_reasons": dict(self.skipped_reasons.most_common()), "seconds": round(self.seconds, 3),
-                "metrics": jsonable(self.metrics)}
+                "metrics": clean(self.metrics)}
 
 
 @dataclass
@@ -99,21 +99,6 @@ class EvalResult:
     tasks: dict[str, TaskResult]
     records: list[dict[str, Any]]
     options: EvalOptions
-
-
-def jsonable(value: Any) -> Any:
-    """Nested metrics -> strict JSON values: NaN/inf -> None, numpy scalars and arrays -> Python."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def reason_kind(reason: str) -> str:
@@ -215,7 +200,7 @@ def prediction_json(pred: Prediction) -> dict[str, Any]:
         rle = rle_encode(np.asarray(mask, dtype=bool)) if mask is not None and np.ndim(mask) == 2 else None
         masks.append({"label": label, "box": [float(v) for v in box], "rle": rle})
     extra = {k: v for k, v in pred.extra.items() if k in ("probs", "box_scores", "generated_answer", "step")}
-    return jsonable({"label": pred.label, "answer": pred.answer, "labels": list(pred.labels),
+    return clean({"label": pred.label, "answer": pred.answer, "labels": list(pred.labels),
                      "boxes": [{"label": lab, "box": list(b)} for lab, b in pred.boxes], "masks": masks, **extra})
 
 

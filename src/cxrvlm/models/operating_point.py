@@ -9,10 +9,11 @@ How the point is chosen (on validation data, for the WHO sensitivity target) is 
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
+
+from cxrvlm.jsonl import clean
 
 OPERATING_POINT_FILE = "operating_point.json"
 # Where a threshold may sit: top level (operating_point.json), or nested in a metrics.json / a reading's "tb".
@@ -54,24 +55,11 @@ def saved_threshold(folder: str | os.PathLike | None) -> float | None:
     return read_operating_point(Path(folder) / OPERATING_POINT_FILE)["threshold"]
 
 
-def _plain(value: Any) -> Any:
-    """Strict JSON values: NaN/inf -> None, numpy scalars (anything with .item()) -> Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def write_operating_point(op: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write `op` (it must hold a threshold in [0, 1]) to a file (its folder made if need be), or into an existing
     folder as operating_point.json.
     Atomic (a temporary file renamed over the target), so a reader never sees half a file."""
-    path, doc = _file(path), _plain(op)
+    path, doc = _file(path), clean(op)
     _checked_threshold(doc.get("threshold"), path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

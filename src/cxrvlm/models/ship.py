@@ -16,15 +16,12 @@ from typing import Any
 import torch
 
 from cxrvlm.about import NOTICE
+from cxrvlm.jsonl import read_jsonl
 from cxrvlm.models.operating_point import OPERATING_POINT_FILE, read_operating_point, write_operating_point
 from cxrvlm.models.registry import load_model
 from cxrvlm.tasks import get_task, list_tasks, screening_task
 
 MAX_MB = 30.0  # the built-in model must stay small enough to ship inside a wheel
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def _fmt(v: Any) -> str:
@@ -33,7 +30,7 @@ def _fmt(v: Any) -> str:
 
 def training_summary(run: Path) -> dict[str, Any]:
     """Steps, final losses, wall time (summed over resumed sessions) and the first/last validation losses."""
-    rows = _read_jsonl(run / "metrics.jsonl")
+    rows = read_jsonl(run / "metrics.jsonl")
     train = [r for r in rows if "loss" in r]
     val = [r for r in rows if r.get("split") == "val"]
     sessions, prev = 0.0, None  # elapsed_s restarts at 0 when a run resumes

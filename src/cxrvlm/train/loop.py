@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from cxrvlm.data.images import ImageCache, augment_geometry, augment_intensity, zoomed_and_shifted
 from cxrvlm.data.split import TaskData, read_split
+from cxrvlm.jsonl import read_jsonl, write_jsonl
 from cxrvlm.models.hf_common import require_hf
 from cxrvlm.tasks.base import get_task
 from cxrvlm.train import checkpoint as ckpt_io
@@ -230,11 +231,10 @@ class Trainer:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records logged after the checkpoint we resume from: the resumed run writes them again."""
-    if not path.is_file():
-        return
-    keep = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= step]
-    path.write_text("".join(line + "\n" for line in keep))
+    """Drop records logged after the checkpoint we resume from (the resumed run writes them again) and any torn
+    line a kill mid-write left; the file is replaced atomically."""
+    if path.is_file():
+        write_jsonl(path, [r for r in read_jsonl(path) if r.get("step", 0) <= step])
 
 
 def _progress(total: int, initial: int, disable: bool) -> Any:
