@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,18 @@ def test_a_model_shipped_in_the_package_loads_by_name(tmp_path, monkeypatch, tin
     assert load_model("cxrvlm-tiny").config == model.config
     model.save_pretrained(tmp_path / "home" / "cxrvlm-tiny")  # the user's own folder wins over the shipped one
     assert registry.checkpoint_folder("cxrvlm-tiny") == tmp_path / "home" / "cxrvlm-tiny"
+
+
+def test_a_folder_here_named_like_a_built_in_model_does_not_shadow_it(tmp_path, monkeypatch, tiny) -> None:
+    from cxrvlm.models import registry
+
+    monkeypatch.setenv("CXRVLM_MODELS", str(tmp_path / "home"))
+    monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path / "shipped")
+    tiny().save_pretrained(tmp_path / "shipped" / "cxrvlm-tiny")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cxrvlm-tiny").mkdir()  # e.g. a run folder of that name, not a checkpoint
+    assert registry.checkpoint_folder("cxrvlm-tiny") == tmp_path / "shipped" / "cxrvlm-tiny"
+    assert registry.checkpoint_folder("./cxrvlm-tiny") == Path("./cxrvlm-tiny")  # a path means the folder
+    assert registry.checkpoint_folder(Path("cxrvlm-tiny")) == Path("cxrvlm-tiny")
+    (tmp_path / "mine").mkdir()
+    assert registry.checkpoint_folder("mine") == Path("mine")  # a bare name no model has is still a folder here

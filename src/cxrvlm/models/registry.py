@@ -80,15 +80,29 @@ def create_model(name_or_path: str | os.PathLike, tokenizer: Tokenizer | None = 
     return backend.create({**config, **overrides}, tokenizer, where if not overrides else f"{where} + overrides")
 
 
+def _bare_name(name_or_path: str | os.PathLike) -> str | None:
+    """The name when `name_or_path` is a bare name ("cxrvlm-tiny"), None when it looks like a path (a Path object,
+    or text holding a folder separator or starting with "." or "~")."""
+    if isinstance(name_or_path, os.PathLike):
+        return None
+    text = str(name_or_path)
+    return None if "/" in text or os.sep in text or text.startswith((".", "~")) else text
+
+
 def checkpoint_folder(name_or_path: str | os.PathLike) -> Path:
-    """The folder `load_model` reads: a checkpoint folder as given, else `$CXRVLM_MODELS/<name>` (default
-    ~/.cache/cxrvlm/models), else the trained weights shipped in the package (`models/weights/<name>`)."""
-    folder = Path(name_or_path)
+    """The folder `load_model` reads. A bare name is `$CXRVLM_MODELS/<name>` (default ~/.cache/cxrvlm/models), else
+    the trained weights shipped in the package (`models/weights/<name>`), and only then a folder of that name
+    here: a folder in the working directory never shadows a built-in model (give `./name` to mean the folder).
+    Anything else is a checkpoint folder's path."""
+    name = _bare_name(name_or_path)
+    for named in ((model_home() / name, SHIPPED_DIR / name) if name else ()):
+        if (named / ckpt.CONFIG_FILE).is_file():
+            if Path(name).is_dir():
+                log.info("%s: the named model, not the folder %s here (give ./%s for the folder)", name, name, name)
+            return named
+    folder = Path(name_or_path).expanduser()
     if folder.is_dir():
         return folder
-    for named in (model_home() / str(name_or_path), SHIPPED_DIR / str(name_or_path)):
-        if (named / ckpt.CONFIG_FILE).is_file():
-            return named
     shipped = sorted(p.name for p in SHIPPED_DIR.glob("*") if (p / ckpt.CONFIG_FILE).is_file())
     raise ValueError(f"no checkpoint {str(name_or_path)!r}: not a folder, not in {model_home()} ({MODELS_ENV}), "
                      f"and not shipped with the package (shipped: {', '.join(shipped) or 'none'}); "
