@@ -57,13 +57,18 @@ def test_only_requested_tasks_run(interp: Interpreter, phantom_png: Path) -> Non
         interp.interpret(str(phantom_png), tasks=["classify", "colour"])
 
 
+def _film(h: int, w: int) -> np.ndarray:
+    """A plain film with content (a ramp): what the model reads is scripted, the image only has to be readable."""
+    return np.linspace(0.2, 0.8, h * w, dtype=np.float32).reshape(h, w)
+
+
 def test_boxes_are_pixels_of_the_input_image(interp: Interpreter, monkeypatch: pytest.MonkeyPatch) -> None:
     h, w = 300, 200  # not square: x follows the width, y the height
     right, left = encode_box(0.1, 0.2, 0.45, 0.9), encode_box(0.55, 0.25, 0.9, 0.85)
     text = f"{right} right lung ; <loc0001> broken ; {left} left lung"
     fake = ScriptedGenerate(interp.model, {"detect": text}, special=0.64)
     monkeypatch.setattr(interp.model, "generate", fake)
-    reading = interp.interpret(np.full((h, w), 0.5, np.float32), tasks=["detect"])
+    reading = interp.interpret(_film(h, w), tasks=["detect"])
     dets = reading["detections"]
     assert [d["label"] for d in dets] == ["right lung", "left lung"]
     # the box the loc tokens encode (quantised to 1/1023), scaled by the input's width and height
@@ -88,7 +93,7 @@ def test_segmentation_rle_decodes_to_a_mask_of_the_input_size(interp: Interprete
     pieces = [f"{right_tokens} right lung", f"{left_tokens} left lung"]
     monkeypatch.setattr(interp.model, "generate", ScriptedGenerate(interp.model, {"segment": " ; ".join(pieces)}))
     raw = Interpreter(interp.model, name="tiny-test", refine_masks=False)  # the decoding itself, on a blank film
-    reading = json.loads(json.dumps(raw.interpret(np.full((h, w), 0.4, np.float32), tasks=["segment"])))
+    reading = json.loads(json.dumps(raw.interpret(_film(h, w), tasks=["segment"])))
     segs = reading["segmentations"]
     assert [s["label"] for s in segs] == ["right lung", "left lung"] and reading["warnings"] == []
     for seg, truth in zip(segs, (right, left)):
@@ -127,11 +132,11 @@ def test_bad_inputs_raise_value_errors_naming_them(interp: Interpreter, tmp_path
 def test_prior_study_input(interp: Interpreter, phantom_png: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = ScriptedGenerate(interp.model, {"Generate": "Findings: clear lungs. Impression: normal chest."})
     monkeypatch.setattr(interp.model, "generate", fake)
-    prior = np.full((50, 60), 0.3, np.float32)
+    prior = _film(70, 80)
     change = vqa.change_question(12)
     reading = interp.interpret(str(phantom_png), tasks=["report", "vqa"], prior=prior, prior_days=12,
                                questions=[change, "Is this chest X-ray normal?"])
-    assert reading["prior"] == "<array 50x60>" and reading["warnings"] == []
+    assert reading["prior"] == "<array 70x80>" and reading["warnings"] == []
     assert reading["report"] == "Findings: clear lungs. Impression: normal chest."
     prefix, feats = fake.calls[0]
     assert prefix == report.prompt("report", prior_interval_days=12)

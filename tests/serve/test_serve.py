@@ -40,7 +40,7 @@ def client():
 
 @pytest.fixture(scope="module")
 def png(tmp_path_factory) -> bytes:
-    path = write_png(tmp_path_factory.mktemp("img") / "chest.png", gradient(80, 60))
+    path = write_png(tmp_path_factory.mktemp("img") / "chest.png", gradient(96, 72))
     return path.read_bytes()
 
 
@@ -58,7 +58,7 @@ def test_health_names_the_model_and_the_notice(client) -> None:
 
 def test_an_uploaded_png_gives_the_interpret_json(client, png) -> None:
     reading = _post(client, "chest.png", png).json()
-    assert reading["image"] == "chest.png" and reading["image_size"] == [80, 60]
+    assert reading["image"] == "chest.png" and reading["image_size"] == [96, 72]
     assert reading["notice"] == "Research use only. Not a diagnosis."
     assert 0.0 <= reading["tb"]["probability"] <= 1.0 and reading["tasks"] == ["classify", "detect"]
     for det in reading["detections"]:

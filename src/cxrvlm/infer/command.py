@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         failed += "error" in result
         print(json.dumps(result), flush=True)
         status = f"error: {result['error']}" if "error" in result else f"{(time.perf_counter() - start) * 1000:.0f} ms"
+        if not result.get("quality", {}).get("assessable", True):
+            status += " (not assessable: " + "; ".join(result["quality"]["reasons"]) + ")"
         print(f"[{i}/{len(files)}] {path}: {status}", file=sys.stderr, flush=True)
     if failed:
         print(f"{failed} of {len(files)} image(s) failed", file=sys.stderr)

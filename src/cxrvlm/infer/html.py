@@ -54,9 +54,18 @@ def _mask_area(seg: dict[str, Any]) -> int | None:
         return None
 
 
+def _not_assessable(reading: dict[str, Any]) -> str:
+    """The reasons an image was not read, first on the page ("" when it was read)."""
+    q = reading.get("quality") or {}
+    if q.get("assessable", True):
+        return ""
+    items = "".join(f"<li>{escape(str(r))}</li>" for r in q.get("reasons", []))
+    return f"<h2>Not assessable</h2><p>No verdict: this image has nothing to read.</p><ul class='warn'>{items}</ul>"
+
+
 def _sections(reading: dict[str, Any]) -> str:
     report = reading.get("report") or ""
-    parts = [
+    parts = [_not_assessable(reading),
         "<h2>Tuberculosis</h2>", _tb(reading),
         "<h2>Findings</h2>", _table(["finding", "probability"],
                                     [[f["label"], f["probability"]] for f in reading.get("findings", [])]),

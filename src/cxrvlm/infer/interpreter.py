@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from cxrvlm.infer.inputs import ImageLike, InputError, View, frontal_and_lateral, load_study
+from cxrvlm.infer.quality import content_problems, quality
 from cxrvlm.infer.result import DETECT_LABELS, SEGMENT_LABELS, TASKS, new_reading
 from cxrvlm.io import resize_to
 from cxrvlm.models import load_model, registry
@@ -145,24 +146,37 @@ class Interpreter:
         with timer("read"):
             study = self._load(images, prior, prior_days, options)
         h, w = study.frontal.size
+        problems = content_problems(study.frontal.pixels)
         reading = new_reading(study.frontal.name, self.name, [h, w], [t.name for t in chosen],
-                              study.second_view.name if study.second == "prior" else None, study.warnings)
+                              study.second_view.name if study.second == "prior" else None, quality(problems),
+                              study.warnings)
+        if problems:  # nothing to read: no verdict, only the reasons
+            study.warn("not assessable: " + "; ".join(problems))
+        else:
+            self._read_tasks(study, chosen, reading, timer)
+        timer.ms["total"] = round((time.perf_counter() - start) * 1000.0, 1)
+        reading["timing_ms"] = timer.ms
+        return reading, study.frontal.pixels
+
+    def _read_tasks(self, study: _Study, chosen: list[Task], reading: dict[str, Any], timer: _Timer) -> None:
         with timer("encode"):
             self._encode(study, any(t.wants_pair(study) for t in chosen if t.wants_pair))
         for task in chosen:
             with timer(task.name):
                 _read_into(reading, task, study)
-        timer.ms["total"] = round((time.perf_counter() - start) * 1000.0, 1)
-        reading["timing_ms"] = timer.ms
-        return reading, study.frontal.pixels
 
     # ------------------------------------------------------------------------------------------------ inputs
     def _load(self, images: Any, prior: Any, prior_days: float | None, options: ReadOptions) -> _Study:
         _check_days(prior_days)
         frontal, lateral = frontal_and_lateral(load_study(images))
-        if prior is None:
-            return _Study(self.model, frontal, lateral, "lateral" if lateral is not None else None, prior_days, options)
-        prior_frontal, _ = frontal_and_lateral(load_study(prior))
+        prior_frontal = frontal_and_lateral(load_study(prior))[0] if prior is not None else None
+        unusable = content_problems(prior_frontal.pixels) if prior_frontal is not None else []
+        if prior_frontal is None or unusable:
+            study = _Study(self.model, frontal, lateral, "lateral" if lateral is not None else None, prior_days,
+                           options)
+            if unusable:
+                study.warn(f"the prior was not used: {'; '.join(unusable)}")
+            return study
         study = _Study(self.model, frontal, prior_frontal, "prior", prior_days, options)
         if lateral is not None:
             study.warn("the lateral view was not used: the model takes a frontal view with either a lateral "

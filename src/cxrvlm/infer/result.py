@@ -2,7 +2,7 @@
 head and tail keys are the interpreter's; each task fills its own fields (`Task.reading`, `Task.read`):
 
     {"image": ..., "model": ..., "notice": "Research use only. Not a diagnosis.", "image_size": [h, w],
-     "prior": ... | null, "tb": {"probability": p, "label": "tuberculosis"|"normal", "threshold": t,
+     "prior": ... | null, "quality": {"assessable": bool, "reasons": [...]}, "tb": {"probability": p, "label": "tuberculosis"|"normal", "threshold": t,
      "threshold_source": ...} | null, "findings": [{"label": ..., "probability": p}], "report": "...",
      "detections": [{"label": ..., "box": [x1, y1, x2, y2], "score": s}],
      "segmentations": [{"label": ..., "box": [...], "mask": {"size": [h, w], "counts": "<COCO RLE>"}, "score": s}],
@@ -10,7 +10,9 @@ head and tail keys are the interpreter's; each task fills its own fields (`Task.
      "tasks": [...], "warnings": [...], "timing_ms": {stage: ms}}
 
 Boxes are pixels of the input image (x2, y2 exclusive edges, floats); masks are COCO RLE at the input image's size.
-A task that was not asked for, or whose model output was malformed, leaves its field empty (null / [] / "").
+A task that was not asked for, or whose model output was malformed, leaves its field empty (null / [] / "");
+an image with nothing to read (blank, one grey level, tiny: `cxrvlm.infer.quality`) gets `quality.assessable`
+false with the reasons, and no task runs on it.
 The numbers: `tb.probability` is P("tuberculosis") among the TB answers, from their likelihoods, and `tb.label` is
 "tuberculosis" when it reaches `tb.threshold` (from `threshold_source`: "argument", the model's
 "operating_point.json", or "default"); a finding's probability is its share of the finding answers' likelihood; a
@@ -30,7 +32,7 @@ TASKS = tuple(readable_tasks())  # what a reading can hold, in its order (each t
 # What is detected and segmented unless asked otherwise: the regions the project's training data outlines.
 DETECT_LABELS = ("right lung", "left lung")
 SEGMENT_LABELS = ("right lung", "left lung")
-_HEAD = ("image", "model", "notice", "image_size", "prior")
+_HEAD = ("image", "model", "notice", "image_size", "prior", "quality")
 _TAIL = ("tasks", "warnings", "timing_ms")
 KEYS = (*_HEAD, *reading_fields(), *_TAIL)
 # Per item of the list fields: the keys it must have (scores and probabilities are explained in the docstring).
@@ -40,10 +42,11 @@ _ITEM_KEYS = {"findings": ("label", "probability"), "detections": ("label", "box
 
 
 def new_reading(image: str, model: str, image_size: list[int], tasks: list[str], prior: str | None,
-                warnings: list[str]) -> dict[str, Any]:
+                quality: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     """A reading with every task's fields empty, keys in `KEYS` order; tasks fill their own fields."""
     return {"image": image, "model": model, "notice": NOTICE, "image_size": image_size, "prior": prior,
-            **copy.deepcopy(reading_fields()), "tasks": tasks, "warnings": warnings, "timing_ms": {}}
+            "quality": quality, **copy.deepcopy(reading_fields()), "tasks": tasks, "warnings": warnings,
+            "timing_ms": {}}
 
 
 def check_reading(d: dict[str, Any]) -> list[str]:
@@ -53,6 +56,9 @@ def check_reading(d: dict[str, Any]) -> list[str]:
         return problems
     if d["notice"] != NOTICE:
         problems.append(f"notice is {d['notice']!r}")
+    q = d["quality"]
+    if not isinstance(q, dict) or not isinstance(q.get("assessable"), bool) or not isinstance(q.get("reasons"), list):
+        problems.append(f"quality is not {{'assessable': bool, 'reasons': list}}: {q!r}")
     if d["tb"] is not None:
         tb = d["tb"]
         if not 0.0 <= tb.get("probability", -1) <= 1.0 or tb.get("label") not in ("tuberculosis", "normal"):
