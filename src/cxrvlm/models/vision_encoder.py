@@ -1,5 +1,6 @@
-"""Vision encoders trained from scratch (a small ViT, a small ConvNet), a pretrained transformers tower ("hf",
-models/hf_vision.py), and their LiteGPT-style fusion.
+"""Vision encoders trained from scratch (a small ViT, a small ConvNet), pretrained ones (ImageNet EfficientNet-Lite,
+"efficientnet", models/efficientnet.py; a transformers tower, "hf", models/hf_vision.py), and their LiteGPT-style
+fusion.
 
 Every encoder maps a grayscale image (B, 1, S, S) to a grid of tokens (B, grid * grid, out_dim), row-major.
 `VisionTower` runs the configured encoders and fuses them:
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxrvlm.models.config import VLMConfig
+from cxrvlm.models.efficientnet import EfficientNetLite
 from cxrvlm.models.hf_vision import HFVisionTower
 from cxrvlm.models.layers import Block, LayerNorm, init_weights
 
@@ -112,6 +114,12 @@ def _convnet(cfg: VLMConfig) -> nn.Module:
 @register_encoder("hf")
 def _hf(cfg: VLMConfig) -> nn.Module:
     return HFVisionTower(cfg)
+
+
+@register_encoder("efficientnet")
+def _efficientnet(cfg: VLMConfig) -> nn.Module:
+    return EfficientNetLite(cfg.efficientnet_variant, cfg.image_size, cfg.image_mean, cfg.image_std,
+                            cfg.efficientnet_pretrained)
 
 
 def resample_grid(tokens: torch.Tensor, grid: int, target: int) -> torch.Tensor:
