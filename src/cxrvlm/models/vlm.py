@@ -82,7 +82,9 @@ class CompactVLM(BackendMixin, nn.Module):
         """Write config.json + model.safetensors (+ tokenizer.json) atomically; `dtype=torch.float16` halves it."""
         state = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in self.state_dict().items()}
         # the checkpoint holds a pretrained tower's or LM's weights, so it no longer needs their folders
-        config = self.config.replace(hf_vision_path="", hf_text_path="", efficientnet_pretrained=False)
+        config = self.config.replace(hf_vision_path="", hf_text_path="")
+        if "efficientnet" in config.encoders:
+            config = config.replace(efficientnet_pretrained=False)
         tokenizer_name = TOKENIZER_DIR if config.decoder == "hf" else ckpt.TOKENIZER_FILE
         return ckpt.write_folder(folder, {
             ckpt.CONFIG_FILE: ckpt.write_json(config.to_json()),
