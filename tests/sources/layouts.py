@@ -261,10 +261,41 @@ def vqa_rad(root: Path) -> None:
          "question": "Is the heart enlarged?", "answer": "yes", "answer_type": "CLOSED", "phrase_type": "freeform"},
         {"qid": 6, "image_name": "synpic404.jpg", "image_case_url": "", "image_organ": "CHEST",
          "question": "Is this PA?", "answer": "yes", "answer_type": "CLOSED", "phrase_type": "freeform"},
+        {"qid": 7, "image_name": "synpic100.jpg", "image_case_url": url, "image_organ": "CHEST",
+         "question": "Is there a  pneumothorax", "answer": "no", "answer_type": "CLOSED", "phrase_type": "frame"},
+        {"qid": 8, "image_name": "synpic300.jpg", "image_case_url": "", "image_organ": "CHEST",
+         "question": "Is the heart normal?", "answer": "no", "answer_type": "CLOSED", "phrase_type": "frame"},
+        {"qid": 9, "image_name": "synpic300.jpg", "image_case_url": "", "image_organ": "CHEST",
+         "question": "Is the heart normal?", "answer": "yes", "answer_type": "CLOSED", "phrase_type": "frame"},
+        {"qid": 10, "image_name": "synpic300.jpg", "image_case_url": "", "image_organ": "CHEST",
+         "question": "How wide is/are the heart? -open", "answer": "Half the thorax", "answer_type": "OPEN",
+         "question_type": "SIZE", "phrase_type": "test_freeform"},
+        {"qid": 11, "image_name": "synpic300.jpg", "image_case_url": "", "image_organ": "CHEST",
+         "question": "How wide is/are the heart?", "answer": "half of the thorax", "answer_type": "OPEN",
+         "question_type": "SIZE", "phrase_type": "test_para"},
     ]
     (root / "VQA_RAD Dataset Public.json").write_text(json.dumps(items))
     for name in ("synpic100.jpg", "synpic200.jpg", "synpic300.jpg"):
         jpg(root / "VQA_RAD Image Folder" / name)
+
+
+def hannover(root: Path) -> None:
+    """Patient a: three dated films (two on one day) and one repeated row; b: one PA film; bad rows after."""
+    header = ["patient_id", "image_id", "file", "view", "width", "height", "sex", "admission_offset",
+              "icu_admission_offset", "icu_release_offset", "death_offset", "modality", "crp_offset", "crp_val",
+              "po2_offset", "po2_val", "covid19_case"]
+    write_csv(root / "metadata.csv", header, [
+        ["a", "a3", "images/a3.jpg", "AP", 30, 24, "m", -3, -1.0, "", "", "CR", 0.0, 29.0, "", "", 1],
+        ["a", "a0", "images/a0.jpg", "AP", 30, 24, "m", 0, 2.0, "", "", "CR", "", "", -1.0, 105.0, 1],
+        ["a", "a3b", "images/a3b.jpg", "PA", 30, 24, "m", -3, -1.0, "", "", "DX", "", "", "", "", 1],
+        ["a", "a0", "images/a0.jpg", "AP", 30, 24, "m", 0, 2.0, "", "", "CR", "", "", "", "", 1],
+        ["b", "b1", "images/b1.jpg", "PA", 30, 24, "f", "", "", "", "", "DX", "", "", "", "", ""],
+        ["c", "c1", "images/gone.jpg", "AP", 30, 24, "f", 0, "", "", "", "CR", "", "", "", "", 1],
+        ["c", "c2", "images/c2.jpg", "AP", 30, 24, "f", "soon", "", "", "", "CR", "", "", "", "", 1],
+        ["c", "c3", "images/c3.jpg", "LL", 30, 24, "f", 0, "", "", "", "CR", "", "", "", "", 1],
+    ])
+    for name in ("a3", "a0", "a3b", "b1", "c2", "c3"):
+        jpg(root / "images" / f"{name}.jpg")
 
 
 def slake(root: Path) -> None:
