@@ -10,7 +10,7 @@ SHIPPED := src/cxrvlm/models/weights/cxrvlm-tiny
 REFINER := src/cxrvlm/tokens/weights/mask_refiner.safetensors
 REFINER_ARGS := --steps 2000 --box-jitter 0.1
 
-.PHONY: setup demo serve test test-slow curate default-model clean
+.PHONY: setup demo serve test test-slow curate curate-all default-model clean
 
 $(BIN)/cxrvlm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +34,17 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
+# The built-in model's recipe (default-model) curates the first four folders; curate-all curates every folder of
+# ../shared/data (adds NIH ChestX-ray14, Hannover, VQA-RAD's chest films) into runs/curated-all.
+SOURCES := tb covid shenzhen_lungs openi
+ALL_SOURCES := $(SOURCES) nih hannover vqa_rad
+
 curate: setup
-	$(BIN)/cxrvlm curate --source tb=$(DATA)/tb --source covid=$(DATA)/covid \
-		--source shenzhen_lungs=$(DATA)/shenzhen_lungs --source openi=$(DATA)/openi --out runs/curated
+	$(BIN)/cxrvlm curate $(foreach s,$(SOURCES),--source $(s)=$(DATA)/$(s)) --out runs/curated
+
+curate-all: setup
+	$(BIN)/cxrvlm curate $(foreach s,$(ALL_SOURCES),--source $(s)=$(DATA)/$(s)) --out runs/curated-all \
+		--seed 0 --split 0.8,0.1,0.1 --render 8 --on-duplicate drop
 
 # Train the built-in model (resumes if interrupted), evaluate it on validation patients, ship it in the package.
 # The encoder learns TB alone first, then again with small random affines (robust to how the chest is framed).

@@ -9,6 +9,8 @@ Conventions:
   `LABELS` where one fits, so labels line up across datasets.
 - boxes: normalised `x1, y1, x2, y2` in [0, 1] of the view's image (x to the right, y down).
 - masks: label -> `MaskRef` (a path to a binary image file, an in-memory bool array, or a COCO RLE dict).
+- organ: `Study.meta["organ"]` names the body part where a source holds images of others ("head", "abdomen" in
+  VQA-RAD); absent means a chest film (`Study.organ`), and curation leaves other organs out unless asked.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ EXTRA_LABELS = (
 LABELS = CHEXPERT_14 + EXTRA_LABELS
 VIEW_POSITIONS = ("PA", "AP", "LATERAL")
 FRONTAL = ("PA", "AP")
+CHEST = "chest"
 
 
 def normalise_view_position(value: str | None) -> str | None:
@@ -137,6 +140,7 @@ class QA:
     answer: str
     closed: bool = False
     view: int = 0  # which view of the study the question is about
+    meta: dict[str, Any] = field(default_factory=dict)  # what the source says of it: id, type, official split
 
 
 @dataclass
@@ -158,6 +162,11 @@ class Study:
     def images(self) -> list[View]:
         """DESIGN.md name for the views."""
         return self.views
+
+    @property
+    def organ(self) -> str:
+        """The body part imaged: `meta["organ"]` where the source says, else "chest"."""
+        return str(self.meta.get("organ") or CHEST).lower()
 
     def frontal(self) -> View | None:
         """The first frontal (or unspecified) view, else None."""

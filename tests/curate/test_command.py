@@ -108,6 +108,12 @@ def test_card_reports_the_counts_and_draws_examples(curated: tuple[int, Path]) -
     for task, per in manifest["counts"]["tasks"].items():
         row = f"| {task} | {per['train']} | {per['val']} | {per['test']} | {sum(per.values())} |"
         assert row in card
+    for source, tasks in manifest["counts"]["source_tasks"].items():
+        for task, per in tasks.items():
+            assert f"| {source} | {task} | {per['train']} | {per['val']} | {per['test']} | {sum(per.values())} |" in card
+        per = manifest["counts"]["sources"][source]
+        assert f"| {source} | **all** | {per['train']} | {per['val']} | {per['test']} | {sum(per.values())} |" in card
+    assert set(manifest["counts"]["source_tasks"]["tb"]) >= {"classify", "vqa", "report"}
     assert "## Label balance" in card and "Tuberculosis" in card and "## Left out" in card
     pngs = re.findall(r"\]\((card/[^)]+\.png)\)", card)
     assert 1 <= len(pngs) <= 6 and all((out / p).is_file() for p in pngs)

@@ -40,3 +40,23 @@ def test_curate_shared_data_every_task_no_leak(shared_data: Path, tmp_path: Path
     manifest = json.loads((out / "manifest.json").read_text())
     assert f"| **total** | {manifest['counts']['examples']['train']} |" in card
     assert len(list((out / "card").glob("*.png"))) == 3
+
+
+def test_curate_new_folders_patient_level_with_their_tasks(shared_data: Path, tmp_path: Path) -> None:
+    names = ("nih", "hannover", "vqa_rad")
+    result = curate(CurateConfig(sources=[(n, shared_data / n) for n in names], out=tmp_path, render=0,
+                                 progress=False))
+    by_source: dict[str, set[str]] = {}
+    patient_split: dict[str, str] = {}
+    for split in SPLITS:
+        for ex in result.examples[split]:
+            by_source.setdefault(ex.source, set()).add(ex.task)
+            assert patient_split.setdefault(ex.patient_id, split) == split, ex.patient_id
+    assert by_source["nih"] >= {"classify", "detect", "ground", "report", "vqa"}
+    assert by_source["hannover"] >= {"classify", "report", "vqa"} and by_source["vqa_rad"] == {"vqa"}
+    assert all(any(e.source == n for e in result.examples[s]) for n in names for s in SPLITS)
+    rad = [e for s in SPLITS for e in result.examples[s] if e.source == "vqa_rad"]
+    assert len(rad) == 800 and all(e.meta["official_split"] in ("train", "test") for e in rad)
+    assert sum(r["kind"] == "not_chest" for r in result.skipped) == 144  # VQA-RAD's head and abdomen images
+    films = [e for s in SPLITS for e in result.examples[s] if e.source == "hannover"]
+    assert len({e.patient_id for e in films}) == 50

@@ -112,3 +112,16 @@ def test_empty_result_bad_source_spec_and_fractions_are_clear_errors(fake_regist
         curate(_config(tmp_path, ["a"], fractions=(0.5, 0.2, 0.2)))
     with pytest.raises(ValueError, match="unknown task"):
         curate(_config(tmp_path, ["a"], tasks=["nope"]))
+
+
+def test_other_organs_are_left_out_unless_kept(fake_registry, tmp_path: Path) -> None:
+    studies = [make_study(tmp_path / "img", f"s:{i}", f"p{i}") for i in range(6)]
+    studies[1].meta["organ"] = "head"
+    studies[2].meta["organ"] = "Chest"  # spelt as a source may spell it
+    _populate(fake_registry, tmp_path, "a", studies)
+    result = curate(_config(tmp_path, ["a"]))
+    assert "s:1" not in result.study_split and "s:2" in result.study_split
+    (left_out,) = [r for r in result.skipped if r["kind"] == "not_chest"]
+    assert left_out["study_id"] == "s:1" and left_out["reason"].startswith("head image, not a chest film")
+    kept = curate(_config(tmp_path, ["a"], keep_non_chest=True))
+    assert "s:1" in kept.study_split and not any(r["kind"] == "not_chest" for r in kept.skipped)

@@ -246,25 +246,52 @@ def mimic_cxr(root: Path) -> None:
     (study / "s50414267.txt").write_text(_MIMIC_REPORT)
 
 
+def _vqa_rad_item(qid: int, image: str, organ: str, question: str, answer: object, kind: str, phrase: str,
+                 url: str = "", **extra: str) -> dict:
+    return {"qid": qid, "image_name": f"{image}.jpg", "image_case_url": url, "image_organ": organ,
+            "question": question, "answer": answer, "answer_type": kind, "phrase_type": phrase, **extra}
+
+
 def vqa_rad(root: Path) -> None:
     url = "https://medpix.nlm.nih.gov/case?id=48e1dd0e-8552-46ad-a354-5eb55be86de6"
+    q = _vqa_rad_item
     items = [
-        {"qid": 1, "image_name": "synpic100.jpg", "image_case_url": url, "image_organ": "CHEST",
-         "question": "Is there a pneumothorax?", "answer": "No", "answer_type": "CLOSED", "phrase_type": "freeform"},
-        {"qid": 2, "image_name": "synpic100.jpg", "image_case_url": url, "image_organ": "CHEST ",
-         "question": "How many ribs are fractured?", "answer": 0, "answer_type": "OPEN", "phrase_type": "test_para"},
-        {"qid": 3, "image_name": "synpic200.jpg", "image_case_url": url, "image_organ": "HEAD",
-         "question": "Is this an MRI?", "answer": "Yes", "answer_type": "CLOSED", "phrase_type": "freeform"},
-        {"qid": 4, "image_name": "synpic300.jpg", "image_case_url": "", "image_organ": "CHEST",
-         "question": "Where is the mass?", "answer": "", "answer_type": "OPEN", "phrase_type": "freeform"},
-        {"qid": 5, "image_name": "synpic300.jpg", "image_case_url": "", "image_organ": "CHEST",
-         "question": "Is the heart enlarged?", "answer": "yes", "answer_type": "CLOSED", "phrase_type": "freeform"},
-        {"qid": 6, "image_name": "synpic404.jpg", "image_case_url": "", "image_organ": "CHEST",
-         "question": "Is this PA?", "answer": "yes", "answer_type": "CLOSED", "phrase_type": "freeform"},
+        q(1, "synpic100", "CHEST", "Is there a pneumothorax?", "No", "CLOSED", "freeform", url),
+        q(2, "synpic100", "CHEST ", "How many ribs are fractured?", 0, "OPEN", "test_para", url),
+        q(3, "synpic200", "HEAD", "Is this an MRI?", "Yes", "CLOSED", "freeform", url),
+        q(4, "synpic300", "CHEST", "Where is the mass?", "", "OPEN", "freeform"),
+        q(5, "synpic300", "CHEST", "Is the heart enlarged?", "yes", "CLOSED", "freeform"),
+        q(6, "synpic404", "CHEST", "Is this PA?", "yes", "CLOSED", "freeform"),
+        q(7, "synpic100", "CHEST", "Is there a  pneumothorax", "no", "CLOSED", "frame", url),  # qid 1 again
+        q(8, "synpic300", "CHEST", "Is the heart normal?", "no", "CLOSED", "frame"),
+        q(9, "synpic300", "CHEST", "Is the heart normal?", "yes", "CLOSED", "frame"),  # contradicts qid 8
+        q(10, "synpic300", "CHEST", "How wide is/are the heart? -open", "Half the thorax", "OPEN", "test_freeform",
+          question_type="SIZE"),
+        q(11, "synpic300", "CHEST", "How wide is/are the heart?", "half of the thorax", "OPEN", "test_para",
+          question_type="SIZE"),  # qid 10 in other words
     ]
     (root / "VQA_RAD Dataset Public.json").write_text(json.dumps(items))
     for name in ("synpic100.jpg", "synpic200.jpg", "synpic300.jpg"):
         jpg(root / "VQA_RAD Image Folder" / name)
+
+
+def hannover(root: Path) -> None:
+    """Patient a: three dated films (two on one day) and one repeated row; b: one PA film; bad rows after."""
+    header = ["patient_id", "image_id", "file", "view", "width", "height", "sex", "admission_offset",
+              "icu_admission_offset", "icu_release_offset", "death_offset", "modality", "crp_offset", "crp_val",
+              "po2_offset", "po2_val", "covid19_case"]
+    write_csv(root / "metadata.csv", header, [
+        ["a", "a3", "images/a3.jpg", "AP", 30, 24, "m", -3, -1.0, "", "", "CR", 0.0, 29.0, "", "", 1],
+        ["a", "a0", "images/a0.jpg", "AP", 30, 24, "m", 0, 2.0, "", "", "CR", "", "", -1.0, 105.0, 1],
+        ["a", "a3b", "images/a3b.jpg", "PA", 30, 24, "m", -3, -1.0, "", "", "DX", "", "", "", "", 1],
+        ["a", "a0", "images/a0.jpg", "AP", 30, 24, "m", 0, 2.0, "", "", "CR", "", "", "", "", 1],
+        ["b", "b1", "images/b1.jpg", "PA", 30, 24, "f", "", "", "", "", "DX", "", "", "", "", ""],
+        ["c", "c1", "images/gone.jpg", "AP", 30, 24, "f", 0, "", "", "", "CR", "", "", "", "", 1],
+        ["c", "c2", "images/c2.jpg", "AP", 30, 24, "f", "soon", "", "", "", "CR", "", "", "", "", 1],
+        ["c", "c3", "images/c3.jpg", "LL", 30, 24, "f", 0, "", "", "", "CR", "", "", "", "", 1],
+    ])
+    for name in ("a3", "a0", "a3b", "b1", "c2", "c3"):
+        jpg(root / "images" / f"{name}.jpg")
 
 
 def slake(root: Path) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import random
 from datetime import datetime
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from cxrvlm.records import LABELS, load_mask
 from cxrvlm.sources.base import list_sources, open_source
+from cxrvlm.tasks import get_task
 
 try:
     import layouts
@@ -239,18 +241,35 @@ def test_vqa_rad(tmp_path: Path):
     layouts.vqa_rad(tmp_path)
     source = open_source("vqa_rad", tmp_path)
     studies = _by_id(source)
-    assert set(studies) == {"vqa_rad:synpic100", "vqa_rad:synpic300"}  # the HEAD image is left out
+    assert set(studies) == {"vqa_rad:synpic100", "vqa_rad:synpic200", "vqa_rad:synpic300"}
+    assert studies["vqa_rad:synpic200"].organ == "head"  # yielded, marked: curation leaves it out by default
 
     study = studies["vqa_rad:synpic100"]
+    assert study.organ == "chest" and study.views[0].view_position is None
     assert study.patient_id == "vqa_rad:48e1dd0e-8552-46ad-a354-5eb55be86de6"
     assert [(q.question, q.answer, q.closed) for q in study.qa] == [
         ("Is there a pneumothorax?", "No", True), ("How many ribs are fractured?", "0", False)]
-    assert study.meta["qa_splits"] == ["train", "test"] and study.views[0].path.endswith("synpic100.jpg")
-    assert [q.answer for q in studies["vqa_rad:synpic300"].qa] == ["yes"]
-    assert studies["vqa_rad:synpic300"].patient_id == "vqa_rad:synpic300"
+    assert [q.meta["official_split"] for q in study.qa] == ["train", "test"]
+    assert study.meta["official_test_questions"] == 1 and study.views[0].path.endswith("synpic100.jpg")
+    assert _skipped(source, "qid 7", "repeats qid 1")  # same question and answer, other wording of punctuation
+
+    other = studies["vqa_rad:synpic300"]
+    assert other.patient_id == "vqa_rad:synpic300"
+    # the heart-normal question answered both ways is dropped in both copies; the open one keeps its first answer
+    assert [(q.answer, q.meta["qid"]) for q in other.qa] == [("yes", 5), ("Half the thorax", 10)]
+    assert other.qa[1].question == "How wide is/are the heart?" and other.qa[1].meta["question_type"] == "SIZE"
+    assert _skipped(source, "qid 8", "answered no and yes") and _skipped(source, "qid 9", "answered no and yes")
+    assert _skipped(source, "qid 11", "another answer")
     assert _skipped(source, "qid 4", "empty")
     assert _skipped(source, "synpic404.jpg", "not found")
-    assert not _skipped(source, "synpic200", "")
+
+
+def test_vqa_rad_examples_carry_the_official_split(tmp_path: Path):
+    layouts.vqa_rad(tmp_path)
+    study = _by_id(open_source("vqa_rad", tmp_path))["vqa_rad:synpic100"]
+    examples = get_task("vqa").format(study, random.Random(0))
+    assert [(e.meta["official_split"], e.meta["qid"], e.meta["template"]) for e in examples] == [
+        ("train", 1, "source"), ("test", 2, "source")]
 
 
 def test_slake(tmp_path: Path):

@@ -1,4 +1,5 @@
-"""Adapters for the four folders of ../shared/data (tb, covid, shenzhen_lungs, openi) and their shared readers.
+"""Adapters for the folders of ../shared/data (tb, covid, shenzhen_lungs, openi, nih, hannover, vqa_rad) and their
+shared readers.
 
 Each adapter is tested on a small fixture written here in that exact layout, then on the real folder (skipped
 where ../shared/data is absent) against the counts its README gives.
@@ -8,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import random
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,13 @@ from PIL import Image
 from cxrvlm.records import LABELS, Study, load_mask
 from cxrvlm.sources._common import link_priors, mesh_labels, nlm_patient_id, nlm_tb_label, parse_label
 from cxrvlm.sources.base import list_sources, open_source
+from cxrvlm.tasks import get_task
+from cxrvlm.tokens.seg import split_lungs
+
+try:
+    import layouts
+except ImportError:  # tests/ collected as a package
+    from . import layouts
 
 
 def _png(path: Path, width: int, height: int, value: int = 128) -> Path:
@@ -73,7 +82,8 @@ def test_link_priors_links_the_immediately_earlier_study() -> None:
 
 
 def test_registry_lists_the_shared_data_adapters() -> None:
-    assert {"tb", "covid", "shenzhen_lungs", "openi", "manifest"} <= set(list_sources())
+    assert {"tb", "covid", "shenzhen_lungs", "openi", "manifest", "nih", "hannover", "vqa_rad"} <= set(
+        list_sources())
 
 
 # ---------------------------------------------------------------- tb
@@ -113,6 +123,47 @@ def test_tb_limit_and_missing_layout(tb_root: Path, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="labels.csv not found"):
         list(open_source("tb", tmp_path / "empty"))
+
+
+def _contours(entries: list[dict]) -> dict:
+    return {"frame": {"width": 16, "height": 12}, "convention": "x, y pixels", "images": entries}
+
+
+def test_tb_lung_masks_from_files_then_contours(tb_root: Path) -> None:
+    mask = np.zeros((12, 16), bool)
+    mask[2:10, 1:6] = mask[2:10, 9:15] = True
+    layouts.png(tb_root / "masks" / "CHNCXR_0002_0.png", mask=mask)
+    layouts.png(tb_root / "masks" / "px5.png", 12, 15)  # another size than the film
+    layouts.png(tb_root / "masks" / "zz9.png", 12, 16)  # no labels.csv row
+    right, left = [[1, 2], [5, 2], [5, 9], [1, 9]], [[9, 2], [14, 2], [14, 9], [9, 9]]
+    entries = [{"image_id": "MCUCXR_0104_1", "right_lung": right, "left_lung": left},
+               {"image_id": "n10", "right_lung": [[1, 2]], "left_lung": left},  # not a polygon
+               {"image_id": "q1", "right_lung": right, "left_lung": left}]  # no labels.csv row
+    (tb_root / "lung_contours.json").write_text(json.dumps(_contours(entries)))
+    src = open_source("tb", tb_root)
+    views = {s.study_id: s.views[0] for s in src}
+    assert views["tb:CHNCXR_0002_0"].masks == {"lungs": str(tb_root / "masks" / "CHNCXR_0002_0.png")}
+    drawn = views["tb:MCUCXR_0104_1"].masks["lungs"]  # no file: drawn from the two polygons
+    assert drawn.shape == (12, 16) and drawn[5, 3] and drawn[5, 11] and not drawn[5, 7] and not drawn[0, 0]
+    assert split_lungs(drawn)["right lung"][5, 3]  # the patient's right lung is on the image's left
+    assert views["tb:n10"].masks == {} and views["tb:px5"].masks == {}  # not annotated: no mask, study kept
+    reasons = dict(src.skipped)
+    assert "at least 3" in reasons["lung_contours.json images[1]"]
+    assert reasons["masks/px5.png"] == "mask is 15x12, the film is 16x12; the film is kept without a mask"
+    assert "not listed" in reasons["masks/zz9.png"] and "not listed" in reasons["lung_contours.json q1"]
+
+
+def test_tb_masks_give_segmentation_detection_and_lung_size_examples(tb_root: Path) -> None:
+    mask = np.zeros((12, 16), bool)
+    mask[2:10, 1:6] = mask[2:10, 8:15] = True  # the patient's left lung is larger
+    layouts.png(tb_root / "masks" / "CHNCXR_0002_0.png", mask=mask)
+    study = next(s for s in open_source("tb", tb_root) if s.study_id == "tb:CHNCXR_0002_0")
+    by_task = {t: get_task(t).format(study, random.Random(1)) for t in ("segment", "detect", "ground", "vqa")}
+    assert len(by_task["segment"]) == 1 and by_task["segment"][0].target["masks"]
+    assert {b["label"] for b in by_task["detect"][0].target["boxes"]} == {"right lung", "left lung"}
+    assert sorted(e.target["label"] for e in by_task["ground"]) == ["left lung", "right lung"]
+    lung_size = [e for e in by_task["vqa"] if e.meta["template"] == "lung_size"]
+    assert [e.suffix for e in lung_size] == ["left"]
 
 
 # ---------------------------------------------------------------- shenzhen_lungs
@@ -275,6 +326,39 @@ def test_covid_undated_rows_and_skips(covid_root: Path) -> None:
     assert "no usable row" in reasons["lung_boxes.json boxes of gone.png"]
 
 
+# ---------------------------------------------------------------- hannover
+
+def test_hannover_studies_patients_priors_and_labels(tmp_path: Path) -> None:
+    layouts.hannover(tmp_path)
+    src = open_source("hannover", tmp_path)
+    studies = {s.study_id: s for s in src}
+    assert sorted(studies) == ["hannover:a:a0", "hannover:a:a3", "hannover:a:a3b", "hannover:b:b1"]
+    a0, a3, a3b, b1 = (studies[f"hannover:{k}"] for k in ("a:a0", "a:a3", "a:a3b", "b:b1"))
+    assert {a0.patient_id, a3.patient_id, a3b.patient_id} == {"hannover:a"} and b1.patient_id == "hannover:b"
+    # admission_offset -3: the film is from day 3 of the stay; day 0 is the earlier film
+    assert (a0.meta["day"], a3.meta["day"]) == (0.0, 3.0)
+    assert a0.prior is None and a3.prior is a0 and a3.prior_interval_days == 3.0
+    assert a3b.prior is None and b1.prior is None and b1.meta["day"] is None  # same day; undated
+    assert (a0.views[0].view_position, a3b.views[0].view_position) == ("AP", "PA")
+    assert a0.views[0].size == (24, 30) and Path(a0.views[0].path).is_file()
+    assert a0.labels["COVID-19"] == a0.labels["Viral Pneumonia"] == a0.labels["Pneumonia"] == 1.0
+    assert math.isnan(a0.labels["Tuberculosis"]) and "No Finding" not in a0.labels
+    assert b1.labels["COVID-19"] == 1.0  # empty covid19_case: the repository holds COVID-19 patients only
+    assert a3.meta["labs"] == {"crp": {"value": 29.0, "offset": 0.0}}
+    assert a3.meta["icu_admission_offset"] == -1.0 and a3.meta["death_offset"] is None
+    assert a3.meta["contrast_enhanced"] == "CLAHE" and a3.licence.startswith("CC BY 3.0")
+    reasons = dict(src.skipped)
+    assert reasons["metadata.csv line 5 (a0)"] == "image already listed at line 3"
+    assert "images/gone.jpg not found" in reasons["metadata.csv line 7 (c1)"]
+    assert reasons["metadata.csv line 8 (c2)"] == "admission_offset: 'soon' is not a number"
+    assert reasons["metadata.csv line 9 (c3)"] == "view 'LL' is not AP or PA"
+
+
+def test_hannover_missing_layout(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="metadata.csv not found"):
+        list(open_source("hannover", tmp_path))
+
+
 # ---------------------------------------------------------------- the real folders (README counts)
 
 @pytest.mark.realdata
@@ -339,3 +423,74 @@ def test_real_openi(shared_data: Path) -> None:
     assert all(s.views == [] and s.report for s in studies)
     assert sum(s.labels.get("No Finding") == 1.0 for s in studies) > 900
     assert all(isinstance(s.meta["mesh_major"], list) for s in studies)
+
+
+@pytest.mark.realdata
+def test_real_tb_lung_masks(shared_data: Path) -> None:
+    src = open_source("tb", shared_data / "tb")
+    studies = list(src)
+    masked = [s for s in studies if s.views[0].masks]
+    assert len(masked) == 153 and src.skipped == []  # Shenzhen and Montgomery films; the rest not annotated
+    assert {s.meta["dataset"] for s in masked} == {"shenzhen", "montgomery"}
+    contours = json.loads((shared_data / "tb" / "lung_contours.json").read_text())["images"]
+    assert {e["image_id"] for e in contours} == {s.views[0].image_id for s in masked}
+    view = masked[0].views[0]
+    sides = split_lungs(load_mask(view.masks["lungs"], view.size))
+    assert set(sides) == {"right lung", "left lung"}
+    right_x = np.nonzero(sides["right lung"])[1].mean()
+    assert right_x < np.nonzero(sides["left lung"])[1].mean()  # the patient's right on the image's left
+
+
+@pytest.mark.realdata
+def test_real_nih(shared_data: Path) -> None:
+    root = shared_data / "nih"
+    src = open_source("nih", root)
+    studies = list(src)
+    assert len(studies) == 713 and src.skipped == [] and len({s.patient_id for s in studies}) == 476
+    assert sum(s.labels["Pneumonia"] == 1.0 for s in studies) == 339
+    assert sum(s.labels["No Finding"] == 1.0 for s in studies) == 374
+    assert all(len(s.labels) == 15 and set(s.labels) <= set(LABELS) for s in studies)  # 14 findings + No Finding
+    assert {s.views[0].view_position for s in studies} == {"AP", "PA"}
+    boxed = {s.views[0].image_id + ".png": s.views[0] for s in studies if s.views[0].boxes}
+    assert len(boxed) == 32 and sum(len(v.boxes) for v in boxed.values()) == 36
+    with (root / "BBox_List_2017.csv").open() as f:
+        name, finding, x, y, w, h = list(csv.reader(f))[1][:6]  # the first box, under the header
+    box = boxed[name].boxes[0]  # NIH's 1024-px box halved lands on the 512-px copy
+    assert box.to_pixels(512, 512) == pytest.approx((float(x) / 2, float(y) / 2, (float(x) + float(w)) / 2,
+                                                    (float(y) + float(h)) / 2))
+    assert box.label == finding.lower() and Image.open(boxed[name].path).size == (512, 512)
+    with_prior = [s for s in studies if s.prior is not None]
+    assert len(with_prior) == 237 and all(s.prior.patient_id == s.patient_id for s in with_prior)
+    assert all(s.prior.meta["follow_up"] < s.meta["follow_up"] for s in with_prior)
+
+
+@pytest.mark.realdata
+def test_real_hannover(shared_data: Path) -> None:
+    src = open_source("hannover", shared_data / "hannover")
+    studies = list(src)
+    assert len(studies) == 190 and src.skipped == [] and len({s.patient_id for s in studies}) == 50
+    assert sum(s.views[0].view_position == "AP" for s in studies) == 156
+    assert sum(s.views[0].view_position == "PA" for s in studies) == 34
+    assert all(s.labels["COVID-19"] == 1.0 and math.isnan(s.labels["Tuberculosis"]) for s in studies)
+    with_prior = [s for s in studies if s.prior is not None]
+    assert len(with_prior) == 121  # 190 films - 50 first films - 19 taken on the day of an earlier one
+    assert all(s.prior.patient_id == s.patient_id and s.prior_interval_days > 0 for s in with_prior)
+    assert all(s.meta["day"] - s.prior.meta["day"] == s.prior_interval_days for s in with_prior)
+
+
+@pytest.mark.realdata
+def test_real_vqa_rad(shared_data: Path) -> None:
+    raw = json.loads((shared_data / "vqa_rad" / "VQA_RAD Dataset Public.json").read_text())
+    assert len(raw) == 2554 and sum(r["image_organ"] == "CHEST" for r in raw) == 944
+    src = open_source("vqa_rad", shared_data / "vqa_rad")
+    studies = list(src)
+    chest = [s for s in studies if s.organ == "chest"]
+    assert len(studies) == 224 and len(chest) == 80
+    assert {s.organ for s in studies} == {"chest", "head", "abdomen"}
+    qa = [q for s in chest for q in s.qa]
+    # 944 chest questions less repeats on one image (the publisher's templated "frame" questions come in pairs)
+    assert len(qa) == 800 and sum(q.closed for q in qa) == 527
+    assert all(q.meta["official_split"] in ("train", "test") for q in qa)
+    # this copy marks no question test_*: the official test questions are not in ../shared/data
+    assert not any(r["phrase_type"].startswith("test") for r in raw)
+    assert len(src.skipped) == 384 and all("qid" in item for item, _ in src.skipped)  # repeats, contradictions

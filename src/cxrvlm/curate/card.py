@@ -164,6 +164,17 @@ def _pos_neg(v: tuple[int, int]) -> str:
     return f"{v[0]} / {v[1]}"
 
 
+def _source_task_rows(data: dict[str, dict[str, dict[str, int]]]) -> list[list[object]]:
+    """One row per (source, task) with examples, then the source's total."""
+    rows: list[list[object]] = []
+    for source, tasks in data.items():
+        for task, per in tasks.items():
+            rows.append([source, task, *(per[s] for s in SPLITS), sum(per.values())])
+        totals = [sum(per[s] for per in tasks.values()) for s in SPLITS]
+        rows.append([source, "**all**", *totals, sum(totals)])
+    return rows
+
+
 def _sections(result: Curated) -> list[str]:
     c = counts(result)
     cfg = result.config
@@ -179,6 +190,8 @@ def _sections(result: Curated) -> list[str]:
               [[i.name, f"`{i.path}`", i.studies, i.skipped, i.licence] for i in result.sources]) + "\n",
         "## Examples per task\n", table(["task", *split_header[1:]], _split_rows(c["tasks"])) + "\n",
         "## Examples per source\n", table(["source", *split_header[1:]], _split_rows(c["sources"])) + "\n",
+        "## Examples per source and task\n",
+        table(["source", "task", *split_header[1:]], _source_task_rows(c["source_tasks"])) + "\n",
         "## Patients and studies per split\n",
         table(split_header, [[k, *(c[k][s] for s in SPLITS), sum(c[k].values())]
                              for k in ("patients", "studies", "text")]) + "\n",

@@ -46,6 +46,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="examples drawn in the data card (default 8; 0 for none)")
     parser.add_argument("--on-duplicate", choices=DUPLICATE_MODES, default="drop",
                         help="exact duplicate image in two studies: drop the later study (default) or stop")
+    parser.add_argument("--keep-non-chest", action="store_true",
+                        help="keep images a source marks as another organ (VQA-RAD's head and abdomen images); "
+                             "by default they are left out and listed in skipped.jsonl")
     parser.add_argument("--no-stratify", action="store_true",
                         help="assign patients by hash threshold only (stable when data is added) instead of "
                              "cutting each source by the fractions")
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         sources=[parse_source_spec(s) for s in args.source], out=args.out,
         tasks=[t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None,
         seed=args.seed, fractions=args.split, limit=args.limit, render=args.render,
-        on_duplicate=args.on_duplicate, stratify=not args.no_stratify, pixel_check=not args.no_pixel_check,
+        on_duplicate=args.on_duplicate, keep_non_chest=args.keep_non_chest, stratify=not args.no_stratify, pixel_check=not args.no_pixel_check,
         progress=True, command=shlex.join(["cxrvlm", "curate", *_argv(args)]),
     )
     result = curate(config)
@@ -80,5 +83,6 @@ def _argv(args: argparse.Namespace) -> list[str]:
                         ("--limit", args.limit), ("--render", args.render), ("--on-duplicate", args.on_duplicate)):
         if value is not None:
             out += [flag, str(value)]
-    return out + [f for f, on in (("--no-stratify", args.no_stratify), ("--no-pixel-check", args.no_pixel_check))
-                  if on]
+    flags = (("--keep-non-chest", args.keep_non_chest), ("--no-stratify", args.no_stratify),
+             ("--no-pixel-check", args.no_pixel_check))
+    return out + [f for f, on in flags if on]

@@ -2,8 +2,9 @@
 
     result = curate(CurateConfig(sources=[("tb", "data/tb")], out="runs/curated"))
 
-Steps: open every source (all paths checked before any work), read their studies, drop repeated study ids, find
-exact duplicate images (error, or keep the first and drop the later study), link patients that must share a split,
+Steps: open every source (all paths checked before any work), read their studies, drop repeated study ids, leave
+out studies of other organs than the chest (`Study.organ`; VQA-RAD's head and abdomen images) unless
+`keep_non_chest`, find exact duplicate images (error, or keep the first and drop the later study), link patients that must share a split,
 assign splits, format every study with every task, drop examples whose images are missing, check that no patient or
 image crosses splits, then write the files (`write_dataset`). A study a task fails on is reported in
 `skipped` and the run goes on.
@@ -29,7 +30,7 @@ from cxrvlm.curate.checks import (DUPLICATE_MODES, Duplicate, Fingerprints, chec
 from cxrvlm.jsonl import dumps
 from cxrvlm.curate.split import SPLITS, PatientLinks, assign_splits, parse_fractions
 from cxrvlm.examples import Example
-from cxrvlm.records import Study
+from cxrvlm.records import CHEST, Study
 from cxrvlm.sources.base import Source, open_source
 from cxrvlm.tasks.base import get_task, list_tasks
 
@@ -48,6 +49,7 @@ class CurateConfig:
     limit: int | None = None  # studies per source
     render: int = 8  # rendered examples in the data card
     on_duplicate: str = "drop"
+    keep_non_chest: bool = False  # keep studies a source marks as another organ (head, abdomen)
     stratify: bool = True
     pixel_check: bool = True
     progress: bool = True
@@ -172,6 +174,18 @@ def split_studies(studies: Sequence[Study], links: PatientLinks, config: CurateC
     return {s.study_id: group_split[links.key(s.patient_id)] for s in studies}
 
 
+def drop_non_chest(studies: list[Study], keep: bool) -> tuple[list[Study], list[dict[str, Any]]]:
+    """The chest studies (all with `keep`) and a skipped record for each study of another organ."""
+    if keep:
+        return studies, []
+    other = [s for s in studies if s.organ != CHEST]
+    if other:
+        log.info("%d studies of other organs than the chest left out (--keep-non-chest keeps them)", len(other))
+    skipped = [_skip("not_chest", s.source, s.study_id, f"{s.organ} image, not a chest film "
+                     "(--keep-non-chest keeps it)", study_id=s.study_id) for s in other]
+    return [s for s in studies if s.organ == CHEST], skipped
+
+
 def _apply_duplicates(studies: list[Study], duplicates: list[Duplicate], mode: str
                       ) -> tuple[list[Study], list[dict[str, Any]]]:
     if not duplicates:
@@ -232,6 +246,8 @@ def curate(config: CurateConfig) -> Curated:
     tasks = resolve_tasks(config.tasks)
     sources = open_sources(config.sources, config.limit)
     studies, infos, skipped = read_studies(sources, config.sources, config.progress)
+    studies, organ_skipped = drop_non_chest(studies, config.keep_non_chest)
+    skipped += organ_skipped
     fingerprints = Fingerprints()
     duplicates = find_duplicates(studies, config.pixel_check, fingerprints, _bar(config.progress, "hash images"))
     studies, dup_skipped = _apply_duplicates(studies, duplicates, config.on_duplicate)

@@ -4,7 +4,7 @@
     DIR/text.jsonl       report text of studies without images: {"source", "study_id", "patient_id", "text",
                          "split", "meta"}
     DIR/skipped.jsonl    every item left out, with {"kind", "source", "item", "reason", ...}; kinds: "source" (the
-                         adapter skipped it), "study" (repeated id, nothing usable), "duplicate", "task" (a task
+                         adapter skipped it), "study" (repeated id, nothing usable), "not_chest" (another organ), "duplicate", "task" (a task
                          failed on the study), "missing_image"
     DIR/manifest.json    command, sources, seed, split fractions, counts, cxrvlm version
     DIR/card.md + DIR/card/*.png   the data card (`cxrvlm.curate.card`)
@@ -27,16 +27,20 @@ def counts(result: Curated) -> dict[str, Any]:
     """The figures the manifest and the card report."""
     per_task: dict[str, Counter] = {}
     per_source: dict[str, Counter] = {}
+    per_source_task: dict[str, dict[str, Counter]] = {}
     patients: dict[str, set[str]] = {s: set() for s in SPLITS}
     for split, examples in result.examples.items():
         for ex in examples:
             per_task.setdefault(ex.task, Counter())[split] += 1
             per_source.setdefault(ex.source, Counter())[split] += 1
+            per_source_task.setdefault(ex.source, {}).setdefault(ex.task, Counter())[split] += 1
             patients[split].add(ex.patient_id)
     return {
         "examples": {s: len(result.examples[s]) for s in SPLITS},
         "tasks": {t: {s: c[s] for s in SPLITS} for t, c in sorted(per_task.items())},
         "sources": {n: {s: c[s] for s in SPLITS} for n, c in sorted(per_source.items())},
+        "source_tasks": {n: {t: {s: c[s] for s in SPLITS} for t, c in sorted(tasks.items())}
+                         for n, tasks in sorted(per_source_task.items())},
         "patients": {s: len(patients[s]) for s in SPLITS},
         "studies": {s: sum(1 for v in result.study_split.values() if v == s) for s in SPLITS},
         "text": {s: sum(1 for t in result.text if t["split"] == s) for s in SPLITS},

@@ -58,7 +58,7 @@ class Source(ABC):
 
 _MODULES = (
     "tb", "covid", "shenzhen_lungs", "openi", "manifest", "shenzhen_montgomery", "tbx11k", "vindr", "nih",
-    "iu_xray", "mimic_cxr", "vqa_rad", "slake",
+    "hannover", "iu_xray", "mimic_cxr", "vqa_rad", "slake",
 )
 _REGISTRY: dict[str, type[Source]] = {}
 

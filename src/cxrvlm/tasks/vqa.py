@@ -17,7 +17,8 @@ Close-ended questions are templated only where the data determines the answer:
 - "change":   "Compared with the prior study from N days earlier, has the lung opacity worsened, improved, or stayed
               the same?" from both studies' geographic extent (threshold in `_text.opacity_change`); images are the
               current frontal view then the prior's.
-Open-ended (and the source's own closed) questions come from `study.qa` ("source").
+Open-ended (and the source's own closed) questions come from `study.qa` ("source"); what the source says of a
+question (`QA.meta`: VQA-RAD's qid, question_type and official_split) is copied into the example's meta.
 
 target keys: "answer" (normalised answer), "closed" (bool), "candidates" (normalised phrases; [] for open ones and
 for source closed questions that are not yes/no), "question", "template" (one of the names above).
@@ -171,7 +172,7 @@ def _source_example(study: Study, view: View, qa: QA, question: str, answer: str
     target = {"answer": answer, "closed": bool(qa.closed), "candidates": candidates, "question": question,
               "template": "source"}
     return _text.make_example(NAME, study, [view], prompt(question), qa.answer.strip(), target,
-                              {"template": "source"})
+                              {**qa.meta, "template": "source"})
 
 
 def format(study: Study, rng: random.Random) -> list[Example]:
