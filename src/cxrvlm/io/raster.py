@@ -29,7 +29,9 @@ from cxrvlm.io.image import ImageMeta, ImageReadError, XrayImage, check_pixel_co
 
 log = logging.getLogger(__name__)
 
-_PIL_FORMATS = {"png": ("PNG",), "jpeg": ("JPEG", "MPO"), "tiff": ("TIFF",)}
+# Pillow's JPEG opener also opens MPO files (as MpoImageFile): "MPO" is no opener of its own, and naming it in
+# `Image.open(formats=...)` raised KeyError('MPO') on any file the JPEG opener refused.
+_PIL_FORMATS = {"png": ("PNG",), "jpeg": ("JPEG",), "tiff": ("TIFF",)}
 _GRAY_8 = ("L", "LA", "La")
 _COLOUR_8 = ("RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "P", "PA")
 _HIGH_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
