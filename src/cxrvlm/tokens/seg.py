@@ -113,7 +113,7 @@ def check_codes(codes: object, num_codes: int = NUM_CODES) -> tuple[list[int] | 
         vals = [int(c) for c in codes]  # type: ignore[union-attr]
         if any(float(c) != v for c, v in zip(codes, vals)):  # type: ignore[call-overload]
             return None, "codes are not integers"
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite code
         return None, f"codes {codes!r} are not a sequence of integers"
     if len(vals) != NUM_TOKENS:
         return None, f"expected {NUM_TOKENS} codes, got {len(vals)}"
