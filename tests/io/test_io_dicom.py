@@ -5,6 +5,7 @@ import logging
 
 import numpy as np
 import pytest
+from bad_inputs import corrupt_dicom
 from fixtures_images import gradient, truncate, write_dicom
 from pydicom.dataset import Dataset
 from pydicom.pixels import get_decoder
@@ -197,3 +198,44 @@ def test_missing_decoder_names_the_extra(tmp_path):
 def test_unsupported_photometric(tmp_path):
     path = write_dicom(tmp_path / "pal.dcm", STORED.astype(np.uint8), photometric="PALETTE COLOR")
     assert "unsupported DICOM Photometric Interpretation 'PALETTE COLOR'" in _error(path)
+
+
+@pytest.mark.parametrize("how, reason", [
+    ("bad_vr", "NotImplementedError: Unknown Value Representation 'ZZ' in tag (0028,0010)"),
+    ("odd_length", "BytesLengthException: Expected total bytes to be an even multiple"),
+    ("huge_length", "truncated or corrupt DICOM file"),
+    ("cut_in_element", "truncated or corrupt DICOM file"),
+])
+@pytest.mark.parametrize("probe", [False, True])
+def test_corrupt_header_is_a_clear_error(tmp_path, how, reason, probe):
+    # issue 17 row 4: a bad VR or an odd value length raised NotImplementedError / struct.error (HTTP 500) at the
+    # first line that read the element; every element is now converted while the file is parsed
+    path = corrupt_dicom(write_dicom(tmp_path / f"{how}.dcm", STORED, bits_stored=12), how)
+    with pytest.raises(ImageReadError) as info:
+        (probe_image if probe else read_image)(path)
+    assert str(path) in str(info.value) and reason in str(info.value)
+    assert "To replace this error" not in str(info.value)  # pydicom's advice on its own config is cut
+
+
+def test_pydicom_complaints_are_one_line_naming_the_file(tmp_path, caplog, capsys):
+    # issue 17 row 12: pydicom logged each problem and warned it again (a UserWarning with its source line)
+    with pytest.warns(UserWarning):  # pydicom complains while writing them too
+        path = write_dicom(tmp_path / "uid.dcm", STORED, bits_stored=12, StudyInstanceUID="1.2.abc..x",
+                           SeriesInstanceUID="9.x")
+    caplog.clear()
+    capsys.readouterr()
+    with caplog.at_level(logging.DEBUG):
+        image = read_image(path)
+    assert image.pixels.shape == STORED.shape
+    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(records) == 1 and records[0].name == "cxrvlm.io.dicom"
+    line = records[0].getMessage()
+    assert line.startswith(f"{path}: DICOM has 2 problem(s): Invalid value for VR UI: '1.2.abc..x'")
+    assert "\n" not in line and "Please see" not in line
+    assert capsys.readouterr().err == ""  # no warning printed beside it
+
+
+def test_a_clean_dicom_logs_nothing(tmp_path, caplog):
+    with caplog.at_level(logging.DEBUG):
+        read_image(write_dicom(tmp_path / "ok.dcm", STORED, bits_stored=12))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -116,3 +116,19 @@ def test_bad_max_pixels(tmp_path):
     for bad in (0, -5, 1.5, True):
         with pytest.raises(ValueError, match="max_pixels"):
             read_image(path, max_pixels=bad)
+
+
+@pytest.mark.parametrize("head", [b"\xff\xd8\xff\xe0\x00", b"\xff\xd8\xff", b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00"])
+def test_jpeg_header_only_is_a_clear_error(tmp_path, head):
+    # issue 17 row 3: a 5-byte ".jpg" starting like a JPEG raised KeyError('MPO') (an HTTP 500 in the server)
+    path = tmp_path / "five.jpg"
+    path.write_bytes(head)
+    assert "corrupt JPEG" in _error(path)
+
+
+def test_mpo_jpeg_reads_its_first_frame(tmp_path):
+    frame = Image.fromarray(gradient(16, 12))
+    path = tmp_path / "stereo.jpg"
+    frame.save(path, format="MPO", save_all=True, append_images=[frame.transpose(Image.Transpose.FLIP_LEFT_RIGHT)])
+    image = read_image(path)
+    assert image.pixels.shape == (16, 12) and image.meta.format == "jpeg"

@@ -8,7 +8,7 @@ from html import escape
 from typing import Any
 
 from cxrvlm.about import NOTICE
-from cxrvlm.tokens.rle import rle_decode
+from cxrvlm.tokens.rle import rle_area
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -49,7 +49,7 @@ def _tb(reading: dict[str, Any]) -> str:
 
 def _mask_area(seg: dict[str, Any]) -> int | None:
     try:
-        return int(rle_decode(seg["mask"]).sum())
+        return rle_area(seg["mask"])
     except (ValueError, KeyError, TypeError):
         return None
 

@@ -17,6 +17,10 @@ from cxrvlm.io import XrayImage, read_image
 from cxrvlm.models.preprocess import to_gray  # the same checks the model applies to arrays
 
 ImageLike = Union[str, os.PathLike, np.ndarray, XrayImage]
+# A file of more pixels is read reduced by an integer factor (k x k block means, `read_image(film_pixels=...)`):
+# whatever reads the pixels works far below this size (the model's input, the mask refiner's 512-pixel film, the
+# overlay's 1024), common detector sizes stay whole, and a 7000 x 7000 file is 49 MB of floats instead of 196 MB.
+FILM_PIXELS = 4096 * 4096
 # Extensions a folder is searched for; a file named on the command line is read whatever its name (by content).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".dcm", ".dicom", ".dic")
 
@@ -27,15 +31,19 @@ class InputError(ValueError):
 
 @dataclass
 class View:
-    """One loaded image: float32 (H, W) pixels in [0, 1], a display name, and its view position when known."""
+    """One loaded image: float32 (H, W) pixels in [0, 1], a display name, and its view position when known.
+    `source_size` is the file's (height, width) when the pixels were read reduced; coordinates are in its pixels."""
 
     pixels: np.ndarray
     name: str
     view_position: str | None = None
+    source_size: tuple[int, int] | None = None
 
     @property
     def size(self) -> tuple[int, int]:
-        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+        """(height, width) of the input image: the pixels' own size unless they were read reduced."""
+        h, w = self.source_size or self.pixels.shape
+        return int(h), int(w)
 
     @property
     def is_lateral(self) -> bool:
@@ -54,8 +62,8 @@ def load_view(image: ImageLike, name: str | None = None) -> View:
         label = name or f"<array {'x'.join(str(s) for s in image.shape)}>"
         return View(_array_pixels(image, label), label)
     if isinstance(image, (str, os.PathLike)):
-        x = read_image(image)
-        return View(x.pixels, str(image), x.meta.view_position)
+        x = read_image(image, film_pixels=FILM_PIXELS)
+        return View(x.pixels, str(image), x.meta.view_position, tuple(x.meta.source_size))
     raise InputError(f"{name or 'image'}: expected a path, an array or an XrayImage, got {type(image).__name__}")
 
 

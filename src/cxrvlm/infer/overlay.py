@@ -51,8 +51,9 @@ def _blend_masks(rgb: np.ndarray, segmentations: Sequence[dict], colours: dict, 
     out = rgb.astype(np.float32)
     for seg in segmentations:
         mask = rle_decode(seg["mask"])
-        if scale != 1.0 or mask.shape != (h, w):
-            mask = np.asarray(Image.fromarray(mask).resize((w, h), Image.Resampling.NEAREST), bool)
+        if mask.shape != (h, w):  # resized as 8-bit: Pillow's 1-bit image of a big mask is another copy
+            mask = np.asarray(Image.fromarray(mask.view(np.uint8), mode="L").resize((w, h), Image.Resampling.NEAREST),
+                              bool)
         colour = np.array(colours.get(seg["label"], PALETTE[0]), np.float32)
         out[mask] = (1 - MASK_ALPHA) * out[mask] + MASK_ALPHA * colour
         out[mask & ~ndimage.binary_erosion(mask, iterations=2)] = colour
@@ -86,9 +87,19 @@ def banner_lines(reading: dict[str, Any]) -> list[str]:
     return [first, reading.get("notice", NOTICE)]
 
 
+def _input_size(pixels: np.ndarray, reading: dict[str, Any]) -> tuple[int, int]:
+    """(H, W) of the input image the reading's boxes and masks are in: the reading's `image_size`, else the pixels'
+    (which may be a reduced copy of a big input)."""
+    size = reading.get("image_size")
+    if isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+        return int(size[0]), int(size[1])
+    return int(pixels.shape[0]), int(pixels.shape[1])
+
+
 def render_overlay(pixels: np.ndarray, reading: dict[str, Any]) -> Image.Image:
-    """The X-ray (float32 (H, W) in [0, 1], the view the reading's boxes refer to) with the reading drawn on it."""
-    h, w = int(pixels.shape[0]), int(pixels.shape[1])
+    """The X-ray (float32 (H, W) in [0, 1], the view the reading's boxes refer to, at the input's size or reduced)
+    with the reading drawn on it, scaled to the display size."""
+    h, w = _input_size(pixels, reading)
     scale = display_scale(h, w)
     dw, dh = max(1, round(w * scale)), max(1, round(h * scale))
     gray = Image.fromarray(to_uint8(pixels)).resize((dw, dh), Image.Resampling.BILINEAR)

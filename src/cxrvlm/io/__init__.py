@@ -5,7 +5,7 @@
 """
 from cxrvlm.io.image import IMAGE_FORMATS, ImageMeta, ImageReadError, XrayImage
 from cxrvlm.io.read import DEFAULT_MAX_PIXELS, probe_image, read_image
-from cxrvlm.io.transforms import resize_to, to_uint8
+from cxrvlm.io.transforms import block_mean, resize_to, to_uint8
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -13,6 +13,7 @@ __all__ = [
     "ImageMeta",
     "ImageReadError",
     "XrayImage",
+    "block_mean",
     "probe_image",
     "read_image",
     "resize_to",

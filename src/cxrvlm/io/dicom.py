@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import logging
 import struct
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing, get_decoder
+from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from cxrvlm.io.image import ImageMeta, ImageReadError, XrayImage, check_pixel_count, luma, min_max
@@ -33,6 +38,48 @@ CODECS_HINT = "pip install 'cxrvlm[dicom-codecs]'"
 _DEFER_BYTES = 64 * 1024  # larger values (Pixel Data) are read only when used, i.e. after the size check
 _MONO = ("MONOCHROME1", "MONOCHROME2")
 _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "YBR_PARTIAL_420")
+# What pydicom raises on a damaged file: while parsing (EOFError, OSError, struct.error) and when a raw element is
+# converted on first access (NotImplementedError for an unknown VR, struct.error / ValueError / UnicodeDecodeError
+# for a value whose bytes do not fit its VR, BytesLengthException for a length that is no multiple of its VR's
+# size, OverflowError for an absurd number).
+_CORRUPT = (EOFError, OSError, ValueError, KeyError, TypeError, IndexError, OverflowError, struct.error,
+            NotImplementedError, BytesLengthException)
+_PIXEL_TAGS = frozenset(Tag(t) for t in (0x7FE00010, 0x7FE00008, 0x7FE00009))  # (Float/Double) Pixel Data
+_SHOWN_PROBLEMS = 3  # pydicom messages quoted in a file's one log line
+# pydicom reports a file's problems as warnings and on its "pydicom" logger, both process-wide: reads that
+# collect them are serialised so one file's messages are not counted against another's.
+_CAPTURE_LOCK = threading.Lock()
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _one_line_of_problems(path: Path) -> Iterator[None]:
+    """pydicom's warnings and log records while reading `path` -> one WARNING line of this module naming the file
+    (pydicom logs each problem and warns it too, and may add a traceback: a screenful per file otherwise)."""
+    handler, pydicom_log = _Collect(), logging.getLogger("pydicom")
+    with _CAPTURE_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        propagate, pydicom_log.propagate = pydicom_log.propagate, False
+        pydicom_log.addHandler(handler)
+        try:
+            yield
+        finally:
+            pydicom_log.removeHandler(handler)
+            pydicom_log.propagate = propagate
+    problems = list(dict.fromkeys(handler.messages + [str(w.message) for w in caught]))
+    if problems:
+        shown = "; ".join(m.split(". Please see")[0][:160] for m in problems[:_SHOWN_PROBLEMS])
+        more = f" (+{len(problems) - _SHOWN_PROBLEMS} more)" if len(problems) > _SHOWN_PROBLEMS else ""
+        log.warning("%s: DICOM has %d problem(s): %s%s", path, len(problems), shown, more)
 
 
 def _read_dataset(path: Path, head: bytes) -> Dataset:
@@ -41,12 +88,14 @@ def _read_dataset(path: Path, head: bytes) -> Dataset:
     force = not (len(head) >= 132 and head[128:132] == b"DICM")
     try:
         ds = pydicom.dcmread(path, force=force, defer_size=_DEFER_BYTES)
+        _convert_elements(ds)
     except InvalidDicomError as e:
         raise ImageReadError(path, f"not a valid DICOM file: {e}") from e
     except MemoryError as e:
         raise ImageReadError(path, "not enough memory to parse this DICOM file") from e
-    except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError, struct.error, NotImplementedError) as e:
-        raise ImageReadError(path, f"truncated or corrupt DICOM file: {type(e).__name__}: {e}") from e
+    except _CORRUPT as e:
+        reason = str(e).split(" To replace this error")[0]  # pydicom's advice on its config is not for a user
+        raise ImageReadError(path, f"truncated or corrupt DICOM file: {type(e).__name__}: {reason}") from e
     if len(ds) == 0:
         if not force:  # "DICM" and file meta were there, nothing after them
             raise ImageReadError(path, "truncated or corrupt DICOM file: no data set after the file meta")
@@ -55,6 +104,18 @@ def _read_dataset(path: Path, head: bytes) -> Dataset:
         # a forced parse turns any bytes into "elements"; without one element every image has, it was not DICOM
         raise ImageReadError(path, "not a valid DICOM file: no DICM marker and no recognisable DICOM elements")
     return ds
+
+
+def _convert_elements(ds: Dataset) -> None:
+    """Convert every element but the pixel data now: pydicom converts raw bytes on first access, so a bad VR or a
+    value of the wrong length would otherwise raise at whichever later line happens to read it."""
+    for tag in list(ds.keys()):
+        if BaseTag(tag) in _PIXEL_TAGS:
+            continue
+        elem = ds[tag]
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _convert_elements(item)
 
 
 def _transfer_syntax(path: Path, ds: Dataset) -> UID:
@@ -216,7 +277,13 @@ def _to_unit(path: Path, ds: Dataset, stored: np.ndarray) -> tuple[np.ndarray, s
 
 
 def read_dicom(path: Path, head: bytes, max_pixels: int, decode: bool = True) -> XrayImage | ImageMeta:
-    """Read a single-frame DICOM image into an XrayImage; with `decode=False` only its header, as ImageMeta."""
+    """Read a single-frame DICOM image into an XrayImage; with `decode=False` only its header, as ImageMeta.
+    pydicom's complaints about the file are logged as one warning line naming it."""
+    with _one_line_of_problems(path):
+        return _read_dicom(path, head, max_pixels, decode)
+
+
+def _read_dicom(path: Path, head: bytes, max_pixels: int, decode: bool) -> XrayImage | ImageMeta:
     ds = _read_dataset(path, head)
     _check_image(path, ds, max_pixels)
     meta = _meta(path, ds)

@@ -53,7 +53,8 @@ class ImageMeta:
 
 @dataclass
 class XrayImage:
-    """A decoded image: `pixels` float32 (H, W) in [0, 1], 0 = black (air on a chest X-ray), and its metadata."""
+    """A decoded image: `pixels` float32 (H, W) in [0, 1], 0 = black (air on a chest X-ray), and its metadata.
+    `pixels` has the file's size (`meta.source_size`) unless it was read reduced (`read_image(film_pixels=...)`)."""
 
     pixels: np.ndarray
     meta: ImageMeta

@@ -9,6 +9,7 @@ from cxrvlm.io.detect import HEAD_BYTES, detect_format, has_dicom_extension
 from cxrvlm.io.dicom import read_dicom
 from cxrvlm.io.image import ImageMeta, ImageReadError, XrayImage
 from cxrvlm.io.raster import read_raster
+from cxrvlm.io.transforms import block_mean, reduction_factor
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +49,33 @@ def _sniff(path: Path) -> tuple[str, bytes]:
     return fmt, head
 
 
-def _read(path: str | os.PathLike, max_pixels: int, decode: bool) -> XrayImage | ImageMeta:
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0:
-        raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+def _check_count(name: str, value: int | None, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _reduce(image: XrayImage, film_pixels: int | None) -> XrayImage:
+    """A decoded image with more than `film_pixels` pixels -> its k x k block means (DICOM: decoded whole first)."""
+    k = reduction_factor(*image.pixels.shape, film_pixels)
+    return image if k == 1 else XrayImage(pixels=block_mean(image.pixels, k), meta=image.meta)
+
+
+def _read(path: str | os.PathLike, max_pixels: int, decode: bool,
+          film_pixels: int | None = None) -> XrayImage | ImageMeta:
+    _check_count("max_pixels", max_pixels)
+    _check_count("film_pixels", film_pixels, optional=True)
     path = Path(path)
     fmt, head = _sniff(path)
     if fmt == "dicom":
-        return read_dicom(path, head, max_pixels, decode=decode)
-    return read_raster(path, fmt, head, max_pixels, decode=decode)
+        image = read_dicom(path, head, max_pixels, decode=decode)
+        return _reduce(image, film_pixels) if isinstance(image, XrayImage) else image
+    return read_raster(path, fmt, head, max_pixels, decode=decode, film_pixels=film_pixels)
 
 
-def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> XrayImage:
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+               film_pixels: int | None = None) -> XrayImage:
     """Read a chest X-ray (PNG, JPEG, 8/16-bit PNG or TIFF, DICOM) as displayed by a viewer.
 
     Returns an `XrayImage`: `.pixels` float32 (H, W) in [0, 1] with air dark (MONOCHROME1 inverted, DICOM
@@ -66,10 +83,14 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     The format is found from the file's content, not its name. Images declaring more than `max_pixels` pixels
     are refused before decoding.
 
+    `film_pixels`: an image of more pixels is reduced by the smallest integer factor k that brings it within the
+    limit (each k x k block averaged), while it is decoded where the format allows (a big PNG is then never whole
+    in memory); `.meta.source_size` keeps the file's size, so coordinates can still be given in its pixels.
+
     Raises `ImageReadError` (a ValueError) naming the file and the reason: missing, empty, truncated or corrupt,
     not an image, too many pixels, unsupported mode or DICOM.
     """
-    image = _read(path, max_pixels, decode=True)
+    image = _read(path, max_pixels, decode=True, film_pixels=film_pixels)
     assert isinstance(image, XrayImage)
     return image
 

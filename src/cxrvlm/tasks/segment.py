@@ -242,7 +242,7 @@ def read(ctx: ReadContext) -> dict[str, Any]:
                                          [_reading.mask_tokens(b, c) for _, b, _, c in kept])
     if ctx.options.refine_masks and kept:
         try:
-            kept = refine_objects(ctx.pixels, kept)
+            kept = refine_objects(ctx.pixels, kept, size=(h, w))
         except (ValueError, OSError, RuntimeError) as e:
             ctx.warn(f"{NAME}: masks not refined ({e}); they are the decoded masks")
     return {"segmentations": [{"label": label, "box": _reading.to_pixels(box, h, w), "mask": rle_encode(mask),

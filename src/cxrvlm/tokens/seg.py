@@ -39,6 +39,7 @@ SEG_RE = re.compile(r"<seg(\d{3})>")
 SIZE = 64
 WEIGHTS = Path(__file__).parent / "weights" / "mask_vqvae.safetensors"
 FORMAT = "cxrvlm-mask-vqvae"
+_PASTE_PIXELS = 1 << 20  # pixels of a pasted mask thresholded at a time
 
 Box = Sequence[float]  # (x1, y1, x2, y2) in pixels, x2/y2 exclusive
 
@@ -95,10 +96,14 @@ def paste(scores: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, i
     """64 x 64 decoder scores -> bool H x W: resized bilinearly into the box, thresholded at 0, clipped to the image."""
     x1, y1, x2, y2 = box
     h, w = int(size[0]), int(size[1])
-    inside = np.asarray(Image.fromarray(scores.astype(np.float32), mode="F").resize((x2 - x1, y2 - y1), Image.BILINEAR))
+    inside = Image.fromarray(scores.astype(np.float32), mode="F").resize((x2 - x1, y2 - y1), Image.BILINEAR)
     out = np.zeros((h, w), bool)
     sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
-    out[sy1:sy2, sx1:sx2] = inside[sy1 - y1:sy2 - y1, sx1 - x1:sx2 - x1] > 0
+    step = max(1, _PASTE_PIXELS // max(1, sx2 - sx1))  # thresholded a band at a time: a big box is no float copy
+    for top in range(sy1, sy2, step):
+        bottom = min(sy2, top + step)
+        band = inside.crop((sx1 - x1, top - y1, sx2 - x1, bottom - y1))
+        out[top:bottom, sx1:sx2] = np.asarray(band) > 0
     return out
 
 
@@ -108,7 +113,7 @@ def check_codes(codes: object, num_codes: int = NUM_CODES) -> tuple[list[int] | 
         vals = [int(c) for c in codes]  # type: ignore[union-attr]
         if any(float(c) != v for c, v in zip(codes, vals)):  # type: ignore[call-overload]
             return None, "codes are not integers"
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite code
         return None, f"codes {codes!r} are not a sequence of integers"
     if len(vals) != NUM_TOKENS:
         return None, f"expected {NUM_TOKENS} codes, got {len(vals)}"

@@ -33,6 +33,7 @@ from cxrvlm.tensorfile import read_tagged_tensors, write_tensors
 from cxrvlm.tokens import seg
 
 WORK_SIDE = 512  # the film is refined at most this long on its long side: lung edges survive, big films stay cheap
+BIG_SIDE = 4096  # masks longer than this are box-reduced in 8-bit before the float resize (`_mask_levels`)
 SIZE = 128  # the refiner's square input: the grown box, resized
 PASSES = 3  # each from the last pass's mask and box (val IoU of the shipped refiner: 0.84, 0.86, 0.87)
 MARGIN = 0.2  # the box grows by this share of its width / height on each side: room for a short edge
@@ -50,13 +51,46 @@ def work_scale(size: tuple[int, int]) -> float:
     return min(1.0, WORK_SIDE / max(int(size[0]), int(size[1])))
 
 
+def work_size(size: tuple[int, int]) -> tuple[int, int]:
+    """(height, width) of the refiner's working film for a film of `size` pixels."""
+    s = work_scale(size)
+    return max(1, round(int(size[0]) * s)), max(1, round(int(size[1]) * s))
+
+
 def shrink(array: np.ndarray, scale: float) -> np.ndarray:
     """float (H, W) -> its working-size copy (antialiased bilinear); unchanged at scale 1."""
     if scale >= 1.0:
         return array.astype(np.float32)
     h, w = array.shape
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(array.astype(np.float32), mode="F").resize(size, Image.BILINEAR), np.float32)
+    return shrink_to(array, (max(1, round(h * scale)), max(1, round(w * scale))))
+
+
+def shrink_to(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """float or bool (H, W) -> float32 `size` (height, width), antialiased bilinear; a copy when it has that size."""
+    if np.shape(array) == tuple(size):
+        return np.asarray(array, np.float32)
+    if np.asarray(array).dtype == bool:
+        array = _mask_levels(array)
+    return np.asarray(Image.fromarray(np.asarray(array, np.float32), mode="F").resize((size[1], size[0]),
+                                                                                       Image.BILINEAR), np.float32)
+
+
+def _mask_levels(mask: np.ndarray) -> np.ndarray:
+    """bool (H, W) -> float32 in [0, 1]; a mask of more than BIG_SIDE on its long side is first box-reduced (in
+    8-bit, by Pillow) to at most that, so a big film's mask never becomes a float image of the film's size."""
+    h, w = mask.shape
+    k = -(-max(h, w) // BIG_SIDE)
+    if k == 1:
+        return mask.astype(np.float32)
+    levels = Image.fromarray(mask.view(np.uint8) * np.uint8(255), mode="L").reduce(k)
+    return np.asarray(levels, np.float32) / np.float32(255.0)
+
+
+def _same_field(film: tuple[int, ...], size: tuple[int, ...]) -> bool:
+    """A film of `film` pixels can be the image of `size` pixels, or a reduced copy (same aspect to a pixel)."""
+    if len(film) != 2 or len(size) != 2 or film[0] > size[0] or film[1] > size[1]:
+        return False
+    return abs(film[0] * size[1] - film[1] * size[0]) <= max(size)
 
 
 def grow(box: Box, margin: float = MARGIN) -> tuple[float, float, float, float]:
@@ -149,7 +183,8 @@ class MaskRefiner:
                                                     **(meta or {})})
 
     def refine(self, pixels: np.ndarray, boxes: Sequence[Box], masks: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """One film's objects: pixel boxes and bool (H, W) masks -> refined bool (H, W) masks, in order."""
+        """One film's objects: pixel boxes and bool (H, W) masks -> refined bool (H, W) masks, in order. `pixels`
+        is the film at the masks' size or reduced (the same field at fewer pixels, e.g. a big file read reduced)."""
         pixels = np.asarray(pixels, dtype=np.float32)
         if pixels.ndim != 2:
             raise MaskRefinerError(f"pixels must be 2-D (H, W), got shape {pixels.shape}")
@@ -157,16 +192,18 @@ class MaskRefiner:
             raise MaskRefinerError(f"{len(boxes)} boxes but {len(masks)} masks")
         if not masks:
             return []
+        size = np.shape(masks[0])
         for i, m in enumerate(masks):
-            if np.shape(m) != pixels.shape:
-                raise MaskRefinerError(f"mask {i} has shape {np.shape(m)}, the film {pixels.shape}")
-        s = work_scale(pixels.shape)
-        image = shrink(pixels, s)
+            if np.shape(m) != size or not _same_field(pixels.shape, size):
+                raise MaskRefinerError(f"mask {i} has shape {np.shape(m)}, the film {pixels.shape} (the film must "
+                                       "have the masks' size, or be a reduced copy of the image they cover)")
+        s, work = work_scale(size), work_size(size)
+        image = shrink_to(pixels, work)
         small = [[float(v) * s for v in b] for b in boxes]
-        x = np.stack([net_input(image, shrink(np.asarray(m, np.float32), s), b) for m, b in zip(masks, small)])
+        x = np.stack([net_input(image, shrink_to(m, work), b) for m, b in zip(masks, small)])
         with torch.inference_mode():
             prob = torch.sigmoid(self.net(torch.from_numpy(x))).numpy()
-        return [paste(p, [v / s for v in grow(b)], pixels.shape) for p, b in zip(prob, small)]
+        return [paste(p, [v / s for v in grow(b)], size) for p, b in zip(prob, small)]
 
 
 @functools.lru_cache(maxsize=1)
@@ -175,13 +212,14 @@ def _default() -> MaskRefiner:
 
 
 def refine_objects(pixels: np.ndarray, objects: Sequence[tuple], refiner: MaskRefiner | None = None,
-                   passes: int = PASSES) -> list[tuple]:
+                   passes: int = PASSES, size: tuple[int, int] | None = None) -> list[tuple]:
     """One film's parsed objects [(label, normalised box (x1, y1, x2, y2), bool (H, W) mask or None, ...)] -> the
     same tuples with each mask redrawn by the refiner and its box made the redrawn mask's tight box; each pass
     starts from the last one's mask and box. An object without a mask, or whose redrawn mask would be empty, is
-    kept as it was: the refiner never drops an object."""
+    kept as it was: the refiner never drops an object. `size` is the image's (H, W) when `pixels` is a reduced film
+    of it (the masks have the image's size)."""
     refiner = refiner or MaskRefiner.default()
-    h, w = np.shape(pixels)
+    h, w = size or np.shape(pixels)
     out = list(objects)
     for _ in range(passes):
         todo = [i for i, o in enumerate(out) if o[2] is not None and np.shape(o[2]) == (h, w) and np.any(o[2])]
