@@ -12,30 +12,13 @@ import tracemalloc
 
 import pytest
 
-from fixtures_images import gradient, write_png
+from cxrvlm.serve.limits import MB, Gate, Limits, UploadError
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
 pytest.importorskip("httpx")
 
-from cxrvlm.serve.limits import MB, Gate, Limits, UploadError  # noqa: E402 - after the extra's skip
-
-TINY = dict(image_size=64, n_layer=1, n_embd=32, n_head=1, cnn_widths=[8, 16])
 BOUNDARY = "cxrvlm-test-boundary"
-
-
-@pytest.fixture(scope="module")
-def interpreter():
-    import torch
-
-    from cxrvlm.infer import Interpreter
-    from cxrvlm.models import create_model
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield Interpreter(create_model("cxrvlm-tiny", **TINY), name="tiny", refine_masks=False)
-    torch.set_num_threads(before)
 
 
 def _client(interpreter, **limits):
@@ -49,11 +32,6 @@ def _client(interpreter, **limits):
 @pytest.fixture(scope="module")
 def client(interpreter):
     return _client(interpreter)
-
-
-@pytest.fixture(scope="module")
-def png(tmp_path_factory) -> bytes:
-    return write_png(tmp_path_factory.mktemp("img") / "chest.png", gradient(80, 60)).read_bytes()
 
 
 def _post(client, files: dict, **form):
@@ -221,16 +199,16 @@ def test_the_gate_counts_the_waiting_and_refuses_one_more() -> None:
         waiter.start()
         while gate.waiting < 1:  # the waiter is queued behind the reading
             time.sleep(0.001)
-        with pytest.raises(UploadError, match="1 requests are already waiting") as refused:
-            with gate.turn(time.monotonic()):
-                pass
+        with pytest.raises(UploadError, match="1 requests are already waiting") as refused, \
+                gate.turn(time.monotonic()):
+            pass
         assert refused.value.status == 503 and "Retry-After" in refused.value.headers
     waiter.join(10)
     assert entered.is_set() and gate.waiting == 0
-    with pytest.raises(UploadError, match="within the 60 s timeout"):  # waited 100 s already, the turn held
-        with gate.turn(time.monotonic()):
-            with gate.turn(time.monotonic() - 100):
-                pass
+    # the turn held, and a request that has waited 100 s already
+    with pytest.raises(UploadError, match="within the 60 s timeout"), gate.turn(time.monotonic()), \
+            gate.turn(time.monotonic() - 100):
+        pass
 
 
 def test_the_overlay_is_drawn_in_the_readings_turn(client, png, monkeypatch) -> None:

@@ -10,39 +10,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from fixtures_images import gradient, write_dicom, write_png
+from fixtures_images import gradient, write_dicom
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
 pytest.importorskip("httpx")
 
-TINY = dict(image_size=64, n_layer=1, n_embd=32, n_head=1, cnn_widths=[8, 16])
 FAST = "classify,detect"
 
 
 @pytest.fixture(scope="module")
-def client():
-    import torch
+def client(interpreter):
     from fastapi.testclient import TestClient
 
-    from cxrvlm.infer import Interpreter
-    from cxrvlm.models import create_model
     from cxrvlm.serve.app import create_app
     from cxrvlm.serve.limits import Limits
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    interp = Interpreter(create_model("cxrvlm-tiny", **TINY), name="tiny", refine_masks=False)
-    yield TestClient(create_app(interp, Limits(max_upload_mb=0.5)))
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def png(tmp_path_factory) -> bytes:
-    path = write_png(tmp_path_factory.mktemp("img") / "chest.png", gradient(80, 60))
-    return path.read_bytes()
+    return TestClient(create_app(interpreter, Limits(max_upload_mb=0.5)))
 
 
 def _post(client, name: str, data: bytes, **form):

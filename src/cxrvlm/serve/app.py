@@ -127,7 +127,7 @@ def _image(upload: _Upload, max_pixels: int, decode: bool) -> Any:
     except MemoryError:
         raise
     except Exception as e:  # noqa: BLE001 - a decoder that chokes on the file: the file's fault, said so
-        log.warning("%s (%s) could not be read", upload.name, upload.field, exc_info=True)
+        log.warning("%s (%s) could not be read: %s: %s", upload.name, upload.field, type(e).__name__, e)
         raise UploadError(f"{upload.name} ({upload.field}): cannot be read ({type(e).__name__}: {e})", 400,
                           upload.name) from None
 
@@ -143,7 +143,7 @@ def _interpret(interpreter: Any, uploads: list[_Upload], form: _Form, max_pixels
                                                             prior_days=form.prior_days)
     except ValueError as e:  # an image the model cannot take: name the client's file, not the server's path
         raise UploadError(*_blame(str(e), uploads), 400) from None
-    except Exception as e:  # noqa: BLE001 - the model failed on this image: say so, keep serving
+    except Exception as e:  # the model failed on this image: say so, keep serving
         log.exception("interpretation of %s failed", name)
         raise UploadError(f"{name}: the interpretation failed ({type(e).__name__}: {e})", 500, name) from None
     reading["image"] = name  # the client's file name, not the server's
@@ -177,8 +177,9 @@ def _respond(interpreter: Any, uploads: list[_Upload], form: _Form, limits: Limi
     return reading
 
 
-def create_app(interpreter: Any, limits: Limits = Limits()) -> Any:
-    """A FastAPI app serving `interpreter` (a `cxrvlm.infer.Interpreter`) within `limits`."""
+def create_app(interpreter: Any, limits: Limits | None = None) -> Any:
+    """A FastAPI app serving `interpreter` (a `cxrvlm.infer.Interpreter`) within `limits` (default: `Limits()`)."""
+    limits = limits or Limits()
     fastapi, responses = require_serve(), require_serve("fastapi.responses")
     File, Form, Query, Request, UploadFile = fastapi.File, fastapi.Form, fastapi.Query, fastapi.Request, \
         fastapi.UploadFile
