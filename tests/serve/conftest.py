@@ -1,10 +1,9 @@
 """The serve tests' shared fixtures: one tiny random-weight interpreter (its answers are garbage; the HTTP contract is
-what is tested) and a small PNG."""
+what is tested)."""
 from __future__ import annotations
 
 import pytest
 import torch
-from fixtures_images import gradient, write_png
 
 from cxrvlm.infer import Interpreter
 from cxrvlm.models import create_model
@@ -19,8 +18,3 @@ def interpreter():
     torch.manual_seed(0)
     yield Interpreter(create_model("cxrvlm-tiny", **TINY), name="tiny", refine_masks=False)
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def png(tmp_path_factory) -> bytes:
-    return write_png(tmp_path_factory.mktemp("img") / "chest.png", gradient(80, 60)).read_bytes()

@@ -11,6 +11,7 @@ import time
 import tracemalloc
 
 import pytest
+from fixtures_images import gradient, write_png
 
 from cxrvlm.serve.limits import MB, Gate, Limits, UploadError
 
@@ -32,6 +33,11 @@ def _client(interpreter, **limits):
 @pytest.fixture(scope="module")
 def client(interpreter):
     return _client(interpreter)
+
+
+@pytest.fixture(scope="module")
+def png(tmp_path_factory) -> bytes:
+    return write_png(tmp_path_factory.mktemp("img") / "chest.png", gradient(96, 72)).read_bytes()
 
 
 def _post(client, files: dict, **form):
@@ -163,7 +169,7 @@ def test_an_image_over_the_pixel_limit_is_a_400_before_it_is_decoded(interpreter
     client = _client(interpreter, max_pixels=1000)
     response = _post(client, {"file": ("chest.png", png)})
     assert response.status_code == 400
-    assert response.json()["error"] == ("chest.png (file): image declares 80 x 60 = 4,800 pixels, more than the "
+    assert response.json()["error"] == ("chest.png (file): image declares 96 x 72 = 6,912 pixels, more than the "
                                         "limit of 1,000 (possible decompression bomb; raise max_pixels if the file "
                                         "is trusted)")
 
@@ -234,6 +240,8 @@ def test_bad_limits_are_refused_naming_the_limit() -> None:
         Limits(timeout=float("nan"))
     with pytest.raises(ValueError, match="max_questions must be a whole number, got 2.5"):
         Limits(max_questions=2.5)
+    with pytest.raises(ValueError, match="max_pixels must be at most the image reader's limit of 50,000,000"):
+        Limits(max_pixels=60_000_000)
 
 
 def test_health_reports_the_limits(client) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_images import gradient, write_dicom
+from fixtures_images import gradient, write_dicom, write_png
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
@@ -29,6 +29,12 @@ def client(interpreter):
     return TestClient(create_app(interpreter, Limits(max_upload_mb=0.5)))
 
 
+@pytest.fixture(scope="module")
+def png(tmp_path_factory) -> bytes:
+    path = write_png(tmp_path_factory.mktemp("img") / "chest.png", gradient(96, 72))
+    return path.read_bytes()
+
+
 def _post(client, name: str, data: bytes, **form):
     return client.post("/interpret", files={"file": (name, data)}, data={"tasks": FAST, **form})
 
@@ -43,7 +49,7 @@ def test_health_names_the_model_and_the_notice(client) -> None:
 
 def test_an_uploaded_png_gives_the_interpret_json(client, png) -> None:
     reading = _post(client, "chest.png", png).json()
-    assert reading["image"] == "chest.png" and reading["image_size"] == [80, 60]
+    assert reading["image"] == "chest.png" and reading["image_size"] == [96, 72]
     assert reading["notice"] == "Research use only. Not a diagnosis."
     assert 0.0 <= reading["tb"]["probability"] <= 1.0 and reading["tasks"] == ["classify", "detect"]
     for det in reading["detections"]:

@@ -14,7 +14,7 @@
 
 The limits and how they are held are in `cxrvlm.serve.limits`. Uploads are written under names the server chooses
 (the client's name is only reported back, shortened), probed from their headers before they wait for the model,
-then read, interpreted and drawn one request at a time.
+then read (by the interpreter, as `cxrvlm interpret` reads them), interpreted and drawn one request at a time.
 """
 # No `from __future__ import annotations`: FastAPI reads the endpoint's annotations, whose types come from the
 # guarded fastapi module inside create_app (FastAPI is optional), so they must be evaluated where they are defined.
@@ -40,7 +40,7 @@ from cxrvlm.infer.inputs import IMAGE_EXTENSIONS
 from cxrvlm.infer.interpreter import parse_tasks
 from cxrvlm.infer.overlay import render_overlay
 from cxrvlm.infer.result import TASKS
-from cxrvlm.io import ImageReadError, probe_image, read_image
+from cxrvlm.io import ImageReadError, probe_image
 from cxrvlm.serve.limits import BodyLimit, Gate, Limits, UploadError
 
 log = logging.getLogger(__name__)
@@ -118,10 +118,11 @@ def _save(upload: Any, field: str, folder: Path) -> _Upload:
     return _Upload(field, name, path)
 
 
-def _image(upload: _Upload, max_pixels: int, decode: bool) -> Any:
-    """The upload probed (its header) or read; a failure is a 400 naming the client's file and the reason."""
+def _probe(upload: _Upload, max_pixels: int) -> None:
+    """Check the upload from its header (format, size, pixel count) before it waits for the model; a failure is a
+    400 naming the client's file and the reason."""
     try:
-        return read_image(upload.path, max_pixels) if decode else probe_image(upload.path, max_pixels)
+        probe_image(upload.path, max_pixels)
     except ImageReadError as e:
         raise UploadError(f"{upload.name} ({upload.field}): {e.reason}", 400, upload.name) from None
     except MemoryError:
@@ -132,17 +133,17 @@ def _image(upload: _Upload, max_pixels: int, decode: bool) -> Any:
                           upload.name) from None
 
 
-def _interpret(interpreter: Any, uploads: list[_Upload], form: _Form, max_pixels: int) -> tuple[dict[str, Any], Any]:
-    """One reading and the frontal pixels, from the uploads read here (so an error names the right one). A model
+def _interpret(interpreter: Any, uploads: list[_Upload], form: _Form) -> tuple[dict[str, Any], Any]:
+    """One reading and the frontal pixels. An unreadable file is a 400 naming it (the prior as the prior); a model
     failure is a 500 naming the file; the server goes on."""
-    image, *prior = [_image(u, max_pixels, decode=True) for u in uploads]
-    name = uploads[0].name
+    name, prior = uploads[0].name, uploads[1:]
     try:
-        reading, pixels = interpreter.interpret_with_pixels(image, tasks=form.tasks, questions=form.questions,
-                                                            prior=prior[0] if prior else None,
-                                                            prior_days=form.prior_days)
-    except ValueError as e:  # an image the model cannot take: name the client's file, not the server's path
-        raise UploadError(*_blame(str(e), uploads), 400) from None
+        reading, pixels = interpreter.interpret_with_pixels(
+            str(uploads[0].path), tasks=form.tasks, questions=form.questions,
+            prior=str(prior[0].path) if prior else None, prior_days=form.prior_days)
+    except ValueError as e:  # the reader's errors name the server's path: the client is told its file's name
+        message, blamed = _blame(str(e), uploads)
+        raise UploadError(message, 400, blamed) from None
     except Exception as e:  # the model failed on this image: say so, keep serving
         log.exception("interpretation of %s failed", name)
         raise UploadError(f"{name}: the interpretation failed ({type(e).__name__}: {e})", 500, name) from None
@@ -167,7 +168,7 @@ def _respond(interpreter: Any, uploads: list[_Upload], form: _Form, limits: Limi
              overlay: bool) -> Any:
     """The reading JSON, with the overlay when asked, or the reading page. Runs in the reading's turn: the image
     and the overlay at its size are the memory-heavy part."""
-    reading, pixels = _interpret(interpreter, uploads, form, limits.max_pixels)
+    reading, pixels = _interpret(interpreter, uploads, form)
     if page:
         return render_html(reading, render_overlay(pixels, reading))
     if overlay:
@@ -221,7 +222,7 @@ def create_app(interpreter: Any, limits: Limits | None = None) -> Any:
             if prior is not None and prior.filename:
                 uploads.append(_save(prior, "prior", Path(tmp)))
             for upload in uploads:  # a bad file is refused before it waits for the model
-                _image(upload, limits.max_pixels, decode=False)
+                _probe(upload, limits.max_pixels)
             with gate.turn(since):
                 result = _respond(interpreter, uploads, form, limits, format == "html", overlay)
         return HTMLResponse(result) if format == "html" else result

@@ -44,7 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-upload-mb", type=float, default=default.max_upload_mb,
                         help="largest request body: the X-ray, its prior and the form (default: %(default)s MB)")
     parser.add_argument("--max-pixels", type=int, default=default.max_pixels,
-                        help="most pixels an image may declare (default: %(default)s)")
+                        help="most pixels an image may declare (default, and the most: %(default)s)")
     parser.add_argument("--max-question-chars", type=int, default=default.max_question_chars,
                         help="longest question (default: %(default)s characters)")
     parser.add_argument("--max-questions", type=int, default=default.max_questions,

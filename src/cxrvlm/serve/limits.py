@@ -40,7 +40,7 @@ class Limits:
     """The server's limits (`cxrvlm serve --help` and the README's "Limits" say the same)."""
 
     max_upload_mb: float = 64.0  # the whole request body; a large uncompressed DICOM is tens of MB
-    max_pixels: int = DEFAULT_MAX_PIXELS  # per image, checked on its header before it is decoded
+    max_pixels: int = DEFAULT_MAX_PIXELS  # per image, checked on its header; the reader's own limit is the most
     max_question_chars: int = 300  # the model's text window is 256 tokens, prompt and answer together
     max_questions: int = 8
     max_queue: int = 8  # requests waiting for the model; 0: none waits
@@ -54,6 +54,9 @@ class Limits:
                 raise ValueError(f"{f.name} must be {'non-negative' if least == 0 else 'positive'}, got {value!r}")
             if f.name != "max_upload_mb" and f.name != "timeout" and value != int(value):
                 raise ValueError(f"{f.name} must be a whole number, got {value!r}")
+        if self.max_pixels > DEFAULT_MAX_PIXELS:
+            raise ValueError(f"max_pixels must be at most the image reader's limit of {DEFAULT_MAX_PIXELS:,}, got "
+                             f"{self.max_pixels:,}")
 
     @property
     def max_bytes(self) -> int:
