@@ -10,32 +10,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fixtures_images import gradient, write_dicom, write_png
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
 pytest.importorskip("httpx")
 
-TINY = dict(image_size=64, n_layer=1, n_embd=32, n_head=1, cnn_widths=[8, 16])
 FAST = "classify,detect"
 
 
 @pytest.fixture(scope="module")
-def client():
-    import torch
+def client(interpreter):
     from fastapi.testclient import TestClient
 
-    from cxrvlm.infer import Interpreter
-    from cxrvlm.models import create_model
     from cxrvlm.serve.app import create_app
+    from cxrvlm.serve.limits import Limits
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    interp = Interpreter(create_model("cxrvlm-tiny", **TINY), name="tiny", refine_masks=False)
-    yield TestClient(create_app(interp, max_upload_mb=0.5))
-    torch.set_num_threads(before)
+    return TestClient(create_app(interpreter, Limits(max_upload_mb=0.5)))
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +90,8 @@ def test_bad_uploads_are_refused_with_the_reason_and_the_server_goes_on(client, 
     empty = _post(client, "empty.png", b"")
     assert empty.status_code == 400 and "empty" in empty.json()["error"]
     big = _post(client, "big.png", b"x" * (600 * 1024))
-    assert big.status_code == 413 and big.json()["error"] == "big.png: larger than the server's limit of 0.5 MB"
+    assert big.status_code == 413 and big.json()["error"].endswith("larger than the server's limit of 0.5 MB (the "
+                                                                   "X-ray, its prior and the form together)")
     task = _post(client, "chest.png", png, tasks="classify,xray-magic")
     assert task.status_code == 400 and "xray-magic" in task.json()["error"]
     assert _post(client, "..", png).json()["image"] == "upload"  # no name to write to outside its folder

@@ -7,43 +7,46 @@
   shows in the frame beside it.
 - `POST /interpret` (multipart): `file` (PNG/JPEG/TIFF/DICOM), optional `prior` and `prior_days`, `tasks` (comma-
   separated or repeated; default all), `question` (repeatable), `overlay=true` to add the overlay PNG as base64.
-  Returns the reading JSON of `cxrvlm interpret` (`format=html`: the reading page). An unreadable upload is a 400
-  with {"image": name, "error": reason}; a file over the size limit a 413.
-- `GET /health`: the model, its tasks and the notice; `GET /openapi.json`: the API's schema.
+  Returns the reading JSON of `cxrvlm interpret` (`format=html`: the reading page). A refused request is
+  {"image": the file's name or "", "error": reason}: 400 an unreadable file or a bad task, 413 a body over the
+  limit, 422 a bad field (a question too long, a negative interval), 503 (with Retry-After) the server busy.
+- `GET /health`: the model, its tasks, the limits and the notice; `GET /openapi.json`: the API's schema.
 
-Readings run one at a time (a lock): the model is CPU-bound, and two readings at once would only share the cores.
+The limits and how they are held are in `cxrvlm.serve.limits`. Uploads are written under names the server chooses
+(the client's name is only reported back, shortened), probed from their headers before they wait for the model,
+then read (by the interpreter, as `cxrvlm interpret` reads them), interpreted and drawn one request at a time.
 """
 # No `from __future__ import annotations`: FastAPI reads the endpoint's annotations, whose types come from the
 # guarded fastapi module inside create_app (FastAPI is optional), so they must be evaluated where they are defined.
 import base64
+import dataclasses
 import importlib
 import io
 import logging
+import math
+import shutil
 import tempfile
-import threading
+import time
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import parse_qs
 
 from cxrvlm.about import NOTICE
 from cxrvlm.infer.html import render_html
+from cxrvlm.infer.inputs import IMAGE_EXTENSIONS
 from cxrvlm.infer.interpreter import parse_tasks
 from cxrvlm.infer.overlay import render_overlay
 from cxrvlm.infer.result import TASKS
+from cxrvlm.io import ImageReadError, probe_image
+from cxrvlm.serve.limits import BodyLimit, Gate, Limits, UploadError
 
 log = logging.getLogger(__name__)
 
-MAX_UPLOAD_MB = 64  # a large uncompressed DICOM is tens of MB
 _CHUNK = 1 << 20
-
-
-class UploadError(ValueError):
-    """A request the server refuses; `status` is its HTTP status, the message names the file and the reason."""
-
-    def __init__(self, message: str, status: int = 400, image: str = "") -> None:
-        super().__init__(message)
-        self.status, self.image = status, image
+_NAME_CHARS = 100  # a client's file name is reported back at most this long
 
 
 def require_serve(module: str = "fastapi") -> ModuleType:
@@ -58,84 +61,142 @@ def require_serve(module: str = "fastapi") -> ModuleType:
             from None
 
 
-def _safe_name(name: str | None) -> str:
-    """The upload's base name, without any folder part a client may send."""
-    base = Path((name or "").replace("\\", "/")).name
-    return base if base not in ("", ".", "..") else "upload"
+@dataclass(frozen=True)
+class _Form:
+    """The checked fields of one request."""
+
+    tasks: list[str]
+    questions: list[str] | None
+    prior_days: float | None
 
 
-def _save_upload(upload: Any, folder: Path, max_bytes: int) -> Path:
-    """Stream an UploadFile into `folder` under its own base name (so the reading names it), at most max_bytes."""
-    name = _safe_name(upload.filename)
-    path = folder / name
-    size = 0
+@dataclass(frozen=True)
+class _Upload:
+    """One uploaded file: its field ("file" or "prior"), the client's name (shortened) and where the server put it."""
+
+    field: str
+    name: str
+    path: Path
+
+
+def client_name(name: str | None) -> str:
+    """The upload's base name as the client gave it, without any folder part or control character, shortened to
+    `_NAME_CHARS` (its end kept): only ever reported back, never a path."""
+    base = "".join(c for c in Path((name or "").replace("\\", "/")).name if c.isprintable())
+    if base in ("", ".", ".."):
+        return "upload"
+    return base if len(base) <= _NAME_CHARS else base[:_NAME_CHARS - 20] + "..." + base[-17:]
+
+
+def _check_form(limits: Limits, tasks: list[str], question: list[str], prior_days: float | None) -> _Form:
+    """The form's fields against the limits: a bad task list is a 400, a bad question or interval a 422."""
+    try:
+        wanted = parse_tasks(",".join(tasks) if any(t.strip() for t in tasks) else list(TASKS))
+    except ValueError as e:
+        raise UploadError(f"tasks: {e}", 400) from None
+    questions = [q.strip() for q in question if q.strip()]
+    if len(questions) > limits.max_questions:
+        raise UploadError(f"question: {len(questions)} questions, more than the limit of {limits.max_questions} "
+                          "per request", 422)
+    for i, q in enumerate(questions, 1):
+        if len(q) > limits.max_question_chars:
+            raise UploadError(f"question {i}: {len(q):,} characters, more than the limit of "
+                              f"{limits.max_question_chars}", 422)
+    if prior_days is not None and not (math.isfinite(prior_days) and prior_days >= 0):
+        raise UploadError(f"prior_days: must be a finite number of days, 0 or more, got {prior_days}", 422)
+    return _Form(wanted, questions or None, prior_days)
+
+
+def _save(upload: Any, field: str, folder: Path) -> _Upload:
+    """Stream an UploadFile to `folder` under the field's name (the client's extension kept when it is an image's:
+    a DICOM without its preamble is known by it)."""
+    name = client_name(upload.filename)
+    suffix = Path(name).suffix.lower()
+    path = folder / (field + (suffix if suffix in IMAGE_EXTENSIONS else ""))
     with open(path, "wb") as out:
-        while chunk := upload.file.read(_CHUNK):
-            size += len(chunk)
-            if size > max_bytes:
-                raise UploadError(f"{name}: larger than the server's limit of {max_bytes / (1 << 20):g} MB", 413, name)
-            out.write(chunk)
-    if size == 0:
-        raise UploadError(f"{name}: the file is empty", 400, name)
-    return path
+        shutil.copyfileobj(upload.file, out, _CHUNK)
+    return _Upload(field, name, path)
 
 
-def _tasks(values: list[str]) -> list[str]:
-    """The `tasks` form fields (repeated, or comma-separated) -> task names; none given: every task."""
-    return parse_tasks(",".join(values) if any(v.strip() for v in values) else list(TASKS))
+def _probe(upload: _Upload, max_pixels: int) -> None:
+    """Check the upload from its header (format, size, pixel count) before it waits for the model; a failure is a
+    400 naming the client's file and the reason."""
+    try:
+        probe_image(upload.path, max_pixels)
+    except ImageReadError as e:
+        raise UploadError(f"{upload.name} ({upload.field}): {e.reason}", 400, upload.name) from None
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a decoder that chokes on the file: the file's fault, said so
+        log.warning("%s (%s) could not be read: %s: %s", upload.name, upload.field, type(e).__name__, e)
+        raise UploadError(f"{upload.name} ({upload.field}): cannot be read ({type(e).__name__}: {e})", 400,
+                          upload.name) from None
 
 
-def _read_upload(interpreter: Any, lock: threading.Lock, max_bytes: int, file: Any, prior: Any,
-                 prior_days: float | None, tasks: list[str], question: list[str]) -> tuple[dict[str, Any], Any]:
-    """One request's reading and the frontal pixels: the uploads saved to a temporary folder, read one request at
-    a time. The client's input errors are 400s, a model failure a 500 naming the file; the server goes on."""
-    name = _safe_name(file.filename)
-    with tempfile.TemporaryDirectory(prefix="cxrvlm-serve-") as tmp:
-        try:
-            wanted = _tasks(tasks)
-            image = _save_upload(file, Path(tmp), max_bytes)
-            prior_path = None
-            if prior is not None and prior.filename:
-                (Path(tmp) / "prior").mkdir()
-                prior_path = _save_upload(prior, Path(tmp) / "prior", max_bytes)
-            questions = [q.strip() for q in question if q.strip()] or None
-            with lock:
-                reading, pixels = interpreter.interpret_with_pixels(
-                    str(image), tasks=wanted, questions=questions,
-                    prior=str(prior_path) if prior_path else None, prior_days=prior_days)
-            reading["image"] = name  # the client's file name, not the server's temporary path
-            if prior_path is not None:
-                reading["prior"] = prior_path.name
-        except UploadError:
-            raise
-        except (ValueError, OSError) as e:  # unreadable image, bad task list, bad interval: the client's input
-            raise UploadError(str(e).replace(tmp + "/", ""), 400, name) from None
-        except Exception as e:  # noqa: BLE001 - the model failed on this image: say so, keep serving
-            log.exception("interpretation of %s failed", name)
-            raise UploadError(f"{name}: the interpretation failed ({type(e).__name__}: {e})", 500, name) from None
+def _interpret(interpreter: Any, uploads: list[_Upload], form: _Form) -> tuple[dict[str, Any], Any]:
+    """One reading and the frontal pixels. An unreadable file is a 400 naming it (the prior as the prior); a model
+    failure is a 500 naming the file; the server goes on."""
+    name, prior = uploads[0].name, uploads[1:]
+    try:
+        reading, pixels = interpreter.interpret_with_pixels(
+            str(uploads[0].path), tasks=form.tasks, questions=form.questions,
+            prior=str(prior[0].path) if prior else None, prior_days=form.prior_days)
+    except ValueError as e:  # the reader's errors name the server's path: the client is told its file's name
+        message, blamed = _blame(str(e), uploads)
+        raise UploadError(message, 400, blamed) from None
+    except Exception as e:  # the model failed on this image: say so, keep serving
+        log.exception("interpretation of %s failed", name)
+        raise UploadError(f"{name}: the interpretation failed ({type(e).__name__}: {e})", 500, name) from None
+    reading["image"] = name  # the client's file name, not the server's
+    if prior:
+        reading["prior"] = uploads[1].name
     return reading, pixels
 
 
-def create_app(interpreter: Any, max_upload_mb: float = MAX_UPLOAD_MB) -> Any:
-    """A FastAPI app serving `interpreter` (a `cxrvlm.infer.Interpreter`)."""
+def _blame(message: str, uploads: list[_Upload]) -> tuple[str, str]:
+    """(message, file name) for an error: the server's paths in it replaced by the client's names, and the upload it
+    names (else the X-ray, whose name then leads the message)."""
+    named = [u for u in uploads if str(u.path) in message]
+    for u in uploads:
+        message = message.replace(str(u.path), f"{u.name} ({u.field})")
+    if not named:
+        return f"{uploads[0].name}: {message}", uploads[0].name
+    return message, named[0].name
+
+
+def _respond(interpreter: Any, uploads: list[_Upload], form: _Form, limits: Limits, page: bool,
+             overlay: bool) -> Any:
+    """The reading JSON, with the overlay when asked, or the reading page. Runs in the reading's turn: the image
+    and the overlay at its size are the memory-heavy part."""
+    reading, pixels = _interpret(interpreter, uploads, form)
+    if page:
+        return render_html(reading, render_overlay(pixels, reading))
+    if overlay:
+        buf = io.BytesIO()
+        render_overlay(pixels, reading).save(buf, format="PNG", optimize=True)
+        reading["overlay_png"] = base64.b64encode(buf.getvalue()).decode("ascii")
+    return reading
+
+
+def create_app(interpreter: Any, limits: Limits | None = None) -> Any:
+    """A FastAPI app serving `interpreter` (a `cxrvlm.infer.Interpreter`) within `limits` (default: `Limits()`)."""
+    limits = limits or Limits()
     fastapi, responses = require_serve(), require_serve("fastapi.responses")
     File, Form, Query, Request, UploadFile = fastapi.File, fastapi.Form, fastapi.Query, fastapi.Request, \
         fastapi.UploadFile
-    HTMLResponse, JSONResponse = responses.HTMLResponse, responses.JSONResponse
+    HTMLResponse = responses.HTMLResponse
 
     # no /docs or /redoc: FastAPI's pages fetch their scripts from a CDN, which an offline clinic cannot reach;
     # the schema stays at /openapi.json
     app = fastapi.FastAPI(title="cxrvlm", description=f"Chest X-ray interpretation. {NOTICE}", docs_url=None,
                           redoc_url=None)
-    app.state.interpreter = interpreter
-    lock = threading.Lock()
-    max_bytes = int(max_upload_mb * (1 << 20))
+    app.state.interpreter, app.state.limits = interpreter, limits
+    app.state.gate = gate = Gate(limits.max_queue, limits.timeout)
+    app.add_middleware(BodyLimit, limits=limits, refusal=_refusal)
 
     @app.exception_handler(UploadError)
     async def _refused(request: Request, exc: UploadError) -> Any:
-        if request.query_params.get("format") == "html":
-            return HTMLResponse(_error_page(str(exc)), status_code=exc.status)
-        return JSONResponse({"image": exc.image, "error": str(exc)}, status_code=exc.status)
+        return _refusal(request.scope, exc)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -144,7 +205,8 @@ def create_app(interpreter: Any, max_upload_mb: float = MAX_UPLOAD_MB) -> Any:
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "model": interpreter.name, "tasks": list(TASKS),
-                "tb_threshold": interpreter.threshold, "notice": NOTICE}
+                "tb_threshold": interpreter.threshold, "limits": dataclasses.asdict(limits),
+                "waiting": gate.waiting, "notice": NOTICE}
 
     # sync endpoint: FastAPI runs it in a worker thread, so the event loop stays free while the model reads
     @app.post("/interpret")
@@ -153,16 +215,28 @@ def create_app(interpreter: Any, max_upload_mb: float = MAX_UPLOAD_MB) -> Any:
                   prior_days: float | None = Form(None), tasks: list[str] = Form([]),
                   question: list[str] = Form([]), overlay: bool = Form(False),
                   format: str = Query("json", pattern="^(json|html)$")) -> Any:
-        reading, pixels = _read_upload(interpreter, lock, max_bytes, file, prior, prior_days, tasks, question)
-        if format == "html":
-            return HTMLResponse(render_html(reading, render_overlay(pixels, reading)))
-        if overlay:
-            buf = io.BytesIO()
-            render_overlay(pixels, reading).save(buf, format="PNG", optimize=True)
-            reading["overlay_png"] = base64.b64encode(buf.getvalue()).decode("ascii")
-        return reading
+        since = time.monotonic()
+        form = _check_form(limits, tasks, question, prior_days)
+        with tempfile.TemporaryDirectory(prefix="cxrvlm-serve-") as tmp:
+            uploads = [_save(file, "file", Path(tmp))]
+            if prior is not None and prior.filename:
+                uploads.append(_save(prior, "prior", Path(tmp)))
+            for upload in uploads:  # a bad file is refused before it waits for the model
+                _probe(upload, limits.max_pixels)
+            with gate.turn(since):
+                result = _respond(interpreter, uploads, form, limits, format == "html", overlay)
+        return HTMLResponse(result) if format == "html" else result
 
     return app
+
+
+def _refusal(scope: dict[str, Any], exc: UploadError) -> Any:
+    """The response to a refused request: the error page when the web page asked, else the JSON."""
+    responses = require_serve("fastapi.responses")
+    if parse_qs(scope.get("query_string", b"").decode("latin-1")).get("format") == ["html"]:
+        return responses.HTMLResponse(_error_page(str(exc)), status_code=exc.status, headers=exc.headers)
+    return responses.JSONResponse({"image": exc.image, "error": str(exc)}, status_code=exc.status,
+                                  headers=exc.headers)
 
 
 _PAGE_STYLE = """
