@@ -191,8 +191,9 @@ def test_frontal_and_lateral_views(interp: Interpreter, phantom_png: Path, monke
     assert prefix == report.prompt("report", lateral=True)
     assert feats.tokens.shape[1] == 2 * interp.model.tokens_per_image
     assert reading["image"] == str(phantom_png) and reading["prior"] is None and reading["warnings"] == []
-    with pytest.raises(ValueError, match="prior_days"):
-        interp.interpret(str(phantom_png), prior=lateral, prior_days="soon")
+    for days in ("soon", -5, float("nan")):  # the prior is the earlier film: 0 days or more
+        with pytest.raises(ValueError, match="prior_days must be a finite number of days, 0 or more"):
+            interp.interpret(str(phantom_png), prior=lateral, prior_days=days)
 
 
 @pytest.mark.slow

@@ -246,11 +246,11 @@ def parse_tasks(tasks: Sequence[str] | str) -> list[str]:
 
 def _check_days(days: Any) -> None:
     try:
-        ok = days is None or (not isinstance(days, bool) and np.isfinite(float(days)))
+        ok = days is None or (not isinstance(days, bool) and np.isfinite(float(days)) and float(days) >= 0)
     except (TypeError, ValueError):
         ok = False
-    if not ok:
-        raise InputError(f"prior_days must be a finite number of days, got {days!r}")
+    if not ok:  # the prior is the earlier study: its interval is 0 days or more
+        raise InputError(f"prior_days must be a finite number of days, 0 or more, got {days!r}")
 
 
 def load(name_or_path: str | os.PathLike = "cxrvlm-tiny", **kwargs: Any) -> Interpreter:
