@@ -6,6 +6,8 @@ Writes metrics.json, predictions.jsonl, report.md, report.html (+ figures/) and,
 used, operating_point.json. The TB operating point is chosen on the val split by default (`--threshold-from val`)
 and applied unchanged to the evaluated split; `--threshold-from FILE` reuses an operating_point.json (or a
 metrics.json holding one), `--threshold T` fixes it, `--threshold-from none` answers by the most likely candidate.
+The majority-answer baseline of each close-ended question type is read from the folder's train split
+(`answer_types`); without one, from the evaluated split (the report says which).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import sys
 from pathlib import Path
 
 from cxrvlm.data.split import read_split
+from cxrvlm.eval.answer_types import Majority, majority_answers
 from cxrvlm.eval.operating_point import OperatingPointError, choose_operating_point
 from cxrvlm.eval.report import write_outputs
 from cxrvlm.eval.runner import EvalOptions, evaluate, select
@@ -105,6 +108,14 @@ def resolve_operating_point(args: argparse.Namespace, model: object, limit_seed:
         return None
 
 
+def answer_baseline(data: str) -> tuple[str, Majority] | None:
+    """(split, majority answer per question type) from the folder's train split; None when it has none."""
+    if not (Path(data) / "train.jsonl").is_file():
+        logging.getLogger(__name__).warning("no train split in %s: majority answers from the evaluated split", data)
+        return None
+    return "train", majority_answers((e.task, e.target) for e in read_split(data, "train"))
+
+
 def run(args: argparse.Namespace) -> int:
     examples = select(read_split(args.data, args.split), _tasks(args.tasks), args.limit, args.seed)
     if not examples:
@@ -122,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             "mask_refiner": not args.no_mask_refiner}
     if args.perturb:
         info["perturb"] = dict(zip(("zoom", "dx", "dy"), args.perturb))
-    doc = write_outputs(result, out, info, op)
+    doc = write_outputs(result, out, info, op, answer_baseline(args.data))
     if op:
         write_operating_point({**op, "applied_to": args.split}, out / OPERATING_POINT_FILE)
     else:
