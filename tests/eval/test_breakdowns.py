@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from test_runner import Oracle
 
 from cxrvlm.data.split import read_split
 from cxrvlm.eval.answer_types import by_type, majority_answers
@@ -16,8 +17,6 @@ from cxrvlm.eval.other_disease import cases
 from cxrvlm.eval.report import metrics_document
 from cxrvlm.eval.runner import EvalOptions, evaluate
 from cxrvlm.tasks import screening_task
-
-from test_runner import Oracle
 
 OPTIONS = EvalOptions(batch_size=4, progress=False, fast_metrics=True, threshold=0.5)
 

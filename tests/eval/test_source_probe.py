@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from cxrvlm.cli import main
-from cxrvlm.eval.source_probe import balanced_accuracy, cross_validated, films, probe_labels, stratified_folds
 from cxrvlm.data.split import read_split
+from cxrvlm.eval.source_probe import balanced_accuracy, cross_validated, films, probe_labels, stratified_folds
 
 
 def test_probe_tells_separable_sources_apart_and_not_shuffled_ones() -> None:

@@ -65,10 +65,9 @@ def type_table(task: str, entry: dict[str, Any]) -> Table | None:
     typed = entry.get("by_type")
     if not typed:
         return None
-    rows = [[kind, str(t["n"]), fmt(t["accuracy"]), f"{t.get('baseline_answer', '–')} "
-             f"({fmt(t.get('baseline_share'))})", fmt(t.get("baseline_accuracy")),
-             "AT OR BELOW" if t.get("at_or_below_baseline") else "above", _answers(t["predicted"]),
-             _answers(t["truth"])] for kind, t in typed["types"].items()]
+    rows = [[kind, str(t["n"]), fmt(t["accuracy"]), f"{t.get('baseline_answer', '–')} ({fmt(t.get('baseline_share'))})",
+             fmt(t.get("baseline_accuracy")), "AT OR BELOW" if t.get("at_or_below_baseline") else "above",
+             _answers(t["predicted"]), _answers(t["truth"])] for kind, t in typed["types"].items()]
     head = ["type", "n", "accuracy", "majority answer (share)", "majority accuracy", "vs majority", "predicted",
             "truth"]
     note = f"Majority answer of each type in the {typed['baseline_split']} split."

@@ -12,7 +12,6 @@ operating point (the most likely candidate when there is none). The share is rep
 """
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -23,8 +22,6 @@ from cxrvlm.eval import predict
 from cxrvlm.eval.by_source import example_source
 from cxrvlm.examples import Example
 from cxrvlm.tasks import screening_task
-
-log = logging.getLogger(__name__)
 
 Row = tuple[Example, dict[str, float]]  # a case and the model's probability of each candidate
 
@@ -41,19 +38,8 @@ def cases(examples: Sequence[Example]) -> list[Example]:
 
 def score_cases(model: Any, found: Sequence[Example], batch_size: int, cache: Any) -> list[Row]:
     """(case, candidate probabilities) per case; a film that cannot be read is skipped with a warning."""
-    rows: list[Row] = []
-    for start in range(0, len(found), batch_size):
-        chunk, views = [], []
-        for ex in found[start:start + batch_size]:
-            try:
-                views.append(cache.views(ex))
-                chunk.append(ex)
-            except (ValueError, OSError) as e:
-                log.warning("other-disease films: skipping %s: %s", ex.study_id, e)
-        if chunk:
-            out = predict.run_batch(model, chunk, views, [e.prefix for e in chunk], 1, generate=False)
-            rows += [(ex, probs) for ex, probs in zip(chunk, out.probs) if probs]
-    return rows
+    return [(ex, probs) for ex, probs in predict.scored(model, found, batch_size, cache, "other-disease films")
+            if probs]
 
 
 def read_as_positive(probs: dict[str, float], threshold: float | None) -> bool:

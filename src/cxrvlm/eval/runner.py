@@ -235,12 +235,19 @@ def evaluate(model: Any, examples: Sequence[Example], options: EvalOptions | Non
             records.extend(recs)
     finally:
         bar.close()
+    return _with_other_disease(EvalResult(results, records, options), model, examples, cache)
+
+
+def _with_other_disease(result: EvalResult, model: Any, examples: Sequence[Example], cache: Any) -> EvalResult:
+    """`result` with the films of another disease and no TB asked the TB question (unchanged when none is)."""
     found = other_disease.cases(examples)
     if not found:
-        return EvalResult(results, records, options)
-    rows = other_disease.score_cases(model, found, options.batch_size, cache)
-    return EvalResult(results, records, options, other_disease.summary(rows, options.threshold),
-                      [_other_disease_record(ex, probs, options.threshold) for ex, probs in rows])
+        return result
+    rows = other_disease.score_cases(model, found, result.options.batch_size, cache)
+    threshold = result.options.threshold
+    result.other_disease = other_disease.summary(rows, threshold)
+    result.other_disease_records = [_other_disease_record(ex, probs, threshold) for ex, probs in rows]
+    return result
 
 
 def _other_disease_record(ex: Example, probs: dict[str, float], threshold: float | None) -> dict[str, Any]:
