@@ -52,7 +52,8 @@ def source_table(task: str, entry: dict[str, Any]) -> Table | None:
     if not by_source or not keys:
         return None
     rows = [[source, str(s["n"]), *(fmt(s["metrics"].get(k)) for k in keys)] for source, s in by_source.items()]
-    note = "The task's metric over each source's examples (TB at the operating point of the whole split)."
+    note = "The task's metric over each source's examples" + (
+        ", the screening test at the operating point of the whole split." if task == screening_task().name else ".")
     return Table(f"{task}: per source", note, ["source", "n", *keys], rows)
 
 
@@ -87,10 +88,6 @@ def other_disease_table(entry: dict[str, Any]) -> Table | None:
                  ["source", "films", f"read as {od['positive']}", "rate", f"mean P({od['positive']})"], rows)
 
 
-def tables(doc: dict[str, Any]) -> list[Table]:
-    """Every breakdown table of the document, task by task."""
-    out = []
-    for task, entry in doc["tasks"].items():
-        found = [source_table(task, entry), type_table(task, entry), other_disease_table(entry)]
-        out += [t for t in found if t is not None]
-    return out
+def tables(task: str, entry: dict[str, Any]) -> list[Table]:
+    """The breakdown tables of one task's metrics.json entry."""
+    return [t for t in (source_table(task, entry), type_table(task, entry), other_disease_table(entry)) if t]

@@ -147,8 +147,8 @@ def render_markdown(doc: dict[str, Any], parts: dict[str, Any]) -> str:
             out += ["Malformed outputs:", ""] + [f"- {k}: {v}" for k, v in r["invalid_reasons"].items()] + [""]
         if r["skipped_reasons"]:
             out += ["Skipped:", ""] + [f"- {k}: {v}" for k, v in r["skipped_reasons"].items()] + [""]
-    for t in breakdown.tables(doc):
-        out += [f"## {t.title}", "", t.note, "", _md_table(t.head, t.rows), ""]
+        for t in breakdown.tables(task, r):
+            out += [f"### {t.title}", "", t.note, "", _md_table(t.head, t.rows), ""]
     if parts["figures"]:
         out += ["## Figures", ""] + [f"![{f['title']}]({f['path']})\n\n{f['title']}\n" for f in parts["figures"]]
     if parts["answers"]:
@@ -189,8 +189,6 @@ def render_html(doc: dict[str, Any], parts: dict[str, Any]) -> str:
     if parts["answers"]:
         head = ["task", "question", "generated", "answer", "probability", "truth"]
         body += ["<h2>Sample answers</h2>", _html_table(head, [[a[h] for h in head] for a in parts["answers"]])]
-    for t in breakdown.tables(doc):
-        body += [f"<h2>{e(t.title)}</h2>", f"<p>{e(t.note)}</p>", _html_table(t.head, t.rows)]
     body.append("<h2>Metrics per task</h2>")
     for task, r in doc["tasks"].items():
         reasons = "".join(f"<li>{e(k)}: {v}</li>" for k, v in r["invalid_reasons"].items())
@@ -200,5 +198,7 @@ def render_html(doc: dict[str, Any], parts: dict[str, Any]) -> str:
         if reasons or skipped:
             body.append(f"<details><summary>why</summary><ul>{reasons}{skipped}</ul></details>")
         body.append(_html_table(["metric", "value"], metric_rows(r["metrics"])))
+        for t in breakdown.tables(task, r):
+            body += [f"<h4>{e(t.title)}</h4>", f"<p>{e(t.note)}</p>", _html_table(t.head, t.rows)]
     return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>cxrvlm eval</title><style>{_CSS}</style>"
             f"</head><body>{''.join(body)}</body></html>\n")
