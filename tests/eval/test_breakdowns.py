@@ -10,7 +10,7 @@ import pytest
 from test_runner import Oracle
 
 from cxrvlm.data.split import read_split
-from cxrvlm.eval.answer_types import by_type, majority_answers
+from cxrvlm.eval.answer_types import by_type, majority_answers, train_baseline
 from cxrvlm.eval.breakdown import tables
 from cxrvlm.eval.by_source import example_source, source_key
 from cxrvlm.eval.other_disease import cases
@@ -118,3 +118,15 @@ def test_an_oracle_beats_every_majority_baseline_it_can(curated: Path) -> None:
     for kind, row in typed["types"].items():
         assert row["accuracy"] == 1.0 and row["predicted"] == row["truth"], kind
         assert (kind in typed["flagged"]) == (row["baseline_accuracy"] == 1.0), kind
+
+
+def test_without_a_train_split_the_baseline_is_the_evaluated_split_and_says_so(curated: Path,
+                                                                              tmp_path: Path) -> None:
+    assert train_baseline(tmp_path) is None
+    assert train_baseline(curated)[0] == "train"
+    test = read_split(curated, "test")
+    result = evaluate(Oracle(test, lambda e: e.suffix), [e for e in test if e.task == "vqa"], OPTIONS)
+    typed = metrics_document(result, {"split": "test"}, None)["tasks"]["vqa"]["by_type"]
+    assert typed["baseline_split"].startswith("test (evaluated split")
+    expected = majority_answers((e.task, e.target) for e in test)["vqa"]
+    assert {k: t["baseline_answer"] for k, t in typed["types"].items()} == {k: v["answer"] for k, v in expected.items()}

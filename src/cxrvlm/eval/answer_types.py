@@ -7,16 +7,21 @@ frequent answer in the baseline split: the training split of the same curated fo
 (`cxrvlm eval` reads `train.jsonl`), else the evaluated split itself (said in `baseline_split`). Its accuracy on
 the evaluated questions is what a constant answer scores; a type whose accuracy is at or below it is flagged.
 
-    majority = majority_answers((e.task, e.target) for e in read_split(data, "train"))
-    by_type(records, majority, "train")["vqa"]["types"]["view"]   # {"n", "accuracy", "baseline_accuracy", ...}
+    split, majority = train_baseline("runs/curated")      # ("train", {task: {type: {"answer", "share", "n"}}})
+    by_type(records, majority, split)["vqa"]["types"]["view"]   # {"n", "accuracy", "baseline_accuracy", ...}
 """
 from __future__ import annotations
 
+import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from cxrvlm.data.split import read_split
 from cxrvlm.metrics.vqa import normalize_answer
+
+log = logging.getLogger(__name__)
 
 TYPE_KEY = "template"
 NO_ANSWER = "(no answer)"
@@ -39,6 +44,14 @@ def majority_answers(items: Iterable[tuple[str, Mapping[str, Any]]]) -> Majority
         if kind is not None:
             counts[task][kind][normalize_answer(target["answer"])] += 1
     return {task: {kind: _top(c) for kind, c in sorted(types.items())} for task, types in sorted(counts.items())}
+
+
+def train_baseline(data: str | Path) -> tuple[str, Majority] | None:
+    """("train", majority answers) of the curated folder's train split; None (with a warning) when it has none."""
+    if not (Path(data) / "train.jsonl").is_file():
+        log.warning("no train split in %s: majority answers from the evaluated split", data)
+        return None
+    return "train", majority_answers((e.task, e.target) for e in read_split(data, "train"))
 
 
 def _top(counter: Counter) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from cxrvlm.data.split import read_split
-from cxrvlm.eval.answer_types import Majority, majority_answers
+from cxrvlm.eval.answer_types import train_baseline
 from cxrvlm.eval.operating_point import OperatingPointError, choose_operating_point
 from cxrvlm.eval.report import write_outputs
 from cxrvlm.eval.runner import EvalOptions, evaluate, select
@@ -108,14 +108,6 @@ def resolve_operating_point(args: argparse.Namespace, model: object, limit_seed:
         return None
 
 
-def answer_baseline(data: str) -> tuple[str, Majority] | None:
-    """(split, majority answer per question type) from the folder's train split; None when it has none."""
-    if not (Path(data) / "train.jsonl").is_file():
-        logging.getLogger(__name__).warning("no train split in %s: majority answers from the evaluated split", data)
-        return None
-    return "train", majority_answers((e.task, e.target) for e in read_split(data, "train"))
-
-
 def run(args: argparse.Namespace) -> int:
     examples = select(read_split(args.data, args.split), _tasks(args.tasks), args.limit, args.seed)
     if not examples:
@@ -133,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             "mask_refiner": not args.no_mask_refiner}
     if args.perturb:
         info["perturb"] = dict(zip(("zoom", "dx", "dy"), args.perturb))
-    doc = write_outputs(result, out, info, op, answer_baseline(args.data))
+    doc = write_outputs(result, out, info, op, train_baseline(args.data))
     if op:
         write_operating_point({**op, "applied_to": args.split}, out / OPERATING_POINT_FILE)
     else:
