@@ -16,6 +16,7 @@ from cxrvlm.eval.by_source import example_source, source_key
 from cxrvlm.eval.other_disease import cases
 from cxrvlm.eval.report import metrics_document
 from cxrvlm.eval.runner import EvalOptions, evaluate
+from cxrvlm.jsonl import clean
 from cxrvlm.tasks import screening_task
 
 OPTIONS = EvalOptions(batch_size=4, progress=False, fast_metrics=True, threshold=0.5)
@@ -55,6 +56,7 @@ def test_metrics_per_source_are_the_task_metric_over_that_source_alone(curated: 
             assert got["n"] == r.n
             assert got["metrics"] == pytest.approx(metrics_document(alone, {}, None)["tasks"][task]["metrics"],
                                                    nan_ok=True), (task, key)
+            assert r.by_source == {key: {"n": r.n, "metrics": clean(r.metrics)}}  # one source: the overall metric
     assert set(whole.tasks["classify"].by_source) == keys
 
 

@@ -55,6 +55,11 @@ class MetricsBySource:
         self.metrics[key].update(pred, example.target)
         self.counts[key] += 1
 
-    def compute(self, compute: Callable[[Metric, str], dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """{source: {"n": examples scored, "metrics": the task metric's keys over them}}, sources sorted."""
+    def compute(self, compute: Callable[[Metric, str], dict[str, Any]],
+                overall: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+        """{source: {"n": examples scored, "metrics": the task metric's keys over them}}, sources sorted. With one
+        source, `overall` (the task metric over the same examples, when given) is its metrics: not computed twice
+        (a report metric's METEOR starts a JVM)."""
+        if overall is not None and len(self.metrics) == 1:
+            return {k: {"n": n, "metrics": clean(overall)} for k, n in self.counts.items()}
         return {k: {"n": self.counts[k], "metrics": clean(compute(self.metrics[k], k))} for k in sorted(self.metrics)}

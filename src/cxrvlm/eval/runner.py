@@ -305,7 +305,7 @@ def _evaluate_task(model: Any, task: str, examples: list[Example], options: Eval
                                   result))
         bar.update(len(chunk))
     result.metrics = _compute(metric, task)
-    result.by_source = per_source.compute(lambda m, source: _compute(m, f"{task} ({source})"))
+    result.by_source = per_source.compute(lambda m, source: _compute(m, f"{task} ({source})"), result.metrics)
     result.seconds = time.perf_counter() - t0
     log.info("%s: %d examples, %d malformed, %d skipped, %.1fs", task, result.n, result.n_invalid,
              result.n_skipped, result.seconds)
