@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "interpret": ("cxrvlm.infer.command", "read chest X-rays (PNG/JPEG/DICOM): TB, findings, report, boxes, masks, answers"),
     "serve": ("cxrvlm.serve.command", "the web page and HTTP API for reading X-rays (FastAPI; this machine only by default)"),
     "eval": ("cxrvlm.eval.command", "evaluate a model on every task of a curated split: metrics.json, report.md/html"),
+    "source-probe": ("cxrvlm.eval.source_probe_command", "can a linear probe on the model's image features tell the "
+                                                         "films' sources apart? (balanced accuracy vs chance)"),
     "ablate": ("cxrvlm.eval.ablate_command", "multi-task vs single-task ablation with one budget and seeds: ablation.md/json"),
     "ship": ("cxrvlm.models.ship_command", "put a trained run into the package as the built-in model, with its model card"),
     "label-reports": ("cxrvlm.metrics.labeler_command", "CheXpert labels of report text (rule-based), or the labeler's "

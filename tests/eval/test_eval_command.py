@@ -123,3 +123,20 @@ def test_perturb_is_parsed_and_recorded_and_a_bad_one_is_a_clear_error(curated: 
     assert main(["eval", "--model", str(tiny_model_dir), "--data", str(curated), "--out", str(out), "--tasks",
                  "segment", "--perturb", "dx=0.03", "--no-progress"]) == 2
     assert "hold coordinates" in capsys.readouterr().err
+
+
+def test_metrics_per_source_per_question_type_and_other_disease_films(eval_out: Path, curated: Path) -> None:
+    doc = json.loads((eval_out / "metrics.json").read_text())
+    for task, r in doc["tasks"].items():
+        assert sum(s["n"] for s in r["by_source"].values()) == r["n"], task
+        assert set(r["by_source"]) <= {"tb", "covid"}, task
+    typed = doc["tasks"]["vqa"]["by_type"]
+    assert typed["baseline_split"] == "train" and "normal" in typed["types"]
+    assert sum(t["n"] for t in typed["types"].values()) == doc["tasks"]["vqa"]["metrics"]["closed_n"]
+    od = doc["tasks"]["classify"]["other_disease"]
+    films = [json.loads(line) for line in (eval_out / "other_disease.jsonl").read_text().splitlines()]
+    assert od["n"] == len(films) > 0 and od["threshold"] == doc["operating_point"]["threshold"]
+    assert od["n_read_as_positive"] == sum(f["prediction"]["label"] == "tuberculosis" for f in films)
+    md = (eval_out / "report.md").read_text()
+    assert "### classify: per source" in md and "### vqa: close-ended answers per question type" in md
+    assert "### Films with another disease read as tuberculosis" in md

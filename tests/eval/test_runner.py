@@ -51,7 +51,8 @@ class Oracle:
         return (texts, scores) if return_scores else texts
 
     def score_candidates(self, images=None, prefix="", candidates=(), image_features=None) -> list[float]:
-        truth = self.truth[(_key(images), prefix)].strip().lower()
+        # a question the data does not ask of this film (TB on a film with another disease): the first candidate
+        truth = self.truth.get((_key(images), prefix), candidates[0]).strip().lower()
         hit = [c.strip().lower() == truth for c in candidates]
         assert sum(hit) == 1, (truth, candidates)
         return [0.9 if h else 0.1 / (len(candidates) - 1) for h in hit]

@@ -36,6 +36,24 @@ def test_tb_negative_but_sick_has_no_normal_answer():
     assert exs[0].suffix == "pneumonia"
 
 
+@pytest.mark.parametrize("labels, asked", [
+    ({"Tuberculosis": 0.0, "Pneumonia": 1.0}, True),
+    ({"COVID-19": 1.0, "Viral Pneumonia": 1.0, "Pneumonia": 1.0}, True),  # TB unknown
+    ({"Tuberculosis": 1.0, "Pneumonia": 0.0}, False),
+    ({"Tuberculosis": 0.0, "No Finding": 1.0}, False),
+])
+def test_other_disease_films_get_the_tb_question(labels, asked):
+    made = [classify.other_disease_case(e) for e in classify.format(_study(labels), random.Random(0))]
+    made = [c for c in made if c is not None]
+    assert len(made) == int(asked)
+    if asked:
+        c = made[0]
+        assert (c.prefix, c.target["candidates"], c.target["kind"]) == (classify.prompt("tuberculosis"),
+                                                                         ["normal", "tuberculosis"], "other_disease")
+        assert "label" not in c.target and c.images == ["/v.png"] and c.study_id == "s"
+        assert not classify.TASK.screening_case(c) and classify.TASK.other_disease_case is classify.other_disease_case
+
+
 @pytest.mark.parametrize("labels, answer", [
     ({"COVID-19": 1.0, "Viral Pneumonia": 1.0, "Pneumonia": 1.0, "Bacterial Pneumonia": 0.0}, "covid-19"),
     ({"SARS": 1.0, "Viral Pneumonia": 1.0, "Pneumonia": 1.0}, "viral pneumonia"),

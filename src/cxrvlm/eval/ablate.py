@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrvlm.data.split import read_split
+from cxrvlm.eval.answer_types import train_baseline
 from cxrvlm.eval.report import headline, main_metric, write_outputs
 from cxrvlm.eval.runner import EvalOptions, evaluate, select
 from cxrvlm.jsonl import clean
@@ -157,7 +158,7 @@ def evaluate_variant(spec: AblationSpec, variant: Variant, model_path: str, eval
     result = evaluate(load_model(model_path), chosen, spec.eval_options)
     info = {"model": model_path, "data": str(spec.data), "split": spec.split, "variant": variant.name,
             "ablation_key": key}
-    return write_outputs(result, eval_dir, info)
+    return write_outputs(result, eval_dir, info, baseline=train_baseline(spec.data))
 
 
 def run_ablation(spec: AblationSpec, variants: list[Variant] | None = None) -> dict[str, Any]:

@@ -6,6 +6,8 @@ Writes metrics.json, predictions.jsonl, report.md, report.html (+ figures/) and,
 used, operating_point.json. The TB operating point is chosen on the val split by default (`--threshold-from val`)
 and applied unchanged to the evaluated split; `--threshold-from FILE` reuses an operating_point.json (or a
 metrics.json holding one), `--threshold T` fixes it, `--threshold-from none` answers by the most likely candidate.
+The majority-answer baseline of each close-ended question type is read from the folder's train split
+(`answer_types`); without one, from the evaluated split (the report says which).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import sys
 from pathlib import Path
 
 from cxrvlm.data.split import read_split
+from cxrvlm.eval.answer_types import train_baseline
 from cxrvlm.eval.operating_point import OperatingPointError, choose_operating_point
 from cxrvlm.eval.report import write_outputs
 from cxrvlm.eval.runner import EvalOptions, evaluate, select
@@ -122,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             "mask_refiner": not args.no_mask_refiner}
     if args.perturb:
         info["perturb"] = dict(zip(("zoom", "dx", "dy"), args.perturb))
-    doc = write_outputs(result, out, info, op)
+    doc = write_outputs(result, out, info, op, train_baseline(args.data))
     if op:
         write_operating_point({**op, "applied_to": args.split}, out / OPERATING_POINT_FILE)
     else:

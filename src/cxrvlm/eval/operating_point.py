@@ -51,24 +51,13 @@ def tb_scores(model: Any, examples: Sequence[Example], batch_size: int = 8,
     cases, positive = tb_examples(examples), screening_task().screening[1]
     cache = ImageCache(int(model.config.image_size))
     y, score = [], []
-    bar = tqdm(total=len(cases), desc="operating point", unit="ex", file=sys.stderr, disable=not progress)
-    for start in range(0, len(cases), batch_size):
-        chunk, views = [], []
-        for ex in cases[start:start + batch_size]:
-            try:
-                views.append(cache.views(ex))
-                chunk.append(ex)
-            except (ValueError, OSError) as e:
-                log.warning("operating point: skipping %s: %s", ex.study_id, e)
-        if chunk:
-            out = predict.run_batch(model, chunk, views, [e.prefix for e in chunk], 1, generate=False)
-            for ex, probs in zip(chunk, out.probs):
-                if probs is None or positive not in probs:
-                    continue
-                y.append(int(ex.target.get("label") == positive))
-                score.append(float(probs[positive]))
-        bar.update(len(cases[start:start + batch_size]))
-    bar.close()
+    with tqdm(total=len(cases), desc="operating point", unit="ex", file=sys.stderr, disable=not progress) as bar:
+        for ex, probs in predict.scored(model, cases, batch_size, cache, "operating point"):
+            bar.update(1)
+            if probs is None or positive not in probs:
+                continue
+            y.append(int(ex.target.get("label") == positive))
+            score.append(float(probs[positive]))
     return y, score
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +78,23 @@ def run_batch(model: Any, examples: Sequence[Example], views: Sequence[list[np.n
         cands = candidates_of(ex) if score else []
         probs.append(score_one(model, views[i], _one(features, i), prefix, cands) if cands else None)
     return BatchOutput(texts, token_scores, probs)
+
+
+def scored(model: Any, examples: Sequence[Example], batch_size: int, cache: Any,
+           label: str = "scoring") -> Iterator[tuple[Example, dict[str, float] | None]]:
+    """(example, candidate probabilities) of each example, `batch_size` at a time, nothing generated (`cache`
+    gives each example's views); an example whose images cannot be read is skipped with a warning naming
+    `label`."""
+    for start in range(0, len(examples), batch_size):
+        chunk, views = [], []
+        for ex in examples[start:start + batch_size]:
+            try:
+                views.append(cache.views(ex))
+                chunk.append(ex)
+            except (ValueError, OSError) as e:
+                log.warning("%s: skipping %s: %s", label, ex.study_id, e)
+        if chunk:
+            yield from zip(chunk, run_batch(model, chunk, views, [e.prefix for e in chunk], 1, generate=False).probs)
 
 
 def loc_runs(token_scores: Sequence[tuple[str, float]]) -> list[tuple[tuple[int, ...], float]]:

@@ -1,4 +1,5 @@
 """The evaluation's files: `metrics.json` (nested by task), `predictions.jsonl` (one line per example),
+`other_disease.jsonl` (one line per film with another disease and no TB, asked the TB question),
 `report.md` and `report.html` (tables per task, malformed-output counts, ROC and confusion matrices, an example
 grid, reports side by side; pictures in `figures/` next to them).
 
@@ -6,7 +7,13 @@ metrics.json:
     {"model", "data", "split", "created", "n_examples", "options", "operating_point" (or null),
      "malformed": {task: n_invalid}, "main": {task: {"key", "value", "ci_low", "ci_high"}},
      "tasks": {task: {"n", "n_invalid", "invalid_rate", "invalid_reasons", "n_skipped", "skipped_reasons",
-                      "seconds", "metrics": {...the task metric's keys...}}}}
+                      "seconds", "metrics": {...the task metric's keys...},
+                      "by_source": {source: {"n", "metrics": {...the same keys over that source's examples...}}},
+                      "by_type": {"baseline_split", "types": {type: {...}}, "flagged"}    (typed closed questions),
+                      "other_disease": {"n", "n_read_as_positive", "rate", ..., "by_source"}  (the screening task)
+                     }}}
+Sources are `by_source.source_key`s; `by_type` is `answer_types.by_type`; `other_disease` is
+`other_disease.summary` (films with another disease and no TB read as TB).
 """
 from __future__ import annotations
 
@@ -14,19 +21,18 @@ import dataclasses
 import html
 import json
 import math
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cxrvlm.eval import figures
+from cxrvlm.eval import answer_types, breakdown, figures
+from cxrvlm.eval.breakdown import fmt
 from cxrvlm.eval.runner import EvalResult
-from cxrvlm.jsonl import clean
-from cxrvlm.tasks import get_task, list_tasks
+from cxrvlm.jsonl import clean, write_jsonl
+from cxrvlm.tasks import get_task, list_tasks, screening_task
 
 _CI = ("_ci_low", "_ci_high")
-_COUNT = re.compile(r"(^|_)n($|_)")
 
 
 def _finite(v: Any) -> bool:
@@ -50,9 +56,18 @@ def main_metric(task: str, metrics: dict[str, Any]) -> dict[str, Any]:
                      "ci_high": metrics.get(key + _CI[1])})
 
 
-def metrics_document(result: EvalResult, info: dict[str, Any],
-                     operating_point: dict[str, Any] | None) -> dict[str, Any]:
+def metrics_document(result: EvalResult, info: dict[str, Any], operating_point: dict[str, Any] | None,
+                     baseline: tuple[str, answer_types.Majority] | None = None) -> dict[str, Any]:
+    """The metrics.json document (module docstring). `baseline`: (split, majority answers) of the question types;
+    None takes them from the evaluated records themselves."""
     tasks = {t: r.to_json() for t, r in result.tasks.items()}
+    split, majority = baseline or (f"{info.get('split', 'evaluated')} (evaluated split: no training split given)",
+                                   answer_types.majority_answers((r["task"], r["target"]) for r in result.records))
+    for task, typed in answer_types.by_type(result.records, majority, split).items():
+        if task in tasks:
+            tasks[task]["by_type"] = typed
+    if result.other_disease is not None and screening_task().name in tasks:
+        tasks[screening_task().name]["other_disease"] = result.other_disease
     return clean({
         **info, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "n_examples": sum(r.n for r in result.tasks.values()),
@@ -63,16 +78,16 @@ def metrics_document(result: EvalResult, info: dict[str, Any],
 
 
 def write_outputs(result: EvalResult, out: str | Path, info: dict[str, Any],
-                  operating_point: dict[str, Any] | None = None) -> dict[str, Any]:
+                  operating_point: dict[str, Any] | None = None,
+                  baseline: tuple[str, answer_types.Majority] | None = None) -> dict[str, Any]:
     """Write metrics.json, predictions.jsonl, report.md, report.html (+ figures/) into `out`; returns the metrics
-    document."""
+    document. `baseline`: see `metrics_document`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    doc = metrics_document(result, info, operating_point)
+    doc = metrics_document(result, info, operating_point, baseline)
     (out / "metrics.json").write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
-    with open(out / "predictions.jsonl", "w") as f:
-        for r in result.records:
-            f.write(json.dumps(clean(r), allow_nan=False) + "\n")
+    write_jsonl(out / "predictions.jsonl", result.records)
+    write_jsonl(out / "other_disease.jsonl", result.other_disease_records)
     threshold = operating_point.get("threshold") if operating_point else None
     figs = figures.classification_figures(result.records, out, threshold) + figures.example_grid(result.records, out)
     parts = {"figures": figs, "reports": figures.report_samples(result.records),
@@ -80,16 +95,6 @@ def write_outputs(result: EvalResult, out: str | Path, info: dict[str, Any],
     (out / "report.md").write_text(render_markdown(doc, parts))
     (out / "report.html").write_text(render_html(doc, parts))
     return doc
-
-
-def fmt(v: Any, key: str = "") -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return str(v)
-    if float(v).is_integer() and (_COUNT.search(key) or abs(v) >= 10):  # counts: n, tb_n_invalid, ...
-        return f"{int(v)}"
-    return f"{v:.4f}"
 
 
 def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
@@ -142,6 +147,8 @@ def render_markdown(doc: dict[str, Any], parts: dict[str, Any]) -> str:
             out += ["Malformed outputs:", ""] + [f"- {k}: {v}" for k, v in r["invalid_reasons"].items()] + [""]
         if r["skipped_reasons"]:
             out += ["Skipped:", ""] + [f"- {k}: {v}" for k, v in r["skipped_reasons"].items()] + [""]
+        for t in breakdown.tables(task, r):
+            out += [f"### {t.title}", "", t.note, "", _md_table(t.head, t.rows), ""]
     if parts["figures"]:
         out += ["## Figures", ""] + [f"![{f['title']}]({f['path']})\n\n{f['title']}\n" for f in parts["figures"]]
     if parts["answers"]:
@@ -191,5 +198,7 @@ def render_html(doc: dict[str, Any], parts: dict[str, Any]) -> str:
         if reasons or skipped:
             body.append(f"<details><summary>why</summary><ul>{reasons}{skipped}</ul></details>")
         body.append(_html_table(["metric", "value"], metric_rows(r["metrics"])))
+        for t in breakdown.tables(task, r):
+            body += [f"<h4>{e(t.title)}</h4>", f"<p>{e(t.note)}</p>", _html_table(t.head, t.rows)]
     return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>cxrvlm eval</title><style>{_CSS}</style>"
             f"</head><body>{''.join(body)}</body></html>\n")

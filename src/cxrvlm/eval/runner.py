@@ -19,6 +19,11 @@ Conventions (stated because they change the numbers):
   hold no coordinates; the TB operating point stays the one chosen on unperturbed images, as deployed.
 - Examples whose images cannot be read, or that the model refuses (e.g. more views than image slots), are skipped,
   counted in `n_skipped` with the reason, and the run goes on.
+- Every task's metric is also computed per source (`TaskResult.by_source`, keys from `by_source.source_key`) over
+  the same predictions: the TB test per source at the one operating point of the whole split.
+- The TB question is also asked of every film with another disease and no TB (`other_disease`): the share read as
+  TB at the operating point is `EvalResult.other_disease`, each film's record in `other_disease_records` (target
+  kind "other_disease"); they feed no task metric and are not among `records` (one per evaluated example).
 """
 from __future__ import annotations
 
@@ -37,7 +42,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cxrvlm.data.images import ImageCache, zoom_shift
-from cxrvlm.eval import predict
+from cxrvlm.eval import other_disease, predict
+from cxrvlm.eval.by_source import MetricsBySource, example_source
 from cxrvlm.examples import Example, Prediction
 from cxrvlm.jsonl import clean
 from cxrvlm.io.read import read_image
@@ -86,12 +92,13 @@ class TaskResult:
     skipped_reasons: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
+    by_source: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> {"n", "metrics"}
 
     def to_json(self) -> dict[str, Any]:
         return {"n": self.n, "n_invalid": self.n_invalid, "invalid_rate": self.n_invalid / self.n if self.n else None,
                 "invalid_reasons": dict(self.invalid_reasons.most_common()), "n_skipped": self.n_skipped,
                 "skipped_reasons": dict(self.skipped_reasons.most_common()), "seconds": round(self.seconds, 3),
-                "metrics": clean(self.metrics)}
+                "metrics": clean(self.metrics), "by_source": clean(self.by_source)}
 
 
 @dataclass
@@ -99,6 +106,8 @@ class EvalResult:
     tasks: dict[str, TaskResult]
     records: list[dict[str, Any]]
     options: EvalOptions
+    other_disease: dict[str, Any] | None = None  # films with another disease and no TB read as TB (None: no case)
+    other_disease_records: list[dict[str, Any]] = field(default_factory=list)
 
 
 def reason_kind(reason: str) -> str:
@@ -226,7 +235,25 @@ def evaluate(model: Any, examples: Sequence[Example], options: EvalOptions | Non
             records.extend(recs)
     finally:
         bar.close()
-    return EvalResult(results, records, options)
+    return _with_other_disease(EvalResult(results, records, options), model, examples, cache)
+
+
+def _with_other_disease(result: EvalResult, model: Any, examples: Sequence[Example], cache: Any) -> EvalResult:
+    """`result` with the films of another disease and no TB asked the TB question (unchanged when none is)."""
+    found = other_disease.cases(examples)
+    if not found:
+        return result
+    rows = other_disease.score_cases(model, found, result.options.batch_size, cache)
+    threshold = result.options.threshold
+    result.other_disease = other_disease.summary(rows, threshold)
+    result.other_disease_records = [_other_disease_record(ex, probs, threshold) for ex, probs in rows]
+    return result
+
+
+def _other_disease_record(ex: Example, probs: dict[str, float], threshold: float | None) -> dict[str, Any]:
+    answer = other_disease.answer(probs, threshold)
+    return {**_ids(ex), "prefix": ex.prefix, "prediction": clean({"label": answer, "answer": answer, "probs": probs}),
+            "target": ex.target, "meta": ex.meta}
 
 
 class _PerturbedViews:
@@ -260,6 +287,7 @@ def _evaluate_task(model: Any, task: str, examples: list[Example], options: Eval
                    bar: Any) -> tuple[TaskResult, list[dict[str, Any]]]:
     spec = get_task(task)
     metric = spec.metric(threshold=options.threshold, fast=options.fast_metrics)
+    per_source = MetricsBySource(lambda: spec.metric(threshold=options.threshold, fast=options.fast_metrics))
     result, records = TaskResult(), []
     chain = _Chain(spec, options.chain)
     max_new = options.max_new_tokens or spec.max_new_tokens
@@ -273,9 +301,11 @@ def _evaluate_task(model: Any, task: str, examples: list[Example], options: Eval
                 continue
             text, token_scores, probs = out
             chain.remember(ex, text)
-            records.append(_score(spec, metric, ex, prefix, text, token_scores, probs, options, result))
+            records.append(_score(spec, (metric, per_source), ex, prefix, text, token_scores, probs, options,
+                                  result))
         bar.update(len(chunk))
     result.metrics = _compute(metric, task)
+    result.by_source = per_source.compute(lambda m, source: _compute(m, f"{task} ({source})"), result.metrics)
     result.seconds = time.perf_counter() - t0
     log.info("%s: %d examples, %d malformed, %d skipped, %.1fs", task, result.n, result.n_invalid,
              result.n_skipped, result.seconds)
@@ -322,21 +352,24 @@ def _run_chunk(model: Any, chunk: list[Example], chain: _Chain, cache: Any, max_
 
 def _ids(ex: Example) -> dict[str, Any]:
     return {"task": ex.task, "study_id": ex.study_id, "patient_id": ex.patient_id, "source": ex.source,
-            "images": list(ex.images)}
+            "source_key": example_source(ex), "images": list(ex.images)}
 
 
-def _score(task: Task, metric: Any, ex: Example, prefix: str, text: str, token_scores: list,
-           probs: dict[str, float] | None, options: EvalOptions, result: TaskResult) -> dict[str, Any]:
+def _score(task: Task, metrics: tuple[Any, MetricsBySource], ex: Example, prefix: str, text: str,
+           token_scores: list, probs: dict[str, float] | None, options: EvalOptions,
+           result: TaskResult) -> dict[str, Any]:
+    """The example's record; its prediction fed to the task's metric, then to its source's (metrics)."""
     parsed, final = predict_one(task, ex, text, token_scores, probs, options)
     record = {**_ids(ex), "prefix": prefix, "generated": text, "valid": parsed.valid, "reason": parsed.reason,
               "prediction": prediction_json(final), "target": ex.target, "meta": ex.meta}
     try:
-        metric.update(final, ex.target)
+        metrics[0].update(final, ex.target)
     except ValueError as e:  # a target the metric cannot read is a data problem: skip the example, say why
         result.n_skipped += 1
         result.skipped_reasons[reason_kind(f"bad target: {e}")] += 1
         record["skipped"] = f"bad target: {e}"
         return record
+    metrics[1].update(ex, final)
     result.n += 1
     if not parsed.valid:
         result.n_invalid += 1

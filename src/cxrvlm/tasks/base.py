@@ -71,6 +71,9 @@ class Task:
     parse_hints: tuple[str, ...] = ()  # target keys handed to `parse` as keyword arguments when present
     candidates: Callable[[Example], list[str]] | None = None  # close-ended: answered by candidate likelihood
     screening: tuple[str, str] | None = None  # (target kind, positive answer) of a binary screening test
+    # the screening question asked of this example's film when its study has another disease and not the screened
+    # one (the test's false alarms, which `format` makes no case of); None for other examples
+    other_disease_case: Callable[[Example], Example | None] | None = None
     keep_together: Callable[[Example], tuple] | None = None  # examples sampled as one unit (a chain's steps)
     chain_prompt: Callable[[Example, str], str | None] | None = None  # step-2 prefix from the model's step-1 text
     reading: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # reading field -> empty value

@@ -15,6 +15,9 @@ Two kinds of example, each on one frontal view (the first one with a path):
 Class probabilities come from the decoder's likelihood of each candidate (inference puts them in
 `Prediction.extra["probs"]`), so AUROC is computable.
 
+Evaluation also asks the TB question of the film of every "finding" example whose study has another disease and
+no TB (`other_disease_case`, kind "other_disease", no label): how often a sick film is read as TB.
+
 target keys: "label" (answer phrase), "candidates" (list of phrases, the fixed set of its kind), "positives" (every
 positive label's phrase), "kind" ("tb" or "finding"). `metric()` scores each kind with its own candidate set.
 """
@@ -116,6 +119,26 @@ def format(study: Study, rng: random.Random) -> list[Example]:
     return [e for e in made if e is not None]
 
 
+OTHER_DISEASE_KIND = "other_disease"
+
+
+def other_disease_case(example: Example) -> Example | None:
+    """The TB question asked of the film of a "finding" example whose study is TB-negative or unknown and has
+    another disease (a positive label other than tuberculosis and no finding): the screening test's false alarms,
+    which `format` makes no "tb" example of ("normal" would be false). Same images and ids; target kind
+    "other_disease", the TB candidates and the study's positives, no label (the truth is "not tuberculosis").
+    None for any other example."""
+    if example.task != NAME or example.target.get("kind") != "finding":
+        return None
+    positives = set(example.target.get("positives") or ())
+    if TB_POSITIVE in positives or not positives - {_text.phrase(_text.NO_FINDING)}:
+        return None
+    target = {"kind": OTHER_DISEASE_KIND, "candidates": list(TB_CANDIDATES), "positives": sorted(positives)}
+    return Example(task=NAME, images=list(example.images), prefix=TB_PROMPT, suffix="", study_id=example.study_id,
+                   patient_id=example.patient_id, source=example.source, target=target,
+                   meta={**example.meta, "kind": OTHER_DISEASE_KIND})
+
+
 def parse(text: str, image_size: tuple[int, int] | None = None,
           candidates: Sequence[str] | None = None) -> Prediction:
     """Model text -> `Prediction.label`, one of `candidates` (or of every answer the task knows) after case,
@@ -194,4 +217,4 @@ TASK = register(Task(
     answer_shape=TEXT,  # plain text: greedy decoding never writes a <loc> or <seg> token
     coordinates=False,  # left/right words survive small shifts, turns and zooms
     parse_hints=("candidates",), candidates=candidates, screening=(TB_KIND, TB_POSITIVE),
-    reading={"tb": None, "findings": []}, read=read))
+    other_disease_case=other_disease_case, reading={"tb": None, "findings": []}, read=read))
