@@ -212,14 +212,14 @@ def _default() -> MaskRefiner:
 
 
 def refine_objects(pixels: np.ndarray, objects: Sequence[tuple], refiner: MaskRefiner | None = None,
-                   passes: int = PASSES, size: tuple[int, int] | None = None) -> list[tuple]:
+                   passes: int = PASSES) -> list[tuple]:
     """One film's parsed objects [(label, normalised box (x1, y1, x2, y2), bool (H, W) mask or None, ...)] -> the
     same tuples with each mask redrawn by the refiner and its box made the redrawn mask's tight box; each pass
     starts from the last one's mask and box. An object without a mask, or whose redrawn mask would be empty, is
-    kept as it was: the refiner never drops an object. `size` is the image's (H, W) when `pixels` is a reduced film
-    of it (the masks have the image's size)."""
+    kept as it was: the refiner never drops an object. The masks have the film's size (a big image's masks are
+    decoded at its reduced film's size)."""
     refiner = refiner or MaskRefiner.default()
-    h, w = size or np.shape(pixels)
+    h, w = np.shape(pixels)
     out = list(objects)
     for _ in range(passes):
         todo = [i for i, o in enumerate(out) if o[2] is not None and np.shape(o[2]) == (h, w) and np.any(o[2])]
