@@ -237,16 +237,21 @@ def _kept_objects(ctx: ReadContext, pred: Prediction, size: tuple[int, int]) -> 
     return kept
 
 
+def _decoded_objects(ctx: ReadContext, film: tuple[int, int]) -> tuple[list[tuple], list[float]]:
+    """The asked labels' objects with their masks decoded at the film's size, and their scores (the prediction is
+    not kept: a big film's masks are held once)."""
+    labels = ctx.options.segment_labels
+    text, token_scores, pred = _reading.generate_objects(ctx, TASK, prompt(labels), labels, size=film)
+    kept = _kept_objects(ctx, pred, film)
+    return kept, _reading.object_confidences(ctx, NAME, text, token_scores,
+                                             [_reading.mask_tokens(b, c) for _, b, _, c in kept])
+
+
 def read(ctx: ReadContext) -> dict[str, Any]:
     """Masks of the asked labels as COCO RLE at the input image's size (redrawn on the film by the mask refiner
     unless the options say not to), each with its tokens' confidence and its box in pixels. The masks are decoded
     and refined at the film's size, which is the input's unless a big file was read reduced."""
-    labels = ctx.options.segment_labels
-    film = film_size(ctx)
-    text, token_scores, pred = _reading.generate_objects(ctx, TASK, prompt(labels), labels, size=film)
-    kept = _kept_objects(ctx, pred, film)
-    scores = _reading.object_confidences(ctx, NAME, text, token_scores,
-                                         [_reading.mask_tokens(b, c) for _, b, _, c in kept])
+    kept, scores = _decoded_objects(ctx, film_size(ctx))
     if ctx.options.refine_masks and kept:
         try:
             kept = refine_objects(ctx.pixels, kept)

@@ -70,20 +70,21 @@ def shrink_to(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if np.shape(array) == tuple(size):
         return np.asarray(array, np.float32)
     if np.asarray(array).dtype == bool:
-        array = _mask_levels(array)
-    return np.asarray(Image.fromarray(np.asarray(array, np.float32), mode="F").resize((size[1], size[0]),
-                                                                                       Image.BILINEAR), np.float32)
+        image = _mask_levels(np.asarray(array))
+    else:
+        image = Image.fromarray(np.asarray(array, np.float32), mode="F")
+    return np.asarray(image.resize((size[1], size[0]), Image.BILINEAR), np.float32)
 
 
-def _mask_levels(mask: np.ndarray) -> np.ndarray:
-    """bool (H, W) -> float32 in [0, 1]; a mask of more than BIG_SIDE on its long side is first box-reduced (in
-    8-bit, by Pillow) to at most that, so a big film's mask never becomes a float image of the film's size."""
+def _mask_levels(mask: np.ndarray) -> Image.Image:
+    """bool (H, W) -> a float image in [0, 1] (Pillow's "F", made from the mask's bytes: no numpy float copy); a
+    mask of more than BIG_SIDE on its long side is first box-reduced (in 8-bit) to at most that."""
     h, w = mask.shape
     k = -(-max(h, w) // BIG_SIDE)
     if k == 1:
-        return mask.astype(np.float32)
+        return Image.fromarray(np.ascontiguousarray(mask).view(np.uint8), mode="L").convert("F")
     levels = Image.fromarray(mask.view(np.uint8) * np.uint8(255), mode="L").reduce(k)
-    return np.asarray(levels, np.float32) / np.float32(255.0)
+    return Image.fromarray(np.asarray(levels, np.float32) / np.float32(255.0), mode="F")
 
 
 def _same_field(film: tuple[int, ...], size: tuple[int, ...]) -> bool:
