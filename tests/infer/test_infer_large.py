@@ -1,4 +1,4 @@
-"""A file larger than `inputs.FILM_PIXELS` is read reduced (issue 17 row 6): the reading's size, boxes and masks stay
+"""A file larger than `inputs.WHOLE_PIXELS` is read reduced (issue 17 row 6): the reading's size, boxes and masks stay
 in the file's pixels, and the mask refiner and the overlay work from the reduced film."""
 from __future__ import annotations
 
@@ -32,12 +32,14 @@ def film_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _reading(model: Any, path: Path, monkeypatch: pytest.MonkeyPatch, film_pixels: int) -> tuple[dict, np.ndarray]:
+def _reading(model: Any, path: Path, monkeypatch: pytest.MonkeyPatch, film_pixels: int,
+             whole_pixels: int | None = None) -> tuple[dict, np.ndarray]:
     short = _lung(0.3)
     short[int(0.68 * H):] = False
     (_, tokens), = segment.encode_objects([short])
     monkeypatch.setattr(model, "generate", ScriptedGenerate(model, {"segment": f"{tokens} right lung"}))
     monkeypatch.setattr(inputs, "FILM_PIXELS", film_pixels)
+    monkeypatch.setattr(inputs, "WHOLE_PIXELS", whole_pixels or film_pixels)
     return Interpreter(model, name="tiny-test").interpret_with_pixels(str(path), tasks=["segment"])
 
 
@@ -56,3 +58,13 @@ def test_reduced_film_reading_is_in_the_files_pixels(tiny_model: Any, film_png: 
     assert picture.size == picture_whole.size  # drawn at the file's size, whatever the pixels' size
     difference = np.abs(np.asarray(picture, np.float32) - np.asarray(picture_whole, np.float32)).mean()
     assert difference < 6, difference
+
+
+def test_a_file_over_the_whole_limit_is_read_within_the_film_limit(tiny_model: Any, film_png: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    film_pixels = 80 * 67  # a third of 240 x 200 a side
+    whole, whole_pixels = _reading(tiny_model, film_png, monkeypatch, film_pixels, whole_pixels=H * W)
+    reduced, film = _reading(tiny_model, film_png, monkeypatch, film_pixels, whole_pixels=H * W - 1)
+    assert whole_pixels.shape == (H, W) and film.shape == (80, 67)
+    assert reduced["image_size"] == whole["image_size"] == [H, W]
+    assert [s["mask"]["size"] for s in reduced["segmentations"]] == [[H, W]]

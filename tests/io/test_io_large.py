@@ -78,6 +78,17 @@ def test_reduction_factor(h, w, limit, k):
     assert -(-h // k) * -(-w // k) <= limit
 
 
+def test_up_to_whole_pixels_an_image_is_read_whole_and_above_within_the_film(tmp_path):
+    path = write_png(tmp_path / "a.png", gradient(40, 30))
+    whole = read_image(path).pixels
+    np.testing.assert_array_equal(read_image(path, film_pixels=300, whole_pixels=1200).pixels, whole)
+    reduced = read_image(path, film_pixels=300, whole_pixels=1199)
+    assert reduced.pixels.shape == (20, 15) and reduced.meta.source_size == (40, 30)
+    np.testing.assert_allclose(reduced.pixels, block_mean(whole, 2), atol=1e-6)
+    assert reduction_factor(7000, 7000, 2048 * 2048, 4096 * 4096) == 4
+    assert reduction_factor(4096, 4096, 2048 * 2048, 4096 * 4096) == 1
+
+
 def test_block_mean_averages_partial_edge_blocks():
     a = np.arange(15, dtype=np.float32).reshape(3, 5)
     np.testing.assert_allclose(block_mean(a, 2), [[3.0, 5.0, 6.5], [10.5, 12.5, 14.0]])

@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from cxrvlm.about import NOTICE
 from cxrvlm.io import to_uint8
-from cxrvlm.tokens.rle import rle_decode
+from cxrvlm.tokens.rle import rle_decode_resized
 
 # Colour-blind-safe (Okabe-Ito) colours, one per label in order of appearance.
 PALETTE = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
@@ -46,14 +46,11 @@ def label_colours(reading: dict[str, Any]) -> dict[str, tuple[int, int, int]]:
 
 
 def _blend_masks(rgb: np.ndarray, segmentations: Sequence[dict], colours: dict, scale: float) -> np.ndarray:
-    """Masks decoded from RLE, resized to the display size, tinted, with a solid one-pixel outline."""
+    """Masks read from RLE at the display size (a big mask is never decoded whole), tinted, with a solid outline."""
     h, w = rgb.shape[:2]
     out = rgb.astype(np.float32)
     for seg in segmentations:
-        mask = rle_decode(seg["mask"])
-        if mask.shape != (h, w):  # resized as 8-bit: Pillow's 1-bit image of a big mask is another copy
-            mask = np.asarray(Image.fromarray(mask.view(np.uint8), mode="L").resize((w, h), Image.Resampling.NEAREST),
-                              bool)
+        mask = rle_decode_resized(seg["mask"], (h, w))
         colour = np.array(colours.get(seg["label"], PALETTE[0]), np.float32)
         out[mask] = (1 - MASK_ALPHA) * out[mask] + MASK_ALPHA * colour
         out[mask & ~ndimage.binary_erosion(mask, iterations=2)] = colour

@@ -217,9 +217,10 @@ def _reduced(path: Path, im: Image.Image, fmt: str, bit_depth: int, k: int) -> t
 
 
 def read_raster(path: Path, fmt: str, head: bytes, max_pixels: int, decode: bool = True,
-                film_pixels: int | None = None) -> XrayImage | ImageMeta:
+                film_pixels: int | None = None, whole_pixels: int | None = None) -> XrayImage | ImageMeta:
     """Read a PNG/JPEG/TIFF file into an XrayImage; with `decode=False` only its header, as ImageMeta. With
-    `film_pixels`, an image of more pixels is reduced by an integer factor while it is decoded (see `read_image`)."""
+    `film_pixels`, an image of more pixels (and more than `whole_pixels`) is reduced by an integer factor while it
+    is decoded (see `read_image`)."""
     with _pillow(path, fmt) as im:
         check_pixel_count(path, im.height, im.width, max_pixels)
         _check_single_frame(path, fmt, im)
@@ -229,7 +230,7 @@ def read_raster(path: Path, fmt: str, head: bytes, max_pixels: int, decode: bool
         meta = ImageMeta(path=str(path), format=fmt, source_size=size, bit_depth=bit_depth, photometric=im.mode)
         if not decode:
             return meta
-        k = reduction_factor(im.height, im.width, film_pixels)
+        k = reduction_factor(im.height, im.width, film_pixels, whole_pixels)
         if k > 1:
             pixels, meta.scaling = _reduced(path, im, fmt, bit_depth, k)
         else:

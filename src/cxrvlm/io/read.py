@@ -56,26 +56,28 @@ def _check_count(name: str, value: int | None, optional: bool = False) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _reduce(image: XrayImage, film_pixels: int | None) -> XrayImage:
-    """A decoded image with more than `film_pixels` pixels -> its k x k block means (DICOM: decoded whole first)."""
-    k = reduction_factor(*image.pixels.shape, film_pixels)
+def _reduce(image: XrayImage, film_pixels: int | None, whole_pixels: int | None) -> XrayImage:
+    """A decoded image with more than `film_pixels` pixels (and more than `whole_pixels`) -> its k x k block means
+    (DICOM: decoded whole first)."""
+    k = reduction_factor(*image.pixels.shape, film_pixels, whole_pixels)
     return image if k == 1 else XrayImage(pixels=block_mean(image.pixels, k), meta=image.meta)
 
 
 def _read(path: str | os.PathLike, max_pixels: int, decode: bool,
-          film_pixels: int | None = None) -> XrayImage | ImageMeta:
+          film_pixels: int | None = None, whole_pixels: int | None = None) -> XrayImage | ImageMeta:
     _check_count("max_pixels", max_pixels)
     _check_count("film_pixels", film_pixels, optional=True)
+    _check_count("whole_pixels", whole_pixels, optional=True)
     path = Path(path)
     fmt, head = _sniff(path)
     if fmt == "dicom":
         image = read_dicom(path, head, max_pixels, decode=decode)
-        return _reduce(image, film_pixels) if isinstance(image, XrayImage) else image
-    return read_raster(path, fmt, head, max_pixels, decode=decode, film_pixels=film_pixels)
+        return _reduce(image, film_pixels, whole_pixels) if isinstance(image, XrayImage) else image
+    return read_raster(path, fmt, head, max_pixels, decode=decode, film_pixels=film_pixels, whole_pixels=whole_pixels)
 
 
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
-               film_pixels: int | None = None) -> XrayImage:
+               film_pixels: int | None = None, whole_pixels: int | None = None) -> XrayImage:
     """Read a chest X-ray (PNG, JPEG, 8/16-bit PNG or TIFF, DICOM) as displayed by a viewer.
 
     Returns an `XrayImage`: `.pixels` float32 (H, W) in [0, 1] with air dark (MONOCHROME1 inverted, DICOM
@@ -86,11 +88,13 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
     `film_pixels`: an image of more pixels is reduced by the smallest integer factor k that brings it within the
     limit (each k x k block averaged), while it is decoded where the format allows (a big PNG is then never whole
     in memory); `.meta.source_size` keeps the file's size, so coordinates can still be given in its pixels.
+    `whole_pixels`: an image of at most that many pixels is read whole all the same (a bigger one is still reduced
+    to within `film_pixels`).
 
     Raises `ImageReadError` (a ValueError) naming the file and the reason: missing, empty, truncated or corrupt,
     not an image, too many pixels, unsupported mode or DICOM.
     """
-    image = _read(path, max_pixels, decode=True, film_pixels=film_pixels)
+    image = _read(path, max_pixels, decode=True, film_pixels=film_pixels, whole_pixels=whole_pixels)
     assert isinstance(image, XrayImage)
     return image
 

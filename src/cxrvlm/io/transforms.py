@@ -50,10 +50,11 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
     return np.rint(scaled, out=scaled).astype(np.uint8)
 
 
-def reduction_factor(height: int, width: int, max_pixels: int | None) -> int:
+def reduction_factor(height: int, width: int, max_pixels: int | None, whole_pixels: int | None = None) -> int:
     """The smallest integer k for which a (height, width) image reduced k times (ceil(height / k) x
-    ceil(width / k)) has at most `max_pixels` pixels; 1 when it fits already or `max_pixels` is None."""
-    if max_pixels is None or height * width <= max_pixels:
+    ceil(width / k)) has at most `max_pixels` pixels; 1 when it fits already, has at most `whole_pixels` pixels
+    (kept whole although more than `max_pixels`), or `max_pixels` is None."""
+    if max_pixels is None or height * width <= max(max_pixels, whole_pixels or 0):
         return 1
     k = max(2, math.isqrt(height * width // max_pixels))
     while -(-height // k) * -(-width // k) > max_pixels:

@@ -65,11 +65,12 @@ def mask_tokens(box: Sequence[float], codes: Sequence[int]) -> str:
     return encode_box(*box) + encode_seg(codes)
 
 
-def generate_objects(ctx: Any, task: Any, prompt: str, labels: Sequence[str]) -> tuple[str, TokenScores, Any]:
-    """(text, token scores, parsed prediction) of an answer naming `labels`' objects (boxes, masks), parsed at the
-    input image's size; a malformed answer adds a warning and keeps what could be parsed."""
+def generate_objects(ctx: Any, task: Any, prompt: str, labels: Sequence[str],
+                     size: tuple[int, int] | None = None) -> tuple[str, TokenScores, Any]:
+    """(text, token scores, parsed prediction) of an answer naming `labels`' objects (boxes, masks), parsed at `size`
+    (H, W), by default the input image's size; a malformed answer adds a warning and keeps what could be parsed."""
     text, token_scores = ctx.generate(prompt, task.budget(len(labels)), task.answer_shape)
-    pred = task.parse(text, ctx.image_size, labels=list(labels))
+    pred = task.parse(text, size or ctx.image_size, labels=list(labels))
     if not pred.valid:
         ctx.warn(output_warning(task.name, pred.reason, text))
     return text, token_scores, pred

@@ -36,7 +36,7 @@ from cxrvlm.records import Study, View, load_mask
 from cxrvlm.tasks import _reading, _text
 from cxrvlm.tasks.base import ReadContext, Task, register
 from cxrvlm.tokens.loc import LOC_RE, decode_locs, encode_box
-from cxrvlm.tokens.rle import rle_encode
+from cxrvlm.tokens.rle import rle_encode, rle_encode_resized
 from cxrvlm.tokens.seg import MaskTokenizer, encode_seg, mask_box, split_lungs
 from cxrvlm.tokens.seg_refine import refine_objects
 from cxrvlm.tokens.shape import BOXES_AND_MASKS
@@ -221,32 +221,46 @@ def metric(threshold: float | None = None, fast: bool = False) -> SegmentationMe
     return SegmentationMetric()
 
 
-def _kept_objects(ctx: ReadContext, pred: Prediction) -> list[tuple]:
-    """(label, box, mask, codes) of the objects with a non-empty mask at the image's size (a warning for the rest)."""
-    h, w = ctx.image_size
+def film_size(ctx: ReadContext) -> tuple[int, int]:
+    """(H, W) of the film the interpreter holds: the input image's size, or less when a big file was read reduced.
+    Masks are decoded and refined at it, and written at the input's size (`rle_encode_resized`)."""
+    h, w = np.shape(ctx.pixels)[:2]
+    return int(h), int(w)
+
+
+def _kept_objects(ctx: ReadContext, pred: Prediction, size: tuple[int, int]) -> list[tuple]:
+    """(label, box, mask, codes) of the objects with a non-empty mask of `size` (a warning for the rest)."""
     kept = [(label, box, mask, codes) for (label, box, mask), codes in zip(pred.masks, pred.extra.get("codes", []))
-            if mask is not None and mask.shape == (h, w) and mask.any()]
+            if mask is not None and mask.shape == size and mask.any()]
     if len(kept) < len(pred.masks):
         ctx.warn(f"{NAME}: {len(pred.masks) - len(kept)} object(s) with an empty mask dropped")
     return kept
 
 
+def _decoded_objects(ctx: ReadContext, film: tuple[int, int]) -> tuple[list[tuple], list[float]]:
+    """The asked labels' objects with their masks decoded at the film's size, and their scores (the prediction is
+    not kept: a big film's masks are held once)."""
+    labels = ctx.options.segment_labels
+    text, token_scores, pred = _reading.generate_objects(ctx, TASK, prompt(labels), labels, size=film)
+    kept = _kept_objects(ctx, pred, film)
+    return kept, _reading.object_confidences(ctx, NAME, text, token_scores,
+                                             [_reading.mask_tokens(b, c) for _, b, _, c in kept])
+
+
 def read(ctx: ReadContext) -> dict[str, Any]:
     """Masks of the asked labels as COCO RLE at the input image's size (redrawn on the film by the mask refiner
-    unless the options say not to), each with its tokens' confidence and its box in pixels."""
-    labels = ctx.options.segment_labels
-    text, token_scores, pred = _reading.generate_objects(ctx, TASK, prompt(labels), labels)
-    h, w = ctx.image_size
-    kept = _kept_objects(ctx, pred)
-    scores = _reading.object_confidences(ctx, NAME, text, token_scores,
-                                         [_reading.mask_tokens(b, c) for _, b, _, c in kept])
+    unless the options say not to), each with its tokens' confidence and its box in pixels. The masks are decoded
+    and refined at the film's size, which is the input's unless a big file was read reduced."""
+    kept, scores = _decoded_objects(ctx, film_size(ctx))
     if ctx.options.refine_masks and kept:
         try:
-            kept = refine_objects(ctx.pixels, kept, size=(h, w))
+            kept = refine_objects(ctx.pixels, kept)
         except (ValueError, OSError, RuntimeError) as e:
             ctx.warn(f"{NAME}: masks not refined ({e}); they are the decoded masks")
-    return {"segmentations": [{"label": label, "box": _reading.to_pixels(box, h, w), "mask": rle_encode(mask),
-                               "score": round(s, 6)} for (label, box, mask, *_), s in zip(kept, scores)]}
+    h, w = ctx.image_size
+    return {"segmentations": [{"label": label, "box": _reading.to_pixels(box, h, w),
+                               "mask": rle_encode_resized(mask, (h, w)), "score": round(s, 6)}
+                              for (label, box, mask, *_), s in zip(kept, scores)]}
 
 
 TASK = register(Task(

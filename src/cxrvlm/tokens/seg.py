@@ -253,8 +253,8 @@ class MaskTokenizer:
         for i, (c, b, hw) in enumerate(zip(codes, boxes, sizes)):
             vals, reason = check_codes(c, self.num_codes)
             r, box_reason = pixel_box(b, hw) if _is_size(hw) else (None, f"image size {hw!r} is not (H, W)")
-            empty = np.zeros(tuple(int(v) for v in hw) if _is_size(hw) and min(hw) > 0 else (1, 1), bool)
             if vals is None or r is None:
+                empty = np.zeros(tuple(int(v) for v in hw) if _is_size(hw) and min(hw) > 0 else (1, 1), bool)
                 results[i] = (empty, reason or box_reason)
                 continue
             good.append((i, r, hw))

@@ -70,20 +70,21 @@ def shrink_to(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if np.shape(array) == tuple(size):
         return np.asarray(array, np.float32)
     if np.asarray(array).dtype == bool:
-        array = _mask_levels(array)
-    return np.asarray(Image.fromarray(np.asarray(array, np.float32), mode="F").resize((size[1], size[0]),
-                                                                                       Image.BILINEAR), np.float32)
+        image = _mask_levels(np.asarray(array))
+    else:
+        image = Image.fromarray(np.asarray(array, np.float32), mode="F")
+    return np.asarray(image.resize((size[1], size[0]), Image.BILINEAR), np.float32)
 
 
-def _mask_levels(mask: np.ndarray) -> np.ndarray:
-    """bool (H, W) -> float32 in [0, 1]; a mask of more than BIG_SIDE on its long side is first box-reduced (in
-    8-bit, by Pillow) to at most that, so a big film's mask never becomes a float image of the film's size."""
+def _mask_levels(mask: np.ndarray) -> Image.Image:
+    """bool (H, W) -> a float image in [0, 1] (Pillow's "F", made from the mask's bytes: no numpy float copy); a
+    mask of more than BIG_SIDE on its long side is first box-reduced (in 8-bit) to at most that."""
     h, w = mask.shape
     k = -(-max(h, w) // BIG_SIDE)
     if k == 1:
-        return mask.astype(np.float32)
+        return Image.fromarray(np.ascontiguousarray(mask).view(np.uint8), mode="L").convert("F")
     levels = Image.fromarray(mask.view(np.uint8) * np.uint8(255), mode="L").reduce(k)
-    return np.asarray(levels, np.float32) / np.float32(255.0)
+    return Image.fromarray(np.asarray(levels, np.float32) / np.float32(255.0), mode="F")
 
 
 def _same_field(film: tuple[int, ...], size: tuple[int, ...]) -> bool:
@@ -212,14 +213,14 @@ def _default() -> MaskRefiner:
 
 
 def refine_objects(pixels: np.ndarray, objects: Sequence[tuple], refiner: MaskRefiner | None = None,
-                   passes: int = PASSES, size: tuple[int, int] | None = None) -> list[tuple]:
+                   passes: int = PASSES) -> list[tuple]:
     """One film's parsed objects [(label, normalised box (x1, y1, x2, y2), bool (H, W) mask or None, ...)] -> the
     same tuples with each mask redrawn by the refiner and its box made the redrawn mask's tight box; each pass
     starts from the last one's mask and box. An object without a mask, or whose redrawn mask would be empty, is
-    kept as it was: the refiner never drops an object. `size` is the image's (H, W) when `pixels` is a reduced film
-    of it (the masks have the image's size)."""
+    kept as it was: the refiner never drops an object. The masks have the film's size (a big image's masks are
+    decoded at its reduced film's size)."""
     refiner = refiner or MaskRefiner.default()
-    h, w = size or np.shape(pixels)
+    h, w = np.shape(pixels)
     out = list(objects)
     for _ in range(passes):
         todo = [i for i, o in enumerate(out) if o[2] is not None and np.shape(o[2]) == (h, w) and np.any(o[2])]
