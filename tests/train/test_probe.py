@@ -7,6 +7,7 @@ import pytest
 
 from curated_fixtures import write_curated
 from cxrvlm import cli
+from cxrvlm.train import probe
 
 
 def main(argv: list[str]) -> int:
@@ -27,6 +28,17 @@ def test_probe_prints_validation_auroc(tmp_path, capsys) -> None:
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rows and all(0.0 <= r["val_auroc"] <= 1.0 for r in rows)
     assert rows[-1]["step"] == 5  # 2 epochs of 4 images in batches of 4 is 2 steps; the probe runs at least 5
+
+
+def test_films_with_another_disease_as_tb_negatives(tmp_path, capsys) -> None:
+    data = write_curated(tmp_path / "curated")
+    disease = probe.disease_images(str(data), "train")
+    assert disease and all(y == 0 for _, y in disease)  # the fixture's COVID-19 film, never a TB one
+    assert not {p for p, _ in disease} & {p for p, y in probe.tb_images(str(data), "train") if y == 1}
+    assert main(["--data", str(data), "--image-size", "32", "--epochs", "2", "--batch-size", "4",
+                 "--set", "cnn_widths=[8,16]", "--disease-negatives"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows and all(0.0 <= r["val_disease_as_tb"] <= 1.0 for r in rows)
 
 
 def test_probe_needs_both_classes(tmp_path, capsys) -> None:

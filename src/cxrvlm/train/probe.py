@@ -33,7 +33,7 @@ from torch import nn
 from cxrvlm.data.images import ImageCache, augment_geometry, augment_intensity
 from cxrvlm.data.split import read_split
 from cxrvlm.examples import Example
-from cxrvlm.metrics.classification import auroc
+from cxrvlm.metrics.classification import auroc, choose_threshold
 from cxrvlm.models.config import VLMConfig
 from cxrvlm.models.hf_vision import resolve_hf_vision
 from cxrvlm.models.registry import read_model_config
@@ -53,6 +53,14 @@ def tb_images(data: str, split: str) -> list[tuple[str, int]]:
         raise ValueError(f"{data} {split}: needs TB and normal images of task {task.name} (kind {kind}); "
                          f"found {len(items)}")
     return items
+
+
+def disease_images(data: str, split: str) -> list[tuple[str, int]]:
+    """(image path, 0) of the split's films with another disease and no TB (`Task.other_disease_case`): what a TB
+    screening test must not call TB."""
+    task = screening_task()
+    cases = [task.other_disease_case(ex) for ex in read_split(data, split)] if task.other_disease_case else []
+    return [(case.images[0], 0) for case in cases if case is not None]
 
 
 def _close_ended(ex: Example) -> bool:
@@ -99,6 +107,9 @@ class _Probe:
         self.args = args
         self.rng = np.random.default_rng(args.seed)
         self.train, self.val = tb_images(args.data, "train"), tb_images(args.data, "val")
+        if args.disease_negatives:
+            self.train += disease_images(args.data, "train")
+        self.val_disease = disease_images(args.data, "val")
         self.questions = _questions(args)
         self.keys = sorted({(q, c) for _, q, c, _ in self.questions})
         self.key_index = {k: i for i, k in enumerate(self.keys)}
@@ -125,13 +136,24 @@ class _Probe:
     def features(self, items: list[tuple], augment: bool) -> torch.Tensor:
         return self.encoder(self.pixels(items, augment)).mean(1)  # (B, C): tokens pooled
 
-    def val_auroc(self) -> float:
+    def tb_scores(self, items: list[tuple]) -> list[float]:
         self.encoder.eval()
         with torch.inference_mode():
-            scores = [float(s) for i in range(0, len(self.val), 32)
-                      for s in self.head(self.features(self.val[i:i + 32], False))[:, 0]]
+            scores = [float(s) for i in range(0, len(items), 32)
+                      for s in self.head(self.features(items[i:i + 32], False))[:, 0]]
         self.encoder.train(self.train_mode)
-        return auroc([y for _, y in self.val], scores)
+        return scores
+
+    def val_tb(self) -> dict[str, float]:
+        """Validation TB AUROC (TB vs normal films) and the share of films with another disease called TB at the
+        threshold that reaches sensitivity 0.9 on the validation TB films (the WHO triage target)."""
+        y, scores = [y for _, y in self.val], self.tb_scores(self.val)
+        out = {"val_auroc": round(auroc(y, scores), 4)}
+        if self.val_disease:
+            threshold = choose_threshold(y, scores, 0.9)
+            called = [s >= threshold for s in self.tb_scores(self.val_disease)]
+            out["val_disease_as_tb"] = round(sum(called) / len(called), 4)
+        return out
 
     def val_accuracy(self) -> float:
         self.encoder.eval()
@@ -167,7 +189,7 @@ class _Probe:
                 *self.heads.parameters()]
 
     def row(self, step: int, loss: torch.Tensor, t0: float) -> dict[str, float]:
-        row = {"step": step, "train_loss": round(loss.item(), 4), "val_auroc": round(self.val_auroc(), 4),
+        row = {"step": step, "train_loss": round(loss.item(), 4), **self.val_tb(),
                "elapsed_s": round(time.perf_counter() - t0, 1)}
         if self.keys:
             row["val_closed_accuracy"] = round(self.val_accuracy(), 4)

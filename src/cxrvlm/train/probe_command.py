@@ -28,6 +28,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frozen", action="store_true",
                         help="train the head(s) only: a linear probe of a pretrained encoder (--encoder hf)")
     parser.add_argument("--geometry", action="store_true", help="add the small random affine augmentation")
+    parser.add_argument("--disease-negatives", action="store_true",
+                        help="also train on films with another disease and no TB (COVID-19, pneumonia) as not-TB; "
+                             "every row reports val_disease_as_tb either way")
     parser.add_argument("--init", default="", metavar="FILE.safetensors",
                         help="start from these encoder weights (a --save of an earlier probe), e.g. to add --geometry")
     parser.add_argument("--seed", type=int, default=0)
