@@ -43,19 +43,9 @@ def score_cases(model: Any, found: Sequence[Example], batch_size: int, cache: An
 
 
 def read_as_positive(probs: dict[str, float], threshold: float | None) -> bool:
-    """Whether the screening test calls the film positive: P(positive) >= threshold, or the most likely answer."""
-    positive = screening_task().screening[1]
-    if threshold is None:
-        return max(probs, key=probs.get) == positive
-    return probs.get(positive, 0.0) >= threshold
-
-
-def answer(probs: dict[str, float], threshold: float | None) -> str:
-    """The test's answer: the positive one when `read_as_positive`, else the likeliest other candidate."""
-    positive = screening_task().screening[1]
-    if read_as_positive(probs, threshold):
-        return positive
-    return max((c for c in probs if c != positive), key=probs.get)
+    """Whether the screening test calls the film positive (`Task.screening_answer`)."""
+    task = screening_task()
+    return task.screening_answer(probs, threshold) == task.screening[1]
 
 
 def _share(rows: Sequence[Row], threshold: float | None) -> dict[str, Any]:

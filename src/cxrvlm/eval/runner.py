@@ -47,7 +47,7 @@ from cxrvlm.eval.by_source import MetricsBySource, example_source
 from cxrvlm.examples import Example, Prediction
 from cxrvlm.jsonl import clean
 from cxrvlm.io.read import read_image
-from cxrvlm.tasks import Task, get_task
+from cxrvlm.tasks import Task, get_task, screening_task
 from cxrvlm.tokens.rle import rle_encode
 from cxrvlm.tokens.seg_refine import refine_objects
 
@@ -172,10 +172,8 @@ def scored_prediction(parsed: Prediction, probs: dict[str, float], example: Exam
                           label=parsed.label, answer=parsed.answer, extra=extra)
     label = max(probs, key=probs.get)
     task = get_task(example.task)
-    positive = task.screening[1] if task.screening_case(example) else None
-    if positive in probs and len(probs) == 2 and options.threshold is not None:
-        other = next(c for c in probs if c != positive)
-        label = positive if probs[positive] >= options.threshold else other
+    if task.screening_case(example) and task.screening[1] in probs and len(probs) == 2:
+        label = task.screening_answer(probs, options.threshold)
     return Prediction(parsed.task, text=parsed.text, label=label, answer=label, extra=extra)
 
 
@@ -251,7 +249,7 @@ def _with_other_disease(result: EvalResult, model: Any, examples: Sequence[Examp
 
 
 def _other_disease_record(ex: Example, probs: dict[str, float], threshold: float | None) -> dict[str, Any]:
-    answer = other_disease.answer(probs, threshold)
+    answer = screening_task().screening_answer(probs, threshold)
     return {**_ids(ex), "prefix": ex.prefix, "prediction": clean({"label": answer, "answer": answer, "probs": probs}),
             "target": ex.target, "meta": ex.meta}
 

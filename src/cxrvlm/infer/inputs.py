@@ -5,11 +5,12 @@ An image is a path (PNG, JPEG, TIFF, DICOM; read with `cxrvlm.io.read_image`), a
 """
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -67,6 +68,15 @@ def load_view(image: ImageLike, name: str | None = None) -> View:
         x = read_image(image, film_pixels=FILM_PIXELS, whole_pixels=WHOLE_PIXELS)
         return View(x.pixels, str(image), x.meta.view_position, tuple(x.meta.source_size))
     raise InputError(f"{name or 'image'}: expected a path, an array or an XrayImage, got {type(image).__name__}")
+
+
+def is_interval(days: Any) -> bool:
+    """Whether `days` is a prior study's interval: a finite number of days, 0 or more (the prior is the earlier
+    study)."""
+    try:
+        return not isinstance(days, bool) and math.isfinite(float(days)) and float(days) >= 0
+    except (TypeError, ValueError):
+        return False
 
 
 def load_study(images: ImageLike | Sequence[ImageLike]) -> list[View]:

@@ -22,19 +22,18 @@ from typing import Any
 
 import numpy as np
 
-from cxrvlm.infer.inputs import ImageLike, InputError, View, frontal_and_lateral, load_study
+from cxrvlm.infer.inputs import ImageLike, InputError, View, frontal_and_lateral, is_interval, load_study
 from cxrvlm.infer.quality import content_problems, quality
 from cxrvlm.infer.result import DETECT_LABELS, SEGMENT_LABELS, TASKS, new_reading
 from cxrvlm.io import resize_to
 from cxrvlm.models import load_model, registry
 from cxrvlm.models.operating_point import OPERATING_POINT_FILE, saved_threshold
 from cxrvlm.tasks import ReadOptions, Task, get_task
+from cxrvlm.tasks.base import DEFAULT_THRESHOLD
 from cxrvlm.tasks.vqa import DEFAULT_QUESTIONS, make_question
 from cxrvlm.tokens.shape import AnswerShape
 
 log = logging.getLogger(__name__)
-
-DEFAULT_THRESHOLD = 0.5
 
 
 class _Timer:
@@ -245,11 +244,7 @@ def parse_tasks(tasks: Sequence[str] | str) -> list[str]:
 
 
 def _check_days(days: Any) -> None:
-    try:
-        ok = days is None or (not isinstance(days, bool) and np.isfinite(float(days)) and float(days) >= 0)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:  # the prior is the earlier study: its interval is 0 days or more
+    if days is not None and not is_interval(days):
         raise InputError(f"prior_days must be a finite number of days, 0 or more, got {days!r}")
 
 

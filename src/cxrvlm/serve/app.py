@@ -23,7 +23,6 @@ import dataclasses
 import importlib
 import io
 import logging
-import math
 import shutil
 import tempfile
 import time
@@ -36,7 +35,7 @@ from urllib.parse import parse_qs
 
 from cxrvlm.about import NOTICE
 from cxrvlm.infer.html import render_html
-from cxrvlm.infer.inputs import IMAGE_EXTENSIONS
+from cxrvlm.infer.inputs import IMAGE_EXTENSIONS, is_interval
 from cxrvlm.infer.interpreter import parse_tasks
 from cxrvlm.infer.overlay import render_overlay
 from cxrvlm.infer.result import TASKS
@@ -102,7 +101,7 @@ def _check_form(limits: Limits, tasks: list[str], question: list[str], prior_day
         if len(q) > limits.max_question_chars:
             raise UploadError(f"question {i}: {len(q):,} characters, more than the limit of "
                               f"{limits.max_question_chars}", 422)
-    if prior_days is not None and not (math.isfinite(prior_days) and prior_days >= 0):
+    if prior_days is not None and not is_interval(prior_days):
         raise UploadError(f"prior_days: must be a finite number of days, 0 or more, got {prior_days}", 422)
     return _Form(wanted, questions or None, prior_days)
 

@@ -2,7 +2,7 @@
 objects and answers from the per-token probabilities `generate(return_scores=True)` gives.
 
 A box's score is the geometric mean of the probabilities of its four `<loc>` tokens (each the mass within ±10
-bins of the written one: `generate.LOC_TOLERANCE`); a mask's adds its sixteen `<seg>` tokens. Loc and seg tokens
+bins of the written one: `models.backend.LOC_TOLERANCE`); a mask's adds its sixteen `<seg>` tokens. Loc and seg tokens
 are single tokens that decode verbatim, so the k-th `<loc..>`/`<seg..>` in the decoded text is the k-th such token
 generated: each parsed object is found in the text (its exact token string, after the previous object) and takes
 the probabilities of the special tokens it spans.

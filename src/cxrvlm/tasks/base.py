@@ -23,13 +23,14 @@ from cxrvlm.records import Study
 from cxrvlm.tokens.shape import AnswerShape
 
 TokenScores = list[tuple[str, float]]
+DEFAULT_THRESHOLD = 0.5  # the screening operating point when neither the caller nor the model's folder gives one
 
 
 @dataclass
 class ReadOptions:
     """What the person asking for a reading chose (the interpreter's arguments)."""
 
-    threshold: float = 0.5  # TB operating point: P(tuberculosis) at or above it reads "tuberculosis"
+    threshold: float = DEFAULT_THRESHOLD  # TB operating point: P(tuberculosis) at or above it reads "tuberculosis"
     threshold_source: str = "default"  # where the threshold came from: "argument", "operating_point.json", "default"
     detect_labels: tuple[str, ...] = ()
     segment_labels: tuple[str, ...] = ()
@@ -90,6 +91,17 @@ class Task:
     def hints(self, target: Mapping[str, Any]) -> dict[str, Any]:
         """The keyword arguments `parse` takes from an example's target (the prompt's candidates, labels, step)."""
         return {k: target[k] for k in self.parse_hints if target.get(k) not in (None, [], ())}
+
+    def screening_answer(self, probs: Mapping[str, float], threshold: float | None) -> str:
+        """The screening test's answer from its candidates' probabilities: the positive one when its probability
+        reaches `threshold` (the operating point), else the likeliest other candidate; without a threshold, the
+        likeliest of all."""
+        positive = self.screening[1]
+        if threshold is None:
+            return max(probs, key=probs.get)
+        if probs.get(positive, 0.0) >= threshold:
+            return positive
+        return max((c for c in probs if c != positive), key=probs.get)
 
     def screening_case(self, example: Example) -> bool:
         """Whether `example` is a case of this task's binary screening test."""

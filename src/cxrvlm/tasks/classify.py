@@ -202,8 +202,8 @@ def read(ctx: ReadContext) -> dict[str, Any]:
     """The TB screening probability and label at the operating point, and the finding probabilities, most likely
     first."""
     cands = answer_set("tuberculosis")
-    p = float(ctx.score(prompt("tuberculosis"), cands)[cands.index(TB_POSITIVE)])
-    tb = {"probability": round(p, 6), "label": TB_POSITIVE if p >= ctx.options.threshold else "normal",
+    probs = dict(zip(cands, map(float, ctx.score(prompt("tuberculosis"), cands))))
+    tb = {"probability": round(probs[TB_POSITIVE], 6), "label": TASK.screening_answer(probs, ctx.options.threshold),
           "threshold": ctx.options.threshold, "threshold_source": ctx.options.threshold_source}
     cands = answer_set("finding")
     found = sorted(zip(cands, ctx.score(prompt("finding"), cands)), key=lambda cp: -cp[1])
