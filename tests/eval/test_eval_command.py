@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cxrvlm.cli import main
+from cxrvlm.tasks import get_task
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +27,14 @@ def _records(out: Path) -> list[dict]:
 
 def test_metrics_json_has_every_task_and_counts(eval_out: Path, curated: Path) -> None:
     doc = json.loads((eval_out / "metrics.json").read_text())
-    tasks = {json.loads(line)["task"] for line in (curated / "test.jsonl").read_text().splitlines()}
+    rows = [json.loads(line) for line in (curated / "test.jsonl").read_text().splitlines()]
+    # the image-level labels are read by a label head, which this model does not have: left out
+    rows = [r for r in rows if not get_task(r["task"]).by_head]
+    tasks = {r["task"] for r in rows}
     assert set(doc["tasks"]) == tasks == {"classify", "detect", "findings_then_report", "ground", "report",
                                           "segment", "vqa"}
     records = _records(eval_out)
-    assert len(records) == sum(1 for _ in (curated / "test.jsonl").read_text().splitlines())
+    assert len(records) == len(rows)
     for task, r in doc["tasks"].items():
         mine = [x for x in records if x["task"] == task]
         assert r["n"] + r["n_skipped"] == len(mine)

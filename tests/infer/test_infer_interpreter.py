@@ -224,3 +224,37 @@ def test_masks_are_redrawn_on_the_film_unless_asked_not_to(interp: Interpreter,
 
     raw = Interpreter(interp.model, name="tiny-test", refine_masks=False)
     assert iou_of(interp) > iou_of(raw) + 0.03
+
+
+def test_a_label_head_gives_the_tb_probability_and_every_finding(phantom_png: Path, one_thread: None) -> None:
+    import torch
+
+    from cxrvlm.models import create_model
+    from cxrvlm.tasks import labels
+    from infer_fixtures import TINY
+
+    torch.manual_seed(0)
+    model = create_model("cxrvlm-tiny", label_names=list(labels.LABEL_SPACE), **TINY)
+    interp = Interpreter(model, name="tiny-head", threshold=0.3)
+    reading = interp.interpret(str(phantom_png), tasks=["classify"])
+    head = model.label_probs(images=[[interp_pixels(phantom_png)]])[0]
+    # (the interpreter reads the film resized and at 8-bit levels, hence the tolerance)
+    assert reading["tb"]["probability"] == pytest.approx(head["Tuberculosis"], abs=5e-3)
+    assert reading["tb"]["label"] == ("tuberculosis" if head["Tuberculosis"] >= 0.3 else "normal")
+    found = {f["label"]: f["probability"] for f in reading["findings"]}
+    assert set(found) == {classify_phrase(k) for k in labels.LABEL_SPACE} - {"tuberculosis"}
+    assert list(found.values()) == sorted(found.values(), reverse=True)
+    assert found["pleural effusion"] == pytest.approx(head["Pleural Effusion"], abs=5e-3)
+    paired = interp.interpret(str(phantom_png), prior=np.full((70, 50), 0.6, np.float32), prior_days=3,
+                              tasks=["classify", "vqa"])  # the change question encodes both films
+    assert paired["tb"]["probability"] == pytest.approx(reading["tb"]["probability"], abs=1e-5)
+
+
+def interp_pixels(path: Path) -> np.ndarray:
+    from cxrvlm.io.read import read_image
+
+    return read_image(str(path)).pixels
+
+
+def classify_phrase(label: str) -> str:
+    return label.lower()

@@ -40,6 +40,9 @@ class FilmContext:
     def generate(self, prefix: str, budget: int, shape: AnswerShape, pair: bool = False) -> tuple[str, list]:
         return self.answer, [(t, 0.9) for t in re.findall(r"<[^>]+>", self.answer)]
 
+    def labels(self) -> None:
+        return None
+
     def score(self, prefix: str, candidates: list[str], pair: bool = False) -> list[float]:
         raise AssertionError("segment does not score candidates")
 

@@ -151,3 +151,49 @@ def test_frozen_probe_of_a_pretrained_tower_trains_only_its_head(tmp_path, capsy
     assert rows and all(0.0 <= r["val_auroc"] <= 1.0 for r in rows)
     for name, value in load_file(str(saved)).items():  # the tower is exactly the pretrained one
         assert (tower.state_dict()[name.removeprefix("model.")] == value).all(), name
+
+
+def test_image_labels_train_an_encoder_and_a_label_head(tmp_path, capsys) -> None:
+    from cxrvlm.tasks import labels
+    from cxrvlm.tensorfile import read_tensors
+
+    data = write_curated(tmp_path / "curated")
+    items = probe.label_images(str(data), "train")
+    assert items and all(len(y) == len(m) == len(labels.LABEL_SPACE) for _, y, m in items)
+    encoder, head = tmp_path / "encoder.safetensors", tmp_path / "head.safetensors"
+    assert main(["--data", str(data), "--image-size", "32", "--epochs", "2", "--batch-size", "4",
+                 "--set", "cnn_widths=[8,16]", "--labels", "image", "--save", str(encoder),
+                 "--save-head", str(head)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert all(0.0 <= r["val_auroc"] <= 1.0 for r in rows if "val_auroc" in r)
+    meta, weights = read_tensors(head)
+    assert json.loads(meta["label_names"]) == list(labels.LABEL_SPACE)
+    assert weights["weight"].shape == (len(labels.LABEL_SPACE), 16)
+    assert not (tmp_path / "encoder.safetensors.state").exists()  # the resumable state goes once the run is saved
+
+
+def test_an_interrupted_probe_resumes_from_its_state(tmp_path, capsys, monkeypatch) -> None:
+    data = write_curated(tmp_path / "curated")
+    saved = tmp_path / "encoder.safetensors"
+    argv = ["--data", str(data), "--image-size", "32", "--epochs", "6", "--batch-size", "2",
+            "--set", "cnn_widths=[8,16]", "--save", str(saved)]
+    monkeypatch.setattr(probe, "SAVE_EVERY", 3)
+    calls = {"n": 0}
+    real = probe._Probe.loss_of_batch
+
+    def crash_at_step_5(self):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("power cut")
+        return real(self)
+
+    monkeypatch.setattr(probe._Probe, "loss_of_batch", crash_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        main(argv)
+    assert (tmp_path / "encoder.safetensors.state").is_file() and not saved.exists()
+    capsys.readouterr()
+    monkeypatch.setattr(probe._Probe, "loss_of_batch", real)
+    assert main(argv) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert out[0] == {"resumed": str(tmp_path / "encoder.safetensors.state"), "step": 3}
+    assert saved.is_file() and not (tmp_path / "encoder.safetensors.state").exists()

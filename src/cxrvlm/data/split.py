@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from cxrvlm.examples import Example
+from cxrvlm.tasks import get_task, list_tasks
 
 
 def read_split(data_dir: str | Path, split: str) -> list[Example]:
@@ -27,11 +28,15 @@ def read_split(data_dir: str | Path, split: str) -> list[Example]:
 
 
 class TaskData:
-    """Examples of one split grouped by task, optionally restricted to `tasks`."""
+    """Examples of one split the decoder learns, grouped by task, optionally restricted to `tasks` (tasks answered
+    by the label head, `Task.by_head`, are left out: they are trained with the encoder, `cxrvlm train-probe`)."""
 
     def __init__(self, examples: list[Example], tasks: list[str] | None = None, source: str = "") -> None:
         by_task: dict[str, list[Example]] = defaultdict(list)
+        head_tasks = {t for t in list_tasks() if get_task(t).by_head}
         for ex in examples:
+            if ex.task in head_tasks:
+                continue
             if tasks is None or ex.task in tasks:
                 by_task[ex.task].append(ex)
         if tasks is not None:

@@ -20,19 +20,13 @@ from typing import Any
 
 from cxrvlm.data.split import read_split
 from cxrvlm.metrics.vqa import normalize_answer
+from cxrvlm.tasks.base import question_type
 
 log = logging.getLogger(__name__)
 
-TYPE_KEY = "template"
 NO_ANSWER = "(no answer)"
 
 Majority = dict[str, dict[str, dict[str, Any]]]  # task -> type -> {"answer", "share", "n"}
-
-
-def question_type(target: Mapping[str, Any]) -> str | None:
-    """The type of a close-ended question's target, None for any other target."""
-    kind = target.get(TYPE_KEY)
-    return str(kind) if kind and target.get("closed") and "answer" in target else None
 
 
 def majority_answers(items: Iterable[tuple[str, Mapping[str, Any]]]) -> Majority:

@@ -64,17 +64,25 @@ def score_one(model: Any, views: list[np.ndarray], features: Any, prefix: str,
 def run_batch(model: Any, examples: Sequence[Example], views: Sequence[list[np.ndarray]], prefixes: Sequence[str],
               max_new_tokens: int, score: bool = True, generate: bool = True) -> BatchOutput:
     """Encode the batch's views once, generate an answer to each prefix (greedy, kept to its task's answer shape),
-    score the candidates of the close-ended examples. views: per example, its (H, W) float arrays in [0, 1]."""
+    score the candidates of the close-ended examples, or take them from the label head where the model has one and
+    the task reads it (`Task.from_head`). views: per example, its (H, W) float arrays in [0, 1]."""
     features = model.encode_images([list(v) for v in views])
     texts: list[str] = [""] * len(examples)
     token_scores: list[list[tuple[str, float]]] = [[] for _ in examples]
+    generate = generate and not all(get_task(ex.task).by_head for ex in examples)
     if generate:
         texts, token_scores = model.generate(prefixes=list(prefixes), max_new_tokens=max_new_tokens,
                                              return_scores=True, image_features=features,
                                              answer_shapes=[get_task(ex.task).answer_shape for ex in examples])
         texts, token_scores = list(texts), [list(s) for s in token_scores]
+    heads = model.label_probs(image_features=features) if getattr(model, "label_names", None) else None
     probs: list[dict[str, float] | None] = []
     for i, (ex, prefix) in enumerate(zip(examples, prefixes)):
+        from_head = get_task(ex.task).from_head
+        answer = from_head(ex, heads[i]) if heads and from_head else None
+        if answer is not None:
+            probs.append(answer)
+            continue
         cands = candidates_of(ex) if score else []
         probs.append(score_one(model, views[i], _one(features, i), prefix, cands) if cands else None)
     return BatchOutput(texts, token_scores, probs)

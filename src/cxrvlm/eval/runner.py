@@ -180,6 +180,10 @@ def scored_prediction(parsed: Prediction, probs: dict[str, float], example: Exam
 def predict_one(task: Task, example: Example, text: str, token_scores: list, probs: dict[str, float] | None,
                 options: EvalOptions) -> tuple[Prediction, Prediction]:
     """(parsed generation, prediction for the metric)."""
+    if task.by_head:  # the head's outputs are the prediction; there is no text to parse
+        head = Prediction(task.name, valid=probs is not None, reason="" if probs else "the model has no label head",
+                          extra={"probs": probs or {}})
+        return head, head
     parsed = parse_output(task, text, example)
     if parsed.boxes and task.coordinates:
         parsed.extra["box_scores"] = predict.box_scores_for(parsed.boxes, token_scores)
@@ -217,6 +221,9 @@ def evaluate(model: Any, examples: Sequence[Example], options: EvalOptions | Non
     by_task: dict[str, list[Example]] = defaultdict(list)
     for e in examples:
         by_task[e.task].append(e)
+    for task in [t for t in by_task if get_task(t).by_head and not getattr(model, "label_names", None)]:
+        log.info("%s: left out, the model has no label head", task)
+        del by_task[task]
     cache: Any = ImageCache(int(model.config.image_size))
     if options.perturb is not None:
         moved = [t for t in by_task if get_task(t).coordinates]

@@ -78,6 +78,11 @@ class _Study:
     def _features(self, pair: bool) -> Any:
         return self.pair if pair and self.pair is not None else self.single
 
+    def labels(self) -> dict[str, float] | None:
+        if not getattr(self.model, "label_names", None):
+            return None
+        return self.model.label_probs(image_features=self.single)[0]
+
     def score(self, prefix: str, candidates: Sequence[str], pair: bool = False) -> list[float]:
         probs = self.model.score_candidates(images=None, prefix=prefix, candidates=list(candidates),
                                             image_features=self._features(pair))
@@ -198,8 +203,9 @@ class Interpreter:
         n = getattr(self.model, "tokens_per_image", None)
         tokens, mask = getattr(study.pair, "tokens", None), getattr(study.pair, "mask", None)
         if isinstance(n, int) and tokens is not None and mask is not None:
-            # views are encoded independently, each with its slot's embedding: slot 0 is the single-view input
-            study.single = type(study.pair)(tokens[:, :n], mask[:, :n])
+            # views are encoded independently, each with its slot's embedding: slot 0 is the single-view input (and
+            # the label head reads slot 0 too)
+            study.single = type(study.pair)(tokens[:, :n], mask[:, :n], getattr(study.pair, "label_probs", None))
         else:
             study.single = self.model.encode_images([self._pixels(study.frontal)])
 

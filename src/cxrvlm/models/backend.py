@@ -37,10 +37,12 @@ LOC_TOLERANCE = 10  # bins either side (about 1% of the image side) counted in a
 
 @dataclass
 class ImageFeatures:
-    """Encoded views, reusable across prompts: tokens (B, N, C) in decoder width, mask (B, N) False = padded slot."""
+    """Encoded views, reusable across prompts: tokens (B, N, C) in decoder width, mask (B, N) False = padded slot,
+    and (models with a label head) the first view's label probabilities (B, L)."""
 
     tokens: torch.Tensor
     mask: torch.Tensor
+    label_probs: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.tokens.size(0)
@@ -51,7 +53,8 @@ class ImageFeatures:
             return self
         if len(self) != 1:
             raise ValueError(f"image features hold {len(self)} examples, but {n} prompts were given (need 1 or {n})")
-        return ImageFeatures(self.tokens.expand(n, -1, -1), self.mask.expand(n, -1))
+        probs = None if self.label_probs is None else self.label_probs.expand(n, -1)
+        return ImageFeatures(self.tokens.expand(n, -1, -1), self.mask.expand(n, -1), probs)
 
 
 def answer_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -143,6 +146,21 @@ class BackendMixin:
         pixels, mask = self.pixel_batch(as_examples(images))
         with self._eval_mode():
             return self.encode_pixels(pixels, mask)
+
+    @property
+    def label_names(self) -> list[str]:
+        """The label head's outputs ([] for a model without one)."""
+        return list(getattr(self.config, "label_names", None) or [])
+
+    def label_probs(self, images: Any = None, image_features: ImageFeatures | None = None) -> list[dict[str, float]]:
+        """The label head's probabilities for the first view of each example (images or encoded features, as
+        `generate` takes them); ValueError for a model without a label head."""
+        if not self.label_names:
+            raise ValueError(f"model {self.config.name!r} has no label head (config label_names is empty)")
+        feats = image_features if image_features is not None else self.encode_images(images)
+        if feats.label_probs is None:
+            raise ValueError("these image features were encoded without the label head")
+        return [dict(zip(self.label_names, map(float, row))) for row in feats.label_probs]
 
     @contextlib.contextmanager
     def _eval_mode(self) -> Iterator[None]:

@@ -56,6 +56,9 @@ class VLMConfig:
     #                                        checkpoint, which holds its own
     hf_dtype: str = "float32"  # what pretrained towers and LMs are held in ("bfloat16" halves a 7B LM's memory);
     #                            the parts trained from scratch stay float32
+    label_names: list[str] = field(default_factory=list)  # the label head's outputs (task "labels": a linear head
+    #                       on the first encoder's pooled tokens, trained with it by `cxrvlm train-probe --labels
+    #                       image`); empty: no head, and classification is read from the decoder alone
     # ---- projector (vision tokens -> decoder width)
     projector: str = "mlp"  # "linear", "mlp" (LLaVA-1.5: Linear-GELU-Linear), "cabstractor" (Honeybee/M4CXR)
     projector_hidden: int = 0  # hidden width of the MLP / C-Abstractor; 0 = the decoder width

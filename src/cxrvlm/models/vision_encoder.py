@@ -178,7 +178,15 @@ class VisionTower(nn.Module):
         self.grid = grids[0] // math.isqrt(cfg.merge_k) if cfg.has_grid else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = [align(enc(x)) for enc, align in zip(self.encoders, self.align)]
+        return self.forward_pooled(x)[0]
+
+    def forward_pooled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (the tower's tokens, the first encoder's tokens mean-pooled (B, its out_dim)): what a label head
+        reads, as `cxrvlm train-probe` trained it."""
+        raw = [enc(x) for enc in self.encoders]
+        return self._fuse([align(f) for f, align in zip(raw, self.align)]), raw[0].mean(1)
+
+    def _fuse(self, feats: list[torch.Tensor]) -> torch.Tensor:
         if len(feats) == 1:
             fused = feats[0]
         elif self.fusion == "sequence":

@@ -49,6 +49,9 @@ class CompactVLM(BackendMixin, nn.Module):
         nn.init.normal_(self.view_embed.weight, std=0.02)
         self.decoder = HFDecoder(config) if config.decoder == "hf" else GPTDecoder(config)
         self.tokens_per_image = self.projector.num_tokens
+        # the label head reads the first encoder's pooled tokens (task "labels"; VLMConfig.label_names)
+        self.label_head = (nn.Linear(self.vision.encoders[0].out_dim, len(config.label_names))
+                           if config.label_names else None)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -106,11 +109,19 @@ class CompactVLM(BackendMixin, nn.Module):
         n, C = self.tokens_per_image, self.config.n_embd
         image_mask = image_mask.to(self.device, torch.bool)
         out = torch.zeros(B, M, n, C, device=self.device, dtype=self.dtype)
+        probs = None
         if image_mask.any():
             views = pixel_values.to(self.device, self.dtype)[image_mask]  # (K, 1, S, S)
-            out[image_mask] = self.projector(self.vision(views))  # (K, n, C)
+            tokens, pooled = self.vision.forward_pooled(views)
+            out[image_mask] = self.projector(tokens)  # (K, n, C)
+            if self.label_head is not None:  # the first view of each example (an example without one reads NaN)
+                per_view = torch.sigmoid(self.label_head(pooled.float()))  # (K, L)
+                probs = torch.full((B, M, per_view.size(1)), float("nan"), device=self.device)
+                probs[image_mask] = per_view
+                probs = probs[:, 0]
         out = out + self.view_embed.weight[:M][None, :, None, :]
-        return ImageFeatures(out.reshape(B, M * n, C), image_mask[:, :, None].expand(B, M, n).reshape(B, M * n))
+        return ImageFeatures(out.reshape(B, M * n, C), image_mask[:, :, None].expand(B, M, n).reshape(B, M * n),
+                             probs)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix_lengths: torch.Tensor,
                 pixel_values: torch.Tensor | None = None, image_mask: torch.Tensor | None = None,

@@ -3,7 +3,7 @@ image) and registers its `Task`. Importing this package registers them all."""
 # The import order is the registry's order, which is the order a reading lists its fields (import sorters keep it).
 # isort: off
 from cxrvlm.tasks import classify, report, detect, segment, vqa  # noqa: F401 - the tasks inference reads
-from cxrvlm.tasks import ground, findings_then_report  # noqa: F401 - tasks trained and evaluated only
+from cxrvlm.tasks import ground, findings_then_report, labels  # noqa: F401 - tasks trained and evaluated only
 # isort: on
 from cxrvlm.tasks.base import (ReadContext, ReadOptions, Task, get_task, list_tasks, readable_tasks, reading_fields,
                                register, screening_task)

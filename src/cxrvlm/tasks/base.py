@@ -53,6 +53,9 @@ class ReadContext(Protocol):
                  pair: bool = False) -> tuple[str, TokenScores]: ...
     def warn(self, message: str) -> None: ...
 
+    def labels(self) -> Mapping[str, float] | None:
+        """The label head's probabilities for the frontal view (None: the model has no label head)."""
+
 
 @dataclass(frozen=True)
 class Task:
@@ -80,6 +83,10 @@ class Task:
     reading: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # reading field -> empty value
     read: Callable[[ReadContext], dict[str, Any]] | None = None  # inference: fills the `reading` fields
     wants_pair: Callable[[ReadContext], bool] | None = None  # whether `read` uses the second view
+    by_head: bool = False  # answered by the model's label head, not as text: the decoder never learns it
+    # the example's candidate probabilities from the label head's outputs, when the head answers it (a model with a
+    # label head reads these instead of the decoder's likelihoods); None: the decoder answers
+    from_head: Callable[[Example, Mapping[str, float]], dict[str, float] | None] | None = None
 
     def budget(self, n_objects: int = 0) -> int:
         """New tokens to allow for an answer naming `n_objects` objects: `max_new_tokens`, or more when the objects
@@ -107,6 +114,15 @@ class Task:
         """Whether `example` is a case of this task's binary screening test."""
         return self.screening is not None and example.task == self.name and \
             example.target.get("kind") == self.screening[0]
+
+
+QUESTION_TYPE_KEY = "template"  # a close-ended target's question type (VQA: view, label, extent, change, ...)
+
+
+def question_type(target: Mapping[str, Any]) -> str | None:
+    """The type of a close-ended question's target, None for any other target."""
+    kind = target.get(QUESTION_TYPE_KEY)
+    return str(kind) if kind and target.get("closed") and "answer" in target else None
 
 
 _REGISTRY: dict[str, Task] = {}

@@ -24,8 +24,9 @@ positive label's phrase), "kind" ("tb" or "finding"). `metric()` scores each kin
 from __future__ import annotations
 
 import logging
+import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cxrvlm.examples import Example, Prediction
@@ -198,15 +199,35 @@ def candidates(example: Example) -> list[str]:
     return [str(c) for c in dict.fromkeys(cands)] if len(cands) >= 2 else []
 
 
+def _tb_from_head(head: Mapping[str, float]) -> dict[str, float] | None:
+    p = head.get(TB_LABEL)
+    return None if p is None or not math.isfinite(p) else {"normal": 1.0 - float(p), TB_POSITIVE: float(p)}
+
+
+def from_head(example: Example, head: Mapping[str, float]) -> dict[str, float] | None:
+    """TB questions (screening cases and the other-disease films) from the label head's TB output; the finding
+    question stays with the decoder (its answer set is exclusive, the head's labels are not)."""
+    if example.target.get("kind") in (TB_KIND, OTHER_DISEASE_KIND):
+        return _tb_from_head(head)
+    return None
+
+
 def read(ctx: ReadContext) -> dict[str, Any]:
     """The TB screening probability and label at the operating point, and the finding probabilities, most likely
-    first."""
-    cands = answer_set("tuberculosis")
-    probs = dict(zip(cands, map(float, ctx.score(prompt("tuberculosis"), cands))))
+    first: from the label head when the model has one (every label of its space, each its own probability), else
+    from the decoder's likelihood of each answer."""
+    head = ctx.labels()
+    probs = _tb_from_head(head) if head else None
+    if probs is None:
+        cands = answer_set("tuberculosis")
+        probs = dict(zip(cands, map(float, ctx.score(prompt("tuberculosis"), cands))))
     tb = {"probability": round(probs[TB_POSITIVE], 6), "label": TASK.screening_answer(probs, ctx.options.threshold),
           "threshold": ctx.options.threshold, "threshold_source": ctx.options.threshold_source}
-    cands = answer_set("finding")
-    found = sorted(zip(cands, ctx.score(prompt("finding"), cands)), key=lambda cp: -cp[1])
+    if head:
+        found = sorted(((_text.phrase(k), v) for k, v in head.items() if k != TB_LABEL), key=lambda cp: -cp[1])
+    else:
+        cands = answer_set("finding")
+        found = sorted(zip(cands, ctx.score(prompt("finding"), cands)), key=lambda cp: -cp[1])
     return {"tb": tb, "findings": [{"label": c, "probability": round(float(q), 6)} for c, q in found]}
 
 
@@ -217,4 +238,4 @@ TASK = register(Task(
     answer_shape=TEXT,  # plain text: greedy decoding never writes a <loc> or <seg> token
     coordinates=False,  # left/right words survive small shifts, turns and zooms
     parse_hints=("candidates",), candidates=candidates, screening=(TB_KIND, TB_POSITIVE),
-    other_disease_case=other_disease_case, reading={"tb": None, "findings": []}, read=read))
+    other_disease_case=other_disease_case, from_head=from_head, reading={"tb": None, "findings": []}, read=read))

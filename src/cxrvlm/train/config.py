@@ -43,6 +43,7 @@ class TrainConfig:
     mixture: str = "inverse"  # inverse | proportional | temperature | fixed
     mixture_temperature: float = 2.0
     mixture_ratios: dict[str, float] = field(default_factory=dict)
+    balance_answers: bool = False  # within a task, every answer of a close-ended question type drawn equally often
     batch_size: int = 16  # global batch; split across processes
     lr: float = 1e-3
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio

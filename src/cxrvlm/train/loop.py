@@ -24,7 +24,7 @@ from cxrvlm.models.hf_common import require_hf
 from cxrvlm.tasks.base import get_task
 from cxrvlm.train import checkpoint as ckpt_io
 from cxrvlm.train.config import StageConfig, TrainConfig
-from cxrvlm.train.mixture import effective_ratios, mixture_weights, sample_batch
+from cxrvlm.train.mixture import answer_balance, effective_ratios, mixture_weights, sample_batch
 from cxrvlm.train.setup import apply_stage, build_model, load_weights, merge_lora, param_groups
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ class Trainer:
         self.images = ImageCache(self.model.config.image_size)
         self.geometry_in_answer = {t: get_task(t).coordinates for t in self.train_data.sizes}
         self.zoom_shift_safe = {t: get_task(t).zoom_shift_safe for t in self.train_data.sizes}
+        self.example_weights = ({t: answer_balance(exs) for t, exs in self.train_data.by_task.items()}
+                                if cfg.balance_answers else None)
         self.stage_index = -1
         self.optimizer: torch.optim.Optimizer | None = None
         self.start_step = 0
@@ -118,7 +120,7 @@ class Trainer:
 
     def _step(self, step: int, weights: dict[str, float], sizes: dict[str, int]) -> dict[str, Any]:
         cfg, acc = self.cfg, self.acc
-        pairs = sample_batch(weights, sizes, cfg.batch_size, cfg.seed, step)
+        pairs = sample_batch(weights, sizes, cfg.batch_size, cfg.seed, step, self.example_weights)
         local = pairs[acc.process_index :: acc.num_processes]
         torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout masks depend on the step, not on history
         examples, images = self._examples(local, step)

@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,9 +42,11 @@ from cxrvlm.models.hf_vision import resolve_hf_vision
 from cxrvlm.models.registry import read_model_config
 from cxrvlm.models.vision_encoder import ENCODER_REGISTRY
 from cxrvlm.overrides import parse_overrides
-from cxrvlm.tasks import get_task, screening_task
+from cxrvlm.tasks import get_task, labels, screening_task
 from cxrvlm.tensorfile import write_tensors
 from cxrvlm.train.setup import load_module_weights
+
+SAVE_EVERY = 100  # steps between resumable states
 
 
 def tb_images(data: str, split: str) -> list[tuple[str, int]]:
@@ -61,6 +66,15 @@ def disease_images(data: str, split: str) -> list[tuple[str, int]]:
     task = screening_task()
     cases = [task.other_disease_case(ex) for ex in read_split(data, split)] if task.other_disease_case else []
     return [(case.images[0], 0) for case in cases if case is not None]
+
+
+def label_images(data: str, split: str) -> list[tuple[str, list[float], list[float]]]:
+    """(image path, targets, mask) over `labels.LABEL_SPACE` of the split's image-level label examples."""
+    items = [(ex.images[0], *labels.label_vector(ex.target["labels"], labels.LABEL_SPACE))
+             for ex in read_split(data, split) if ex.task == labels.NAME]
+    if not items:
+        raise ValueError(f"{data} {split}: no {labels.NAME!r} examples; curate again with this version")
+    return items
 
 
 def _close_ended(ex: Example) -> bool:
@@ -114,7 +128,10 @@ class _Probe:
         self.keys = sorted({(q, c) for _, q, c, _ in self.questions})
         self.key_index = {k: i for i, k in enumerate(self.keys)}
         self.encoder, self.cfg = _encoder(args)
-        self.head = nn.Linear(self.encoder.out_dim, 1)
+        # the TB logit is column 0 in both modes (labels.LABEL_SPACE starts with tuberculosis)
+        self.labelled = label_images(args.data, "train") if args.labels == "image" else []
+        self.val_labelled = label_images(args.data, "val") if args.labels == "image" else []
+        self.head = nn.Linear(self.encoder.out_dim, len(labels.LABEL_SPACE) if self.labelled else 1)
         self.heads = nn.ModuleList(nn.Linear(self.encoder.out_dim, len(c)) for _, c in self.keys)
         self.encoder.requires_grad_(not args.frozen)
         self.train_mode = not args.frozen  # a frozen (linear-probed) encoder stays in eval mode throughout
@@ -166,8 +183,29 @@ class _Probe:
         self.encoder.train(self.train_mode)
         return right / max(len(self.val_questions), 1)
 
+    def val_labels(self) -> dict[str, float]:
+        """The label head's validation AUROCs: the macro and TB's (`labels.LabelsMetric`)."""
+        self.encoder.eval()
+        metric = labels.metric()
+        with torch.inference_mode():
+            for i in range(0, len(self.val_labelled), 32):
+                chunk = self.val_labelled[i:i + 32]
+                for row, (_, y, m) in zip(torch.sigmoid(self.head(self.features(chunk, False))), chunk):
+                    probs = dict(zip(labels.LABEL_SPACE, map(float, row)))
+                    metric.update(labels.head_prediction(probs),
+                                  {"labels": {n: t for n, t, k in zip(labels.LABEL_SPACE, y, m) if k}})
+        self.encoder.train(self.train_mode)
+        out = metric.compute()
+        return {f"val_{k}": round(v, 4) for k, v in out.items() if k == "labels_macro_auroc"}
+
     def loss_of_batch(self) -> torch.Tensor:
         size = self.args.batch_size
+        if self.labelled:  # multi-label, labels a film's source does not settle masked out
+            batch = [self.labelled[i] for i in self.rng.integers(0, len(self.labelled), size)]
+            logits = self.head(self.features(batch, True))
+            y, m = torch.tensor([b[1] for b in batch]), torch.tensor([b[2] for b in batch])
+            loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+            return (loss * m).sum() / m.sum().clamp(min=1.0)
         if not self.keys:
             batch = [self.train[i] for i in self.rng.integers(0, len(self.train), size)]
             logit = self.head(self.features(batch, True))[:, 0]
@@ -193,18 +231,55 @@ class _Probe:
                "elapsed_s": round(time.perf_counter() - t0, 1)}
         if self.keys:
             row["val_closed_accuracy"] = round(self.val_accuracy(), 4)
+        if self.labelled:
+            row.update(self.val_labels())
         return row
 
 
+def _state_path(args: argparse.Namespace) -> Path | None:
+    """Where the probe keeps its resumable state: beside --save (none without it)."""
+    return Path(args.save + ".state") if args.save else None
+
+
+def _save_state(path: Path, run: _Probe, opt: torch.optim.Optimizer, sched: Any, step: int, log: list) -> None:
+    """Everything to go on from `step`, written atomically (a crash mid-write keeps the previous state)."""
+    state = {"step": step, "log": log, "encoder": run.encoder.state_dict(), "head": run.head.state_dict(),
+             "heads": run.heads.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+             "rng": run.rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _resume(path: Path | None, run: _Probe, opt: torch.optim.Optimizer, sched: Any) -> tuple[int, list]:
+    """(step, log) of the saved state, loaded into the run; (0, []) when there is none."""
+    if path is None or not path.is_file():
+        return 0, []
+    state = torch.load(path, weights_only=False)
+    run.encoder.load_state_dict(state["encoder"])
+    run.head.load_state_dict(state["head"])
+    run.heads.load_state_dict(state["heads"])
+    opt.load_state_dict(state["opt"])
+    sched.load_state_dict(state["sched"])
+    run.rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    print(json.dumps({"resumed": str(path), "step": state["step"]}), flush=True)
+    return state["step"], state["log"]
+
+
 def probe(args: argparse.Namespace) -> list[dict[str, float]]:
-    """Train the probe (printing a JSON row of validation figures five times), save the encoder if asked."""
+    """Train the probe (printing a JSON row of validation figures five times), save the encoder if asked. With
+    --save it keeps a resumable state beside the file (FILE.state, every `SAVE_EVERY` steps) and goes on from it
+    when run again; the state is removed once the encoder is saved."""
     torch.manual_seed(args.seed)
     run = _Probe(args)
-    steps = max(args.epochs * (len(run.questions) or len(run.train)) // args.batch_size, 5)
+    steps = max(args.epochs * (len(run.questions) or len(run.labelled) or len(run.train)) // args.batch_size, 5)
     opt = torch.optim.AdamW(run.parameters(), lr=args.lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps)
-    log, t0 = [], time.perf_counter()
-    for step in range(steps):
+    state_path = _state_path(args)
+    start, log = _resume(state_path, run, opt, sched)
+    t0 = time.perf_counter()
+    for step in range(start, steps):
         loss = run.loss_of_batch()
         opt.zero_grad()
         loss.backward()
@@ -213,8 +288,16 @@ def probe(args: argparse.Namespace) -> list[dict[str, float]]:
         if (step + 1) % max(steps // 5, 1) == 0 or step == steps - 1:
             log.append(run.row(step + 1, loss, t0))
             print(json.dumps(log[-1]), flush=True)
+        if state_path is not None and (step + 1) % SAVE_EVERY == 0:
+            _save_state(state_path, run, opt, sched, step + 1, log)
     if args.save:
         write_tensors(args.save, run.encoder.state_dict(),
                       {"encoder": args.encoder, "image_size": str(args.image_size)})
         print(json.dumps({"saved": args.save}), flush=True)
+    if args.save_head:
+        names = labels.LABEL_SPACE if run.labelled else labels.LABEL_SPACE[:1]
+        write_tensors(args.save_head, run.head.state_dict(), {"label_names": json.dumps(list(names))})
+        print(json.dumps({"saved": args.save_head}), flush=True)
+    if state_path is not None and state_path.is_file():
+        state_path.unlink()
     return log

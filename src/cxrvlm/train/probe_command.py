@@ -21,8 +21,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--labels", default="tb", choices=["tb", "closed"],
-                        help="tb: the TB label only; closed: every closed question of one image (a head each)")
+    parser.add_argument("--labels", default="tb", choices=["tb", "closed", "image"],
+                        help="tb: the TB label only; closed: every closed question of one image (a head each); "
+                             "image: the image-level label space of task 'labels' (multi-label, unsettled masked)")
     parser.add_argument("--only-question", default="", metavar="TEXT",
                         help="with --labels closed: learn only the questions that contain TEXT (e.g. projection)")
     parser.add_argument("--frozen", action="store_true",
@@ -36,6 +37,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", default="", metavar="FILE.safetensors",
                         help="write the trained encoder's weights, to start a VLM from (TrainConfig.init_from)")
+    parser.add_argument("--save-head", default="", metavar="FILE.safetensors",
+                        help="write the label head (with its label names), for a VLM's label_head (init_from)")
 
 
 def _check(args: argparse.Namespace) -> None:

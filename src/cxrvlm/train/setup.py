@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
@@ -161,7 +162,18 @@ def load_module_weights(model: nn.Module, module: str, path: str | Path) -> None
     if missing or unexpected:
         raise ValueError(f"init_from[{module!r}]: {path} does not match the module "
                          f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    _check_label_names(model, module, path)
     log.info("initialised %s from %s", module, path)
+
+
+def _check_label_names(model: nn.Module, module: str, path: str | Path) -> None:
+    """A label head file (`cxrvlm train-probe --save-head`) names its outputs: they must be the model's, in order."""
+    with safe_open(str(path), framework="pt") as f:
+        saved = (f.metadata() or {}).get("label_names")
+    names = list(getattr(getattr(model, "config", None), "label_names", None) or [])
+    if saved is not None and json.loads(saved) != names:
+        raise ValueError(f"init_from[{module!r}]: {path} was trained for labels {json.loads(saved)}, but the model's "
+                         f"label_names are {names}")
 
 
 def load_weights(model: nn.Module, folder: Path) -> None:
