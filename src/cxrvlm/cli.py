@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("cxrvlm.eval.command", "evaluate a model on every task of a curated split: metrics.json, report.md/html"),
     "source-probe": ("cxrvlm.eval.source_probe_command", "can a linear probe on the model's image features tell the "
                                                          "films' sources apart? (balanced accuracy vs chance)"),
+    "specialists": ("cxrvlm.eval.specialists_command", "train the single-task baselines (TB CNN, lung U-Net) on a "
+                                                       "curated split and score them as eval scores the model"),
     "ablate": ("cxrvlm.eval.ablate_command", "multi-task vs single-task ablation with one budget and seeds: ablation.md/json"),
     "ship": ("cxrvlm.models.ship_command", "put a trained run into the package as the built-in model, with its model card"),
     "label-reports": ("cxrvlm.metrics.labeler_command", "CheXpert labels of report text (rule-based), or the labeler's "

@@ -129,12 +129,13 @@ def _block(i: int, o: int) -> nn.Module:
 
 
 class UNet(nn.Module):
-    """A small U-Net: 2 input channels (film, coarse mask) (B, 2, S, S) -> 1 logit channel (B, S, S)."""
+    """A small U-Net: `in_channels` input channels (the refiner's 2: film, coarse mask) (B, C, S, S) -> 1 logit
+    channel (B, S, S)."""
 
-    def __init__(self, widths: Sequence[int] = (16, 32, 64, 128)) -> None:
+    def __init__(self, widths: Sequence[int] = (16, 32, 64, 128), in_channels: int = 2) -> None:
         super().__init__()
         self.widths = [int(w) for w in widths]
-        ins = [2, *self.widths[:-1]]
+        ins = [in_channels, *self.widths[:-1]]
         self.down = nn.ModuleList(_block(i, o) for i, o in zip(ins, self.widths))
         self.up = nn.ModuleList(_block(self.widths[i + 1] + self.widths[i], self.widths[i])
                                 for i in reversed(range(len(self.widths) - 1)))

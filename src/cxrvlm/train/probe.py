@@ -267,10 +267,10 @@ def _resume(path: Path | None, run: _Probe, opt: torch.optim.Optimizer, sched: A
     return state["step"], state["log"]
 
 
-def probe(args: argparse.Namespace) -> list[dict[str, float]]:
-    """Train the probe (printing a JSON row of validation figures five times), save the encoder if asked. With
+def train(args: argparse.Namespace) -> tuple[_Probe, list[dict[str, float]]]:
+    """Train the probe (printing a JSON row of validation figures five times): the trained run and its rows. With
     --save it keeps a resumable state beside the file (FILE.state, every `SAVE_EVERY` steps) and goes on from it
-    when run again; the state is removed once the encoder is saved."""
+    when run again."""
     torch.manual_seed(args.seed)
     run = _Probe(args)
     steps = max(args.epochs * (len(run.questions) or len(run.labelled) or len(run.train)) // args.batch_size, 5)
@@ -290,6 +290,14 @@ def probe(args: argparse.Namespace) -> list[dict[str, float]]:
             print(json.dumps(log[-1]), flush=True)
         if state_path is not None and (step + 1) % SAVE_EVERY == 0:
             _save_state(state_path, run, opt, sched, step + 1, log)
+    return run, log
+
+
+def probe(args: argparse.Namespace) -> list[dict[str, float]]:
+    """Train the probe (`train`), save the encoder (and the label head) if asked; the resumable state is removed
+    once they are saved."""
+    run, log = train(args)
+    state_path = _state_path(args)
     if args.save:
         write_tensors(args.save, run.encoder.state_dict(),
                       {"encoder": args.encoder, "image_size": str(args.image_size)})
