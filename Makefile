@@ -10,7 +10,7 @@ SHIPPED := src/cxrvlm/models/weights/cxrvlm-tiny
 REFINER := src/cxrvlm/tokens/weights/mask_refiner.safetensors
 REFINER_ARGS := --steps 2000 --box-jitter 0.1
 
-.PHONY: setup demo serve test test-slow curate curate-all default-model clean
+.PHONY: setup demo serve test test-slow curate curate-all default-model effnet-model specialists clean
 
 $(BIN)/cxrvlm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,21 @@ default-model: curate
 			--out $(RUN)/robustness/$$split-$$move || exit 1; done; done
 	$(BIN)/cxrvlm ship $(RUN)/final $(RUN)/eval-val-shipped $(SHIPPED) \
 		--unrefined $(RUN)/eval-val-shipped-unrefined --robustness $(foreach s,val test,$(foreach m,none $(MOVES),$(RUN)/robustness/$(s)-$(m)))
+
+# cxrvlm-effnet: the ImageNet EfficientNet-Lite0 encoder and the label head learn the image-level labels of every
+# source (TB, no finding, the pneumonias, NIH's findings), then the decoder learns every text task on the frozen
+# encoder, over all the data. The mask refiner is the built-in one (it reads any model's decoded masks).
+EFFNET := runs/cxrvlm-effnet
+effnet-model: curate-all
+	$(BIN)/cxrvlm train-probe --data runs/curated-all --encoder efficientnet --image-size 256 --epochs 8 --lr 5e-4 \
+		--geometry --labels image --save runs/probe-effnet-labels.safetensors \
+		--save-head runs/probe-effnet-labels-head.safetensors
+	$(BIN)/cxrvlm train --config configs/cxrvlm-effnet.json --out $(EFFNET)
+	$(BIN)/cxrvlm eval --model $(EFFNET)/final --data runs/curated-all --split val --out $(EFFNET)/eval-val
+
+# The single-task baselines on the same split: a plain CNN for TB and a plain U-Net for the lungs.
+specialists: curate-all
+	$(BIN)/cxrvlm specialists --data runs/curated-all --out runs/specialists
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                                          "films' sources apart? (balanced accuracy vs chance)"),
     "specialists": ("cxrvlm.eval.specialists_command", "train the single-task baselines (TB CNN, lung U-Net) on a "
                                                        "curated split and score them as eval scores the model"),
+    "compare": ("cxrvlm.eval.compare_command", "several evaluations of one split and the specialists side by side"),
     "ablate": ("cxrvlm.eval.ablate_command", "multi-task vs single-task ablation with one budget and seeds: ablation.md/json"),
     "ship": ("cxrvlm.models.ship_command", "put a trained run into the package as the built-in model, with its model card"),
     "label-reports": ("cxrvlm.metrics.labeler_command", "CheXpert labels of report text (rule-based), or the labeler's "

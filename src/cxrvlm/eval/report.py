@@ -35,6 +35,8 @@ from cxrvlm.tasks import get_task, list_tasks, screening_task
 _CI = ("_ci_low", "_ci_high")
 
 
+METRICS_FILE = "metrics.json"
+
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -85,7 +87,7 @@ def write_outputs(result: EvalResult, out: str | Path, info: dict[str, Any],
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     doc = metrics_document(result, info, operating_point, baseline)
-    (out / "metrics.json").write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    (out / METRICS_FILE).write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
     write_jsonl(out / "predictions.jsonl", result.records)
     write_jsonl(out / "other_disease.jsonl", result.other_disease_records)
     threshold = operating_point.get("threshold") if operating_point else None
