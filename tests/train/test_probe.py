@@ -52,6 +52,7 @@ def test_probe_needs_both_classes(tmp_path, capsys) -> None:
 @pytest.mark.parametrize("argv, message", [
     (["--epochs", "0"], "--epochs must be >= 1, got 0"), (["--lr", "-1"], "--lr must be positive"),
     (["--only-question", "projection"], "--only-question needs --labels closed"),
+    (["--tb-weight", "0"], "--tb-weight must be positive, got 0.0"),
     (["--set", "cnn_widths"], "override 'cnn_widths' is not key=value")])
 def test_bad_probe_arguments_are_usage_errors(tmp_path, capsys, argv, message) -> None:
     data = write_curated(tmp_path / "curated")
@@ -162,7 +163,7 @@ def test_image_labels_train_an_encoder_and_a_label_head(tmp_path, capsys) -> Non
     assert items and all(len(y) == len(m) == len(labels.LABEL_SPACE) for _, y, m in items)
     encoder, head = tmp_path / "encoder.safetensors", tmp_path / "head.safetensors"
     assert main(["--data", str(data), "--image-size", "32", "--epochs", "2", "--batch-size", "4",
-                 "--set", "cnn_widths=[8,16]", "--labels", "image", "--save", str(encoder),
+                 "--set", "cnn_widths=[8,16]", "--labels", "image", "--tb-weight", "3", "--save", str(encoder),
                  "--save-head", str(head)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert all(0.0 <= r["val_auroc"] <= 1.0 for r in rows if "val_auroc" in r)

@@ -36,7 +36,8 @@ def tb_cnn_args(data: str, epochs: int, seed: int, image_size: int = 256) -> arg
     """The TB CNN's settings: train-probe's defaults for the convnet on the TB labels."""
     return argparse.Namespace(data=data, model="cxrvlm-tiny", encoder="convnet", image_size=image_size, set=[],
                               epochs=epochs, batch_size=16, lr=1e-3, labels="tb", only_question="", frozen=False,
-                              geometry=False, disease_negatives=False, init="", seed=seed, save="", save_head="")
+                              geometry=False, disease_negatives=False, init="", seed=seed, save="", save_head="",
+                              tb_weight=1.0)
 
 
 def _probabilities(run: Any, examples: Sequence[Example]) -> list[float]:

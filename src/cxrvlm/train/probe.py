@@ -132,6 +132,7 @@ class _Probe:
         self.labelled = label_images(args.data, "train") if args.labels == "image" else []
         self.val_labelled = label_images(args.data, "val") if args.labels == "image" else []
         self.head = nn.Linear(self.encoder.out_dim, len(labels.LABEL_SPACE) if self.labelled else 1)
+        self.label_weights = torch.tensor([args.tb_weight if n == labels.TB else 1.0 for n in labels.LABEL_SPACE])
         self.heads = nn.ModuleList(nn.Linear(self.encoder.out_dim, len(c)) for _, c in self.keys)
         self.encoder.requires_grad_(not args.frozen)
         self.train_mode = not args.frozen  # a frozen (linear-probed) encoder stays in eval mode throughout
@@ -205,6 +206,7 @@ class _Probe:
             logits = self.head(self.features(batch, True))
             y, m = torch.tensor([b[1] for b in batch]), torch.tensor([b[2] for b in batch])
             loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+            m = m * self.label_weights  # the TB column may weigh more (--tb-weight): the screening test comes first
             return (loss * m).sum() / m.sum().clamp(min=1.0)
         if not self.keys:
             batch = [self.train[i] for i in self.rng.integers(0, len(self.train), size)]

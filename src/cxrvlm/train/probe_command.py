@@ -24,6 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", default="tb", choices=["tb", "closed", "image"],
                         help="tb: the TB label only; closed: every closed question of one image (a head each); "
                              "image: the image-level label space of task 'labels' (multi-label, unsettled masked)")
+    parser.add_argument("--tb-weight", type=float, default=1.0,
+                        help="with --labels image: weight of the tuberculosis output in the loss (default 1)")
     parser.add_argument("--only-question", default="", metavar="TEXT",
                         help="with --labels closed: learn only the questions that contain TEXT (e.g. projection)")
     parser.add_argument("--frozen", action="store_true",
@@ -45,6 +47,8 @@ def _check(args: argparse.Namespace) -> None:
     for name in ("image_size", "epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.tb_weight <= 0:
+        raise ValueError(f"--tb-weight must be positive, got {args.tb_weight}")
     if args.lr <= 0:
         raise ValueError(f"--lr must be positive, got {args.lr}")
     if args.only_question and args.labels != "closed":
