@@ -72,14 +72,17 @@ default-model: curate
 	$(BIN)/cxrvlm ship $(RUN)/final $(RUN)/eval-val-shipped $(SHIPPED) \
 		--unrefined $(RUN)/eval-val-shipped-unrefined --robustness $(foreach s,val test,$(foreach m,none $(MOVES),$(RUN)/robustness/$(s)-$(m)))
 
-# cxrvlm-effnet: the ImageNet EfficientNet-Lite0 encoder and the label head learn the image-level labels of every
-# source (TB, no finding, the pneumonias, NIH's findings), then the decoder learns every text task on the frozen
-# encoder, over all the data. The mask refiner is the built-in one (it reads any model's decoded masks).
+# cxrvlm-effnet: the ImageNet EfficientNet-Lite0 encoder learns TB on the TB films (runs/curated: none of its
+# training patients is in runs/curated-all's val or test split), then with the label head the image-level labels of
+# every source (TB weighted 3x, no finding, the pneumonias, NIH's findings), then the decoder learns every text task
+# on the frozen encoder, over all the data. The mask refiner is the built-in one (it reads any model's decoded masks).
 EFFNET := runs/cxrvlm-effnet
-effnet-model: curate-all
-	$(BIN)/cxrvlm train-probe --data runs/curated-all --encoder efficientnet --image-size 256 --epochs 8 --lr 5e-4 \
-		--geometry --labels image --save runs/probe-effnet-labels.safetensors \
-		--save-head runs/probe-effnet-labels-head.safetensors
+effnet-model: curate curate-all
+	$(BIN)/cxrvlm train-probe --data runs/curated --encoder efficientnet --image-size 256 --epochs 12 --lr 3e-4 \
+		--geometry --save runs/probe-effnet-tb.safetensors
+	$(BIN)/cxrvlm train-probe --data runs/curated-all --encoder efficientnet --image-size 256 --epochs 5 --lr 2e-4 \
+		--geometry --labels image --tb-weight 3 --init runs/probe-effnet-tb.safetensors \
+		--save runs/probe-effnet-labels.safetensors --save-head runs/probe-effnet-labels-head.safetensors
 	$(BIN)/cxrvlm train --config configs/cxrvlm-effnet.json --out $(EFFNET)
 	$(BIN)/cxrvlm eval --model $(EFFNET)/final --data runs/curated-all --split val --out $(EFFNET)/eval-val
 
