@@ -28,11 +28,13 @@ def test_columns_per_evaluation_and_the_specialists(tmp_path: Path, capsys) -> N
     assert main(["compare", f"old={old}", f"new={new}", "--specialists", str(spec), "--out", str(out)]) == 0
     text = out.read_text()
     assert "|  | old | new | specialists |" in text
-    assert "| TB AUROC | 0.870 | 0.930 | 0.890 |" in text
-    assert "| other disease read as TB | 0.660 | 0.050 | – |" in text
-    assert "| VQA question types at or below their majority answer | 1 of 2 (view) | 1 of 2 (view) | – |" in text
+    assert "| classify: tb_auroc | 0.870 | 0.930 | 0.890 |" in text
+    assert "| classify: other disease read as tuberculosis | 0.660 | 0.050 | – |" in text
+    assert "| vqa: question types at or below their majority answer | 1 of 2 (view) | 1 of 2 (view) | – |" in text
+    assert "| vqa: closed_accuracy | 0.800 | 0.800 | – |" in text and "detect" not in text  # no eval had it
     assert "| tb/shenzhen | 0.770 | 0.830 | 0.950 |" in text and "| covid | 0.850 | 0.900 | 0.920 |" in text
-    assert "covid | –" not in text.split("## TB AUROC by source")[1].split("##")[0]  # no TB films there: no row
+    by_source = text.split("## classify: tb_auroc by source")[1].split("##")[0]
+    assert "covid" not in by_source  # no TB films there: no row
 
 
 def test_bad_arguments_name_what_is_wrong(tmp_path: Path, capsys) -> None:

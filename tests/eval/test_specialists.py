@@ -11,6 +11,7 @@ from cxrvlm.cli import main
 from cxrvlm.data.split import read_split
 from cxrvlm.eval.operating_point import tb_examples
 from cxrvlm.eval.specialists import score_tb
+from cxrvlm.tasks import mask_task
 from cxrvlm.train.lung_unet import LungUNet, lung_masks
 
 
@@ -47,7 +48,7 @@ def test_tb_figures_from_probabilities() -> None:
 
 
 def test_unet_learns_the_fixture_lungs(curated: Path) -> None:
-    masks = lung_masks([e for e in read_split(curated, "train") if e.task == "segment"])
+    masks = lung_masks([e for e in read_split(curated, "train") if e.task == mask_task().name])
     assert masks and all(m.dtype == bool and m.any() for m in masks.values())
     unet = LungUNet(size=32, widths=(8, 16), seed=0)
     unet.fit(masks, epochs=60, batch_size=2, lr=5e-3)

@@ -1,5 +1,6 @@
 """Side-by-side tables of several evaluations of the same split (`cxrvlm eval` folders) and the specialists
-(`cxrvlm specialists`): the headline figures, then TB and lung IoU per source.
+(`cxrvlm specialists`): every task's headline metrics, the screening test at its operating point, then the screening
+AUROC, lung IoU and closed-question accuracy per source.
 
     cxrvlm compare old=runs/old/eval-val new=runs/new/eval-val --specialists runs/specialists/specialists.json
 """
@@ -11,48 +12,51 @@ from pathlib import Path
 from typing import Any
 
 from cxrvlm.eval.report import METRICS_FILE
+from cxrvlm.tasks import get_task, list_tasks, mask_task, screening_task
 
 Getter = Callable[[Mapping[str, Any]], float | str | None]
 
 
+def _task(doc: Mapping[str, Any], task: str) -> Mapping[str, Any]:
+    return (doc.get("tasks") or {}).get(task) or {}
+
+
 def _metric(task: str, key: str) -> Getter:
-    return lambda doc: ((doc.get("tasks") or {}).get(task) or {}).get("metrics", {}).get(key)
-
-
-def _other_disease(doc: Mapping[str, Any]) -> float | None:
-    found = ((doc.get("tasks") or {}).get("classify") or {}).get("other_disease") or {}
-    return found.get("rate")
-
-
-def _types_below(doc: Mapping[str, Any]) -> str | None:
-    types = (((doc.get("tasks") or {}).get("vqa") or {}).get("by_type") or {}).get("types") or {}
-    below = sorted(t for t, r in types.items() if r.get("at_or_below_baseline"))
-    return f"{len(below)} of {len(types)}" + (f" ({', '.join(below)})" if below else "") if types else None
+    return lambda doc: _task(doc, task).get("metrics", {}).get(key)
 
 
 def _source(task: str, source: str, key: str) -> Getter:
-    def get(doc: Mapping[str, Any]) -> float | None:
-        found = (((doc.get("tasks") or {}).get(task) or {}).get("by_source") or {}).get(source) or {}
-        return (found.get("metrics") or {}).get(key)
+    return lambda doc: ((_task(doc, task).get("by_source") or {}).get(source) or {}).get("metrics", {}).get(key)
+
+
+def _other_disease(task: str) -> Getter:
+    return lambda doc: (_task(doc, task).get("other_disease") or {}).get("rate")
+
+
+def _types_below(task: str) -> Getter:
+    def get(doc: Mapping[str, Any]) -> str | None:
+        types = (_task(doc, task).get("by_type") or {}).get("types") or {}
+        below = sorted(t for t, r in types.items() if r.get("at_or_below_baseline"))
+        return f"{len(below)} of {len(types)}" + (f" ({', '.join(below)})" if below else "") if types else None
     return get
 
 
-ROWS: list[tuple[str, Getter]] = [
-    ("TB AUROC", _metric("classify", "tb_auroc")),
-    ("TB sensitivity at the val operating point", _metric("classify", "tb_sensitivity_at_threshold")),
-    ("TB specificity at the val operating point", _metric("classify", "tb_specificity_at_threshold")),
-    ("TB accuracy at the val operating point", _metric("classify", "tb_accuracy_at_threshold")),
-    ("other disease read as TB", _other_disease),
-    ("image labels: macro AUROC (labels with >= 20 positives)", _metric("image_labels", "labels_macro_auroc")),
-    ("closed VQA accuracy", _metric("vqa", "closed_accuracy")),
-    ("VQA question types at or below their majority answer", _types_below),
-    ("VQA-RAD closed accuracy", _source("vqa", "vqa_rad", "closed_accuracy")),
-    ("VQA-RAD open token F1", _source("vqa", "vqa_rad", "open_token_f1")),
-    ("detection mAP@.5", _metric("detect", "map_50")),
-    ("grounding accuracy (IoU >= .5)", _metric("ground", "accuracy_iou50")),
-    ("lung IoU", _metric("segment", "iou")),
-    ("report CheXpert F1 (14, micro)", _metric("report", "f1_14_micro")),
-]
+def _screening_rows() -> list[tuple[str, Getter]]:
+    """The screening test at the validation operating point (the task that holds it, `Task.screening`)."""
+    task = screening_task()
+    kind = task.screening[0]
+    return [(f"{task.name}: {kind} {what} at the val operating point", _metric(task.name, f"{kind}_{what}_at_threshold"))
+            for what in ("sensitivity", "specificity", "accuracy")] + \
+        [(f"{task.name}: other disease read as {task.screening[1]}", _other_disease(task.name))]
+
+
+def rows_for(tasks: Sequence[str]) -> list[tuple[str, Getter]]:
+    """Every headline metric of the tasks evaluated (registry order), then the screening test's operating point and
+    the question types answered no better than their majority answer."""
+    rows = [(f"{t}: {key}", _metric(t, key)) for t in list_tasks() if t in tasks for key in get_task(t).headline]
+    rows += _screening_rows()
+    rows += [(f"{t}: question types at or below their majority answer", _types_below(t)) for t in tasks]
+    return rows
 
 
 def read_eval(folder: str | Path) -> dict[str, Any]:
@@ -83,26 +87,33 @@ def _sources(docs: Sequence[Mapping[str, Any]], task: str, key: str) -> list[str
 
 
 def compare(evals: Mapping[str, Mapping[str, Any]], specialists: Mapping[str, Any] | None = None) -> str:
-    """Markdown: headline rows, TB AUROC per source, lung IoU per source; a column per evaluation, then the
-    specialists' column where they have the figure."""
+    """Markdown: headline rows, the screening AUROC per source, lung IoU per source, closed accuracy per source; a
+    column per evaluation, then the specialists' column where they have the figure."""
     names, docs = list(evals), list(evals.values())
+    tasks = sorted({t for d in docs for t in (d.get("tasks") or {})})
+    screen, seg = screening_task(), mask_task().name
+    kind = screen.screening[0]
     tb, unet = (specialists or {}).get("tb_cnn") or {}, (specialists or {}).get("lung_unet") or {}
-    spec = {"TB AUROC": tb.get("auroc"), "TB sensitivity at the val operating point": tb.get("sensitivity"),
-            "TB specificity at the val operating point": tb.get("specificity"),
-            "TB accuracy at the val operating point": tb.get("accuracy"),
-            "other disease read as TB": (tb.get("other_disease_as_tb") or {}).get("rate"), "lung IoU": unet.get("iou")}
+    spec = {f"{screen.name}: {kind}_auroc": tb.get("auroc"), f"{seg}: iou": unet.get("iou"),
+            f"{seg}: dice": unet.get("dice"),
+            **{f"{screen.name}: {kind} {w} at the val operating point": tb.get(w)
+               for w in ("sensitivity", "specificity", "accuracy")},
+            f"{screen.name}: other disease read as {screen.screening[1]}":
+                (tb.get("other_disease_as_tb") or {}).get("rate")}
     header = ["", *names, *(["specialists"] if specialists else [])]
+    rows = [r for r in rows_for(tasks) + [(f"{seg}: iou", _metric(seg, "iou"))]
+            if any(r[1](d) is not None for d in docs) or r[0] in spec]
     lines = ["## Headline figures", ""]
     lines += _table(header, [[label, *(get(d) for d in docs), *([spec.get(label)] if specialists else [])]
-                             for label, get in ROWS])
-    lines += ["", "## TB AUROC by source", ""]
-    rows = [[s, *(_source("classify", s, "tb_auroc")(d) for d in docs),
-             *([(tb.get("by_source") or {}).get(s, {}).get("auroc")] if specialists else [])]
-            for s in _sources(docs, "classify", "tb_auroc")]
-    lines += _table(header, rows)
-    lines += ["", "## Lung IoU by source", ""]
-    rows = [[s, *(_source("segment", s, "iou")(d) for d in docs),
-             *([(unet.get("by_source") or {}).get(s, {}).get("iou")] if specialists else [])]
-            for s in _sources(docs, "segment", "iou")]
-    lines += _table(header, rows)
+                             for label, get in rows])
+    # (title, task, metric key, the specialist's figures and key)
+    per_source = [(f"{screen.name}: {kind}_auroc", screen.name, f"{kind}_auroc", tb, "auroc"),
+                  (f"{seg}: iou", seg, "iou", unet, "iou")]
+    per_source += [(f"{t}: closed_accuracy", t, "closed_accuracy", {}, "") for t in tasks
+                   if any(_task(d, t).get("by_type") for d in docs)]
+    for title, task, key, theirs, their_key in per_source:
+        lines += ["", f"## {title} by source", ""]
+        lines += _table(header, [[s, *(_source(task, s, key)(d) for d in docs),
+                                  *([(theirs.get("by_source") or {}).get(s, {}).get(their_key)] if specialists else [])]
+                                 for s in _sources(docs, task, key)])
     return "\n".join(lines) + "\n"

@@ -25,12 +25,9 @@ from cxrvlm.eval.by_source import example_source
 from cxrvlm.eval.operating_point import operating_point_from_scores, tb_examples
 from cxrvlm.examples import Example
 from cxrvlm.metrics import auroc, binary_at_threshold
-from cxrvlm.tasks import get_task, screening_task
+from cxrvlm.tasks import mask_task, screening_task
 from cxrvlm.train import probe
 from cxrvlm.train.lung_unet import LungUNet, lung_masks
-
-SEGMENT = "segment"
-
 
 def tb_cnn_args(data: str, epochs: int, seed: int, image_size: int = 256) -> argparse.Namespace:
     """The TB CNN's settings: train-probe's defaults for the convnet on the TB labels."""
@@ -77,12 +74,12 @@ def run_tb_cnn(data: str, split: str, epochs: int, seed: int) -> dict[str, Any]:
 
 
 def run_lung_unet(data: str, split: str, epochs: int, size: int, seed: int) -> dict[str, Any]:
-    train = [e for e in read_split(data, "train") if e.task == SEGMENT]
+    task = mask_task()
+    train = [e for e in read_split(data, "train") if e.task == task.name]
     unet = LungUNet(size=size, seed=seed)
     rows = unet.fit(lung_masks(train), epochs=epochs)
-    task = get_task(SEGMENT)
     metric, by_source = task.metric(fast=True), defaultdict(lambda: task.metric(fast=True))
-    for ex in (e for e in read_split(data, split) if e.task == SEGMENT and len(e.images) == 1):
+    for ex in (e for e in read_split(data, split) if e.task == task.name and len(e.images) == 1):
         pred = unet.prediction(ex)
         metric.update(pred, ex.target)
         by_source[example_source(ex)].update(pred, ex.target)

@@ -5,8 +5,8 @@ image) and registers its `Task`. Importing this package registers them all."""
 from cxrvlm.tasks import classify, report, detect, segment, vqa  # noqa: F401 - the tasks inference reads
 from cxrvlm.tasks import ground, findings_then_report, labels  # noqa: F401 - tasks trained and evaluated only
 # isort: on
-from cxrvlm.tasks.base import (ReadContext, ReadOptions, Task, get_task, list_tasks, readable_tasks, reading_fields,
-                               register, screening_task)
+from cxrvlm.tasks.base import (ReadContext, ReadOptions, Task, get_task, list_tasks, mask_task, readable_tasks,
+                               reading_fields, register, screening_task)
 
-__all__ = ["ReadContext", "ReadOptions", "Task", "get_task", "list_tasks", "readable_tasks", "reading_fields",
-           "register", "screening_task"]
+__all__ = ["ReadContext", "ReadOptions", "Task", "get_task", "list_tasks", "mask_task", "readable_tasks",
+           "reading_fields", "register", "screening_task"]

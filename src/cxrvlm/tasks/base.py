@@ -161,6 +161,14 @@ def screening_task() -> Task:
     return found[0]
 
 
+def mask_task() -> Task:
+    """The task whose answers are masks (segmentation); ValueError when none or several are registered."""
+    found = [t for t in _REGISTRY.values() if t.answer_shape.segs]
+    if len(found) != 1:
+        raise ValueError(f"expected one task answering with masks, found {[t.name for t in found]}")
+    return found[0]
+
+
 def reading_fields() -> dict[str, Any]:
     """Every readable task's reading fields with their empty values, in reading order."""
     return {k: v for t in _REGISTRY.values() if t.read is not None for k, v in t.reading.items()}
