@@ -56,7 +56,7 @@ class VLMConfig:
     #                                        checkpoint, which holds its own
     hf_dtype: str = "float32"  # what pretrained towers and LMs are held in ("bfloat16" halves a 7B LM's memory);
     #                            the parts trained from scratch stay float32
-    label_names: list[str] = field(default_factory=list)  # the label head's outputs (task "labels": a linear head
+    label_names: list[str] = field(default_factory=list)  # the label head's outputs (task "image_labels": a linear head
     #                       on the first encoder's pooled tokens, trained with it by `cxrvlm train-probe --labels
     #                       image`); empty: no head, and classification is read from the decoder alone
     # ---- projector (vision tokens -> decoder width)

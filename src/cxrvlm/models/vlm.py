@@ -49,7 +49,7 @@ class CompactVLM(BackendMixin, nn.Module):
         nn.init.normal_(self.view_embed.weight, std=0.02)
         self.decoder = HFDecoder(config) if config.decoder == "hf" else GPTDecoder(config)
         self.tokens_per_image = self.projector.num_tokens
-        # the label head reads the first encoder's pooled tokens (task "labels"; VLMConfig.label_names)
+        # the label head reads the first encoder's pooled tokens (task "image_labels"; VLMConfig.label_names)
         self.label_head = (nn.Linear(self.vision.encoders[0].out_dim, len(config.label_names))
                            if config.label_names else None)
 

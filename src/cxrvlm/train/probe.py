@@ -10,14 +10,19 @@ intensity augmentation, and prints the validation AUROC five times along the way
 encoder learns every closed question the split asks of one image instead (TB and finding classification, the
 close-ended VQA: projection, normal, severity, ...), one linear head per question over its candidate answers, and
 also prints the validation accuracy over those questions (`--only-question projection`: only the questions that
-name it). It is a probe of the encoder's
-inductive bias on this little data, not a model: the VLM reads the same encoder through its decoder instead.
+name it). With `--labels image` it learns the image-level label space of task `image_labels` (tuberculosis, no
+finding, the pneumonias, NIH's findings: one sigmoid each, labels a film's source does not settle masked out of the
+loss, `--tb-weight` on the TB output), also prints the macro AUROC over those labels, and `--save-head FILE` writes
+the head with its label names: the label head a VLM with `label_names` carries (`init_from` "label_head").
+It is a probe of the encoder's inductive bias on this little data, not a model: the VLM reads the same encoder
+through its decoder instead.
 A pretrained tower reads its local folder (`--encoder hf --set hf_vision_path=/models/rad-dino --image-size 518`);
 `--frozen` trains the head(s) alone, the linear probe by which such encoders are compared.
 With `--init FILE` it continues from an earlier probe's encoder (e.g. to make a good TB encoder robust to framing
 with `--geometry` at a lower learning rate). With `--save FILE` the trained encoder is written out, and a VLM run
 can start from it (`cxrvlm train ... 'init_from={"vision.encoders.0": "FILE"}'`): encoder pre-training on the one
-label that needs global features, before the joint run.
+label that needs global features, before the joint run. With --save the run keeps a resumable state beside the
+file and a second run of the same command goes on from it.
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--labels", default="tb", choices=["tb", "closed", "image"],
                         help="tb: the TB label only; closed: every closed question of one image (a head each); "
-                             "image: the image-level label space of task 'labels' (multi-label, unsettled masked)")
+                             "image: the image-level label space of task 'image_labels' (multi-label, unsettled masked)")
     parser.add_argument("--tb-weight", type=float, default=1.0,
                         help="with --labels image: weight of the tuberculosis output in the loss (default 1)")
     parser.add_argument("--only-question", default="", metavar="TEXT",
