@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from cxrvlm.about import DEFAULT_MODEL
 from cxrvlm.infer.html import save_html
 from cxrvlm.infer.inputs import IMAGE_EXTENSIONS, collect_files
 from cxrvlm.infer.interpreter import load, parse_tasks
@@ -33,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              f"{', '.join(IMAGE_EXTENSIONS)})")
     parser.add_argument("--example", action="store_true",
                         help="also read the shipped example: a synthetic chest phantom (not a patient)")
-    parser.add_argument("--model", default="cxrvlm-tiny", help="model name or checkpoint folder (default: %(default)s)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="model name or checkpoint folder (default: %(default)s)")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks (default: %(default)s)")
     parser.add_argument("--question", action="append", default=[], metavar="TEXT",
                         help="a question for the vqa task (repeatable); yes/no questions get a probability")

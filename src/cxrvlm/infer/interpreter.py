@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from cxrvlm.about import DEFAULT_MODEL
 from cxrvlm.infer.inputs import ImageLike, InputError, View, frontal_and_lateral, is_interval, load_study
 from cxrvlm.infer.quality import content_problems, quality
 from cxrvlm.infer.result import DETECT_LABELS, SEGMENT_LABELS, TASKS, new_reading
@@ -254,7 +255,7 @@ def _check_days(days: Any) -> None:
         raise InputError(f"prior_days must be a finite number of days, 0 or more, got {days!r}")
 
 
-def load(name_or_path: str | os.PathLike = "cxrvlm-tiny", **kwargs: Any) -> Interpreter:
+def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, **kwargs: Any) -> Interpreter:
     """An Interpreter over `load_model(name_or_path)`; the model's folder is read for its TB operating point.
     Keyword arguments go to `Interpreter` (threshold, detect_labels, segment_labels, refine_masks)."""
     model = load_model(name_or_path)

@@ -10,6 +10,7 @@ import sys
 
 import torch
 
+from cxrvlm.about import DEFAULT_MODEL
 from cxrvlm.infer.interpreter import load
 from cxrvlm.serve.app import create_app, require_serve
 from cxrvlm.serve.limits import Limits
@@ -34,7 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = LIMITS_HELP
     default = Limits()
-    parser.add_argument("--model", default="cxrvlm-tiny", help="model name or checkpoint folder (default: %(default)s)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="model name or checkpoint folder (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: %(default)s; 0.0.0.0 opens it to the network)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
