@@ -85,7 +85,8 @@ effnet-model: curate curate-all
 	$(BIN)/cxrvlm train-probe --data runs/curated-all --encoder efficientnet --image-size 256 --epochs 5 --lr 2e-4 \
 		--geometry --labels image --tb-weight 3 --init runs/probe-effnet-tb.safetensors \
 		--save runs/probe-effnet-labels.safetensors --save-head runs/probe-effnet-labels-head.safetensors
-	$(BIN)/cxrvlm train --config configs/cxrvlm-effnet.json --out $(EFFNET)
+	$(BIN)/cxrvlm train --config configs/cxrvlm-effnet.json --out $(EFFNET)-joint
+	$(BIN)/cxrvlm train --config configs/cxrvlm-effnet-chain.json model=$(EFFNET)-joint/final --out $(EFFNET)
 	$(BIN)/cxrvlm eval --model $(EFFNET)/final --data runs/curated-all --split val --out $(EFFNET)/eval-val
 
 # The single-task baselines on the same split: a plain CNN for TB and a plain U-Net for the lungs.
