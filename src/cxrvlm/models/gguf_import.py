@@ -57,7 +57,15 @@ def import_gguf(gguf: Path, out: str | Path) -> Path:
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"{gguf}: transformers cannot read this GGUF file ({e})") from None
+    # transformers marks a GGUF-read model as quantized and will not save it; its weights are already float32, so
+    # an ordinary model of the same config takes them
+    config = model.config
+    for key in ("quantization_config",):
+        if hasattr(config, key):
+            delattr(config, key)
+    plain = transformers.AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(model.state_dict())
     out = Path(out)
-    model.save_pretrained(out)
+    plain.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
