@@ -79,6 +79,7 @@ default-model: curate
 # every source (TB weighted 3x, no finding, the pneumonias, NIH's findings), then the decoder learns every text task
 # on the frozen encoder, over all the data. The mask refiner is the built-in one (it reads any model's decoded masks).
 EFFNET := runs/cxrvlm-effnet
+SHIPPED_EFFNET := src/cxrvlm/models/weights/cxrvlm-effnet
 effnet-model: curate curate-all
 	$(BIN)/cxrvlm train-probe --data runs/curated --encoder efficientnet --image-size 256 --epochs 12 --lr 3e-4 \
 		--geometry --save runs/probe-effnet-tb.safetensors
@@ -88,6 +89,9 @@ effnet-model: curate curate-all
 	$(BIN)/cxrvlm train --config configs/cxrvlm-effnet.json --out $(EFFNET)-joint
 	$(BIN)/cxrvlm train --config configs/cxrvlm-effnet-chain.json model=$(EFFNET)-joint/final --out $(EFFNET)
 	$(BIN)/cxrvlm eval --model $(EFFNET)/final --data runs/curated-all --split val --out $(EFFNET)/eval-val
+	$(BIN)/cxrvlm ship $(EFFNET)/final $(EFFNET)/eval-val $(SHIPPED_EFFNET) --reproduce "make effnet-model"
+	$(BIN)/cxrvlm eval --model $(SHIPPED_EFFNET) --data runs/curated-all --split val --out $(EFFNET)/eval-val-shipped
+	$(BIN)/cxrvlm ship $(EFFNET)/final $(EFFNET)/eval-val-shipped $(SHIPPED_EFFNET) --reproduce "make effnet-model"
 
 # The single-task baselines on the same split: a plain CNN for TB and a plain U-Net for the lungs.
 specialists: curate-all

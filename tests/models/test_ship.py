@@ -46,7 +46,7 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
                                                          "tasks": {"classify": {"metrics": {"tb_auroc": value,
                                                                                             "tb_accuracy": 0.6}}}}))
     assert cli.main(["ship", str(run / "final"), str(eval_dir), str(dest), "--note", "Budget changed once.",
-                     "--robustness", str(filmed), str(moved)]) == 0
+                     "--robustness", str(filmed), str(moved), "--reproduce", "make my-model"]) == 0
     assert json.loads((dest / "operating_point.json").read_text())["threshold"] == 0.4
     card = (dest / "MODEL_CARD.md").read_text()
     assert "| classify | tb_auroc | 0.750 | 0.500–0.900 | 2 | 0 |" in card
@@ -58,7 +58,8 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
             "coordinates, 0.01 h.") in card
     assert f"- Run 2 of 2 (`{run}`, from `{first / 'final'}`): 20 steps of 4 (balance 20 steps), mixture `fixed " in card
     assert "| test | as filmed | 0.800 | 0.600 |\n| test | zoom 0.93 | 0.710 | 0.600 |" in card
-    assert "Research use only" in card
+    assert "Research use only" in card and "Reproduce everything with `make my-model`" in card
+    assert "trained from scratch on a CPU" in card  # a ConvNet and the native decoder: nothing pretrained
     shipped = load_model(dest)
     assert shipped.config == model.config
     assert sum(f.stat().st_size for f in dest.iterdir()) < sum(f.stat().st_size for f in (run / "final").iterdir())

@@ -62,9 +62,15 @@ def describe_decoder(cfg: dict) -> str:
 
 
 def _origin(cfg: dict) -> str:
-    pretrained = [p for p, on in (("vision encoder", "hf" in cfg["encoders"]), ("language model",
-                                                                                cfg.get("decoder") == "hf")) if on]
+    vision = "hf" in cfg["encoders"] or "efficientnet" in cfg["encoders"]  # EfficientNet-Lite: ImageNet weights
+    pretrained = [p for p, on in (("vision encoder", vision), ("language model", cfg.get("decoder") == "hf")) if on]
     return f"built on a pretrained {' and '.join(pretrained)}" if pretrained else "trained from scratch on a CPU"
+
+
+def _sources(data: dict) -> str:
+    """The curated sources by name with their study counts (from the data's manifest.json)."""
+    found = [f"{s['name']} ({s.get('studies', '?')} studies)" for s in data.get("sources", [])]
+    return ", ".join(found) if found else "not recorded"
 
 
 def describe_encoders(cfg: dict) -> str:
@@ -160,7 +166,7 @@ def masks_paragraph(metrics: dict[str, Any], unrefined: Path | None) -> list[str
 
 
 def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "", robustness: list[Path] | None = None,
-               unrefined: Path | None = None) -> str:
+               unrefined: Path | None = None, reproduce: str = "make default-model") -> str:
     config = json.loads((run / "config.json").read_text())
     model_cfg = json.loads((dest / "config.json").read_text())
     metrics = json.loads((eval_dir / "metrics.json").read_text())
@@ -180,13 +186,12 @@ def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "", robustness
         "## Data", "", f"Curated with: `{data.get('command', '?')}`", "",
         "| task | train | val | test |", "|---|---|---|---|",
         *[f"| {t} | {c['train']} | {c['val']} | {c['test']} |" for t, c in sorted(tasks.items())], "",
-        "Splits are by patient (no patient in two splits). Sources: the TB-labelled Shenzhen/Montgomery/DA-DB images, "
-        "the COVID-19 image data collection (case notes, lung masks and boxes, priors, laterals) and 7 Shenzhen lung "
-        "masks; Open-i report text trains the tokenizer only. Reports for the TB images are templated from their "
-        "labels; for the COVID-19 collection they are the case notes.", "",
+        f"Splits are by patient (no patient in two splits). Sources: {_sources(data)}. Open-i report text trains the "
+        "tokenizer only. Reports for the TB images are templated from their labels; for the COVID-19 collection "
+        "they are the case notes.", "",
         "## Training", "",
         *[describe_run(r, i, len(chain)) for i, r in enumerate(chain)], "",
-        "Reproduce everything with `make default-model` (times are on this project's 2-core CPU machine, shared "
+        f"Reproduce everything with `{reproduce}` (times are on this project's 2-core CPU machine, shared "
         "with other jobs).", "",
         *([note, ""] if note else []),
         "Validation loss per task (first → last evaluation):", "",
@@ -199,8 +204,9 @@ def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "", robustness
         *masks_paragraph(metrics, unrefined),
         *robustness_table(robustness or []),
         "## Limitations", "",
-        "- Small data (a few hundred patients), trained from scratch for a short CPU budget: far from the quality of "
-        "pretrained systems; the validation sets are small, so the confidence intervals are wide.",
+        f"- Small data (a few hundred to a few thousand patients), {_origin(model_cfg)} for a short CPU budget: far "
+        "from the quality of large pretrained systems; the validation sets are small, so the confidence intervals "
+        "are wide.",
         "- Reports for TB images are templated from labels, so report metrics there measure template recall.",
         "- Research use only. Not a diagnosis. Not validated on any external population.", ""]
     text = "\n".join(lines)
@@ -209,7 +215,7 @@ def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "", robustness
 
 
 def ship(final: Path, eval_dir: Path, dest: Path, note: str = "", robustness: list[Path] | None = None,
-         unrefined: Path | None = None) -> Path:
+         unrefined: Path | None = None, reproduce: str = "make default-model") -> Path:
     model = load_model(final)
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -223,5 +229,5 @@ def ship(final: Path, eval_dir: Path, dest: Path, note: str = "", robustness: li
         raise ValueError(f"{final}: {size_mb:.1f} MB is over the {MAX_MB} MB a built-in model may weigh")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
-    write_card(dest, final.parent, eval_dir, note, robustness, unrefined)
+    write_card(dest, final.parent, eval_dir, note, robustness, unrefined, reproduce)
     return dest

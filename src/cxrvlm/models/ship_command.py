@@ -16,6 +16,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("final", type=Path, help="the run's final model folder")
     parser.add_argument("eval_dir", type=Path, help="the `cxrvlm eval` output folder for the validation split")
     parser.add_argument("dest", type=Path, help="where the built-in model goes, e.g. src/cxrvlm/models/weights/cxrvlm-tiny")
+    parser.add_argument("--reproduce", default="make default-model", metavar="COMMAND",
+                        help="the command the card gives to reproduce the model (default: make default-model)")
     parser.add_argument("--note", default="", help="a paragraph for the card's training section (how this run went)")
     parser.add_argument("--robustness", type=Path, nargs="*", default=[], metavar="EVAL_DIR",
                         help="`cxrvlm eval --tasks classify [--perturb ...]` output folders for the card's "
@@ -37,5 +39,6 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
-    print(ship.ship(args.final, args.eval_dir, args.dest, args.note, args.robustness, args.unrefined))
+    print(ship.ship(args.final, args.eval_dir, args.dest, args.note, args.robustness, args.unrefined,
+                    args.reproduce))
     return 0
