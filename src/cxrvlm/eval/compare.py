@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cxrvlm.curate.card import table
 from cxrvlm.eval.report import METRICS_FILE
 from cxrvlm.tasks import get_task, list_tasks, mask_task, screening_task
 
@@ -73,14 +74,13 @@ def _cell(v: Any) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows)]
+    return table(header, [[_cell(c) for c in row] for row in rows]).split("\n")
 
 
 def _sources(docs: Sequence[Mapping[str, Any]], task: str, key: str) -> list[str]:
     found = set()
     for doc in docs:
-        for s, r in (((doc.get("tasks") or {}).get(task) or {}).get("by_source") or {}).items():
+        for s, r in (_task(doc, task).get("by_source") or {}).items():
             if (r.get("metrics") or {}).get(key) is not None:
                 found.add(s)
     return sorted(found)

@@ -60,9 +60,8 @@ def import_gguf(gguf: Path, out: str | Path) -> Path:
     # transformers marks a GGUF-read model as quantized and will not save it; its weights are already float32, so
     # an ordinary model of the same config takes them
     config = model.config
-    for key in ("quantization_config",):
-        if hasattr(config, key):
-            delattr(config, key)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
     plain = transformers.AutoModelForCausalLM.from_config(config)
     plain.load_state_dict(model.state_dict())
     out = Path(out)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
@@ -15,6 +14,7 @@ from cxrvlm.data.split import TaskData
 from cxrvlm.models import Tokenizer, create_model, load_model
 from cxrvlm.models.hf_common import require_hf
 from cxrvlm.models.vlm import checkpoint_tokenizer
+from cxrvlm.tensorfile import read_tensors
 from cxrvlm.train.config import StageConfig, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -155,21 +155,21 @@ def load_module_weights(model: nn.Module, module: str, path: str | Path) -> None
         raise ValueError(f"init_from: model has no module {module!r} ({e})") from e
     if not Path(path).is_file():
         raise ValueError(f"init_from[{module!r}]: {path} is not a file")
+    metadata, tensors = read_tensors(path)
     try:
-        missing, unexpected = target.load_state_dict(load_file(str(path)), strict=False)
+        missing, unexpected = target.load_state_dict(tensors, strict=False)
     except RuntimeError as e:  # a tensor of the wrong shape
         raise ValueError(f"init_from[{module!r}]: {path} does not match the module: {e}") from e
     if missing or unexpected:
         raise ValueError(f"init_from[{module!r}]: {path} does not match the module "
                          f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
-    _check_label_names(model, module, path)
+    _check_label_names(model, module, path, metadata)
     log.info("initialised %s from %s", module, path)
 
 
-def _check_label_names(model: nn.Module, module: str, path: str | Path) -> None:
+def _check_label_names(model: nn.Module, module: str, path: str | Path, metadata: dict[str, str]) -> None:
     """A label head file (`cxrvlm train-probe --save-head`) names its outputs: they must be the model's, in order."""
-    with safe_open(str(path), framework="pt") as f:
-        saved = (f.metadata() or {}).get("label_names")
+    saved = metadata.get("label_names")
     names = list(getattr(getattr(model, "config", None), "label_names", None) or [])
     if saved is not None and json.loads(saved) != names:
         raise ValueError(f"init_from[{module!r}]: {path} was trained for labels {json.loads(saved)}, but the model's "
