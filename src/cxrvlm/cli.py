@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                                   "--save its weights for a VLM run (TrainConfig.init_from)"),
     "train-mask-tokenizer": ("cxrvlm.train.mask_tokenizer", "train the VQ-VAE mask tokenizer on binary lung masks"),
     "train-mask-refiner": ("cxrvlm.train.mask_refiner", "train the mask refiner (U-Net: film + decoded mask -> mask)"),
+    "train-gate": ("cxrvlm.train.view_gate", "train the view gate (is this a frontal chest radiograph?) on real "
+                                             "negatives; report its held-out pass and rejection rates"),
     "import-lm": ("cxrvlm.models.gguf_import_command", "a GGUF language model (e.g. the installed SmolLM2-135M) -> a "
                                                          "transformers folder a config reads as its decoder"),
     "bench-mask-tokenizer": ("cxrvlm.bench.mask_tokenizer", "masks/s through the mask tokenizer, each direction"),

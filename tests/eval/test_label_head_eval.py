@@ -35,3 +35,24 @@ def test_labels_and_tb_come_from_the_head(curated: Path, head_model) -> None:
     assert result.other_disease_records  # the COVID-19 films, asked the TB question
     for r in result.other_disease_records:
         assert r["prediction"]["probs"]["tuberculosis"] == pytest.approx(head[r["images"][0]]["Tuberculosis"])
+
+
+def test_findings_step1_is_stated_from_the_head_and_step2_follows_it(curated: Path, head_model) -> None:
+    from cxrvlm.data.images import ImageCache
+    from cxrvlm.tasks import findings_then_report as ftr
+
+    examples = [e for e in read_split(curated, "test") if e.task == ftr.NAME]
+    assert examples, "the curated fixture has no findings-then-report study"
+    result = evaluate(head_model, examples, EvalOptions(fast_metrics=True, progress=False, threshold=0.3))
+    cache = ImageCache(int(head_model.config.image_size))
+    by_study = {}
+    for ex in examples:
+        if ex.target["step"] == 1:
+            head = head_model.label_probs([cache.views(ex)])[0]
+            by_study[ex.study_id] = ftr.text_from_head(ex, head, 0.3)
+    for r in result.records:
+        if r["target"]["step"] == 1:
+            assert r["generated"] == by_study[r["study_id"]]
+        else:
+            assert r["prefix"].split("\n")[1] == by_study[r["study_id"]]  # the report follows the head's findings
+    assert "findings_majority_f1" in result.tasks[ftr.NAME].metrics

@@ -64,6 +64,23 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
     assert shipped.config == model.config
     assert sum(f.stat().st_size for f in dest.iterdir()) < sum(f.stat().st_size for f in (run / "final").iterdir())
 
+    # a new evaluation of the shipped weights rewrites the validation section and the operating point only
+    again = tmp_path / "eval-again"
+    again.mkdir()
+    (again / "metrics.json").write_text(json.dumps({
+        "split": "val", "operating_point": {"threshold": 0.3, "split": "val"},
+        "main": {"classify": {"key": "tb_auroc", "value": 0.8, "ci_low": 0.6, "ci_high": 0.95}},
+        "tasks": {"classify": {"n": 2, "n_invalid": 0}}}))
+    (again / "operating_point.json").write_text(json.dumps({"threshold": 0.3}))
+    weights = (dest / "model.safetensors").read_bytes()
+    assert cli.main(["ship", str(dest), str(again), str(dest), "--metrics-only"]) == 0
+    refreshed = (dest / "MODEL_CARD.md").read_text()
+    assert "| classify | tb_auroc | 0.800 | 0.600–0.950 | 2 | 0 |" in refreshed and "0.750" not in refreshed
+    assert refreshed.split("## Validation metrics")[0] == card.split("## Validation metrics")[0]
+    assert refreshed.split("## Limitations")[1] == card.split("## Limitations")[1]
+    assert json.loads((dest / "operating_point.json").read_text())["threshold"] == 0.3
+    assert (dest / "model.safetensors").read_bytes() == weights
+
 
 def test_ship_command_checks_its_inputs_before_copying(tmp_path, tiny, capsys) -> None:
     dest = tmp_path / "weights" / "cxrvlm-tiny"

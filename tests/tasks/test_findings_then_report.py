@@ -97,3 +97,26 @@ def test_metric_step2_report(monkeypatch):
     m.update(ftr.parse(two.suffix, step=2), two.target)
     bleu = {k: v for k, v in m.compute().items() if "bleu" in k.lower()}
     assert bleu and max(bleu.values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_step1_stated_from_the_label_head_in_option_order():
+    one, two = ftr.format(covid_study(), random.Random(0))
+    head = {"Tuberculosis": 0.3, "COVID-19": 0.1, "Viral Pneumonia": 0.2, "Bacterial Pneumonia": 0.8,
+            "Fungal Pneumonia": 0.1, "Pneumonia": 0.3, "No Finding": 0.1}
+    assert "tuberculosis" not in one.target["candidates"]  # the study does not settle TB: not offered
+    stated = ftr.text_from_head(one, head, tb_threshold=0.25)
+    assert stated == "bacterial pneumonia, pneumonia"  # the broader diagnosis with it
+    assert ftr.parse(stated, step=1, candidates=one.target["candidates"]).labels == ["bacterial pneumonia",
+                                                                                     "pneumonia"]
+    assert ftr.text_from_head(one, head | {"Bacterial Pneumonia": 0.4}, 0.25) == "none"
+    assert ftr.text_from_head(two, head, 0.25) is None  # the report is the decoder's
+    assert ftr.text_from_head(one, {"COVID-19": 0.9}, 0.25) is None  # options the head does not have
+
+
+def test_metric_reports_the_majority_answer_baseline():
+    m = ftr.metric(fast=True)
+    for truth, said in ((["covid-19"], "covid-19"), (["covid-19"], "none"), (["pneumonia"], "pneumonia")):
+        m.update(ftr.parse(said, step=1), {"step": 1, "labels": truth, "candidates": ["covid-19", "pneumonia"]})
+    out = m.compute()
+    assert out["findings_f1"] == pytest.approx(0.8)  # 2 TP, 0 FP, 1 FN
+    assert out["findings_majority_f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))  # "covid-19" for all: 2 TP 1 FP 1 FN

@@ -76,3 +76,12 @@ def test_classification_reads_tb_from_the_head_and_leaves_the_finding_question_t
     assert task.from_head(tb_case, {"Tuberculosis": 0.25}) == {"normal": 0.75, "tuberculosis": 0.25}
     assert task.from_head(finding, {"Tuberculosis": 0.25}) is None
     assert task.from_head(tb_case, {"Tuberculosis": float("nan")}) is None
+
+
+def test_called_labels_use_the_operating_point_for_tb_and_imply_broader_diagnoses() -> None:
+    head = {name: 0.1 for name in labels.LABEL_SPACE} | {"Tuberculosis": 0.3, "COVID-19": 0.7, "No Finding": 0.9}
+    assert labels.called(head, tb_threshold=0.25) == ["Tuberculosis", "COVID-19", "Viral Pneumonia", "Pneumonia"]
+    assert labels.called(head) == ["COVID-19", "Viral Pneumonia", "Pneumonia"]  # TB at PRESENT_AT without one
+    quiet = {name: 0.1 for name in labels.LABEL_SPACE} | {"No Finding": 0.8}
+    assert labels.called(quiet, tb_threshold=0.5) == ["No Finding"]  # only when nothing else is called
+    assert labels.called(quiet | {"No Finding": 0.2}) == []

@@ -62,20 +62,25 @@ def score_one(model: Any, views: list[np.ndarray], features: Any, prefix: str,
 
 
 def run_batch(model: Any, examples: Sequence[Example], views: Sequence[list[np.ndarray]], prefixes: Sequence[str],
-              max_new_tokens: int, score: bool = True, generate: bool = True) -> BatchOutput:
+              max_new_tokens: int, score: bool = True, generate: bool = True,
+              threshold: float | None = None) -> BatchOutput:
     """Encode the batch's views once, generate an answer to each prefix (greedy, kept to its task's answer shape),
     score the candidates of the close-ended examples, or take them from the label head where the model has one and
-    the task reads it (`Task.from_head`). views: per example, its (H, W) float arrays in [0, 1]."""
+    the task reads it (`Task.from_head`; an answer the task states from the head, `Task.text_from_head`, with TB
+    called at the operating point `threshold`, replaces the generation). views: per example, its (H, W) float
+    arrays in [0, 1]."""
     features = model.encode_images([list(v) for v in views])
-    texts: list[str] = [""] * len(examples)
-    token_scores: list[list[tuple[str, float]]] = [[] for _ in examples]
-    generate = generate and not all(get_task(ex.task).by_head for ex in examples)
-    if generate:
-        texts, token_scores = model.generate(prefixes=list(prefixes), max_new_tokens=max_new_tokens,
-                                             return_scores=True, image_features=features,
-                                             answer_shapes=[get_task(ex.task).answer_shape for ex in examples])
-        texts, token_scores = list(texts), [list(s) for s in token_scores]
     heads = model.label_probs(image_features=features) if getattr(model, "label_names", None) else None
+    stated = [_stated(ex, heads[i], threshold) if heads else None for i, ex in enumerate(examples)]
+    texts: list[str] = [s or "" for s in stated]
+    token_scores: list[list[tuple[str, float]]] = [[] for _ in examples]
+    generate = generate and not all(get_task(ex.task).by_head or s is not None for ex, s in zip(examples, stated))
+    if generate:
+        said, scores = model.generate(prefixes=list(prefixes), max_new_tokens=max_new_tokens,
+                                      return_scores=True, image_features=features,
+                                      answer_shapes=[get_task(ex.task).answer_shape for ex in examples])
+        texts = [s if s is not None else t for s, t in zip(stated, said)]
+        token_scores = [[] if s is not None else list(ts) for s, ts in zip(stated, scores)]
     probs: list[dict[str, float] | None] = []
     for i, (ex, prefix) in enumerate(zip(examples, prefixes)):
         from_head = get_task(ex.task).from_head
@@ -86,6 +91,11 @@ def run_batch(model: Any, examples: Sequence[Example], views: Sequence[list[np.n
         cands = candidates_of(ex) if score else []
         probs.append(score_one(model, views[i], _one(features, i), prefix, cands) if cands else None)
     return BatchOutput(texts, token_scores, probs)
+
+
+def _stated(example: Example, head: dict[str, float], threshold: float | None) -> str | None:
+    text_from_head = get_task(example.task).text_from_head
+    return text_from_head(example, head, threshold) if text_from_head else None
 
 
 def scored(model: Any, examples: Sequence[Example], batch_size: int, cache: Any,

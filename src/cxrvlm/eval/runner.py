@@ -13,7 +13,8 @@ Conventions (stated because they change the numbers):
 - `n_invalid` of every task counts generated texts its parser rejects, grouped by reason in `invalid_reasons`;
   they reach the metric as invalid predictions (scored as wrong) except for scored candidates (above).
 - findings_then_report step 2 is asked with the model's own step-1 answer in its prompt (`chain=True`, the chain
-  of thought as deployed), not the reference answer the training prompt holds.
+  of thought as deployed), not the reference answer the training prompt holds. A model with a label head states
+  step 1 from its head (`Task.text_from_head`, TB at the operating point `threshold`) instead of generating it.
 - `perturb=(zoom, dx, dy)` evaluates on every image zoomed about its centre and shifted by (dx, dy) of its side
   (`data.images.zoom_shift`): how much a reading depends on the framing of the film. Only for tasks whose answers
   hold no coordinates; the TB operating point stays the one chosen on unperturbed images, as deployed.
@@ -298,7 +299,7 @@ def _evaluate_task(model: Any, task: str, examples: list[Example], options: Eval
     max_new = options.max_new_tokens or spec.max_new_tokens
     t0 = time.perf_counter()
     for chunk in _batches(examples, options.batch_size):
-        for ex, prefix, out, skip in _run_chunk(model, chunk, chain, cache, max_new):
+        for ex, prefix, out, skip in _run_chunk(model, chunk, chain, cache, max_new, options.threshold):
             if skip:
                 result.n_skipped += 1
                 result.skipped_reasons[reason_kind(skip)] += 1
@@ -328,7 +329,8 @@ def _batches(examples: list[Example], size: int) -> list[list[Example]]:
     return out
 
 
-def _run_chunk(model: Any, chunk: list[Example], chain: _Chain, cache: Any, max_new: int) -> list[tuple]:
+def _run_chunk(model: Any, chunk: list[Example], chain: _Chain, cache: Any, max_new: int,
+               threshold: float | None) -> list[tuple]:
     """[(example, prefix, (text, token_scores, probs) or None, skip reason or "")] for a batch; a batch the model
     refuses is retried one example at a time so only the offending example is skipped."""
     rows, ok = [], []
@@ -343,7 +345,7 @@ def _run_chunk(model: Any, chunk: list[Example], chain: _Chain, cache: Any, max_
         group = groups.pop(0)
         try:
             out = predict.run_batch(model, [g[0] for g in group], [g[2] for g in group], [g[1] for g in group],
-                                    max_new)
+                                    max_new, threshold=threshold)
         except (ValueError, RuntimeError) as e:
             if len(group) > 1:
                 groups = [[g] for g in group] + groups

@@ -165,6 +165,45 @@ def masks_paragraph(metrics: dict[str, Any], unrefined: Path | None) -> list[str
     return [*lines, ""]
 
 
+VALIDATION_HEADING = "## Validation metrics"
+LIMITS_HEADING = "## Limitations"
+
+
+def validation_section(metrics: dict[str, Any], unrefined: Path | None = None,
+                       robustness: list[Path] | None = None) -> list[str]:
+    """The card's validation lines: the metrics table, the operating point, the masks and robustness figures."""
+    op = metrics.get("operating_point") or {}
+    return [
+        f"{VALIDATION_HEADING} (`cxrvlm eval --split {metrics.get('split')}`, patients never trained on)", "",
+        *metrics_table(metrics), "",
+        f"TB operating point: threshold {_fmt(op.get('threshold'))} chosen on the {op.get('split', 'validation')} "
+        "split for sensitivity ≥ 0.90 (the WHO screening target), shipped as `operating_point.json`.", "",
+        *masks_paragraph(metrics, unrefined),
+        *robustness_table(robustness or [])]
+
+
+def refresh_metrics(dest: Path, eval_dir: Path, unrefined: Path | None = None,
+                    robustness: list[Path] | None = None) -> str:
+    """A shipped model's card with its validation section (and operating point) rewritten from a new evaluation of
+    the same weights, e.g. after the evaluation code changed; the training section, which needs the run, stays."""
+    card = (dest / "MODEL_CARD.md").read_text()
+    start, end = card.find(VALIDATION_HEADING), card.find(LIMITS_HEADING)
+    if start < 0 or end < start:
+        raise ValueError(f"{dest / 'MODEL_CARD.md'}: no '{VALIDATION_HEADING}' section before '{LIMITS_HEADING}'")
+    _copy_operating_point(eval_dir, dest)
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    text = card[:start] + "\n".join(validation_section(metrics, unrefined, robustness)) + "\n" + card[end:]
+    (dest / "MODEL_CARD.md").write_text(text)
+    return text
+
+
+def _copy_operating_point(eval_dir: Path, dest: Path) -> None:
+    if (eval_dir / OPERATING_POINT_FILE).is_file():  # read and rewritten: a bad threshold fails here, not in use
+        op = read_operating_point(eval_dir / OPERATING_POINT_FILE)
+        op.pop("source_file")  # a path on the machine that shipped it
+        write_operating_point(op, dest / OPERATING_POINT_FILE)
+
+
 def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "", robustness: list[Path] | None = None,
                unrefined: Path | None = None, reproduce: str = "make default-model") -> str:
     config = json.loads((run / "config.json").read_text())
@@ -175,7 +214,6 @@ def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "", robustness
     summary = training_summary(run)
     chain = run_chain(run)
     tasks = data.get("counts", {}).get("tasks", {})
-    op = metrics.get("operating_point") or {}
     lines = [
         f"# Model card: {model_cfg.get('name', dest.name)}", "", f"> {NOTICE} Not for clinical use.", "",
         f"A vision-language model {_origin(model_cfg)}; it learnt every task cxrvlm defines jointly "
@@ -197,13 +235,8 @@ def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "", robustness
         "Validation loss per task (first → last evaluation):", "",
         "| task | first | last |", "|---|---|---|",
         *[f"| {t} | {_fmt(summary['val_first'].get(t))} | {_fmt(v)} |" for t, v in sorted(summary["val_last"].items())],
-        "", f"## Validation metrics (`cxrvlm eval --split {metrics.get('split')}`, patients never trained on)", "",
-        *metrics_table(metrics), "",
-        f"TB operating point: threshold {_fmt(op.get('threshold'))} chosen on the {op.get('split', 'validation')} "
-        "split for sensitivity ≥ 0.90 (the WHO screening target), shipped as `operating_point.json`.", "",
-        *masks_paragraph(metrics, unrefined),
-        *robustness_table(robustness or []),
-        "## Limitations", "",
+        "", *validation_section(metrics, unrefined, robustness),
+        LIMITS_HEADING, "",
         f"- Small data (a few hundred to a few thousand patients), {_origin(model_cfg)} for a short CPU budget: far "
         "from the quality of large pretrained systems; the validation sets are small, so the confidence intervals "
         "are wide.",
@@ -220,10 +253,7 @@ def ship(final: Path, eval_dir: Path, dest: Path, note: str = "", robustness: li
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, dtype=torch.float16)
-    if (eval_dir / OPERATING_POINT_FILE).is_file():  # read and rewritten: a bad threshold fails here, not in use
-        op = read_operating_point(eval_dir / OPERATING_POINT_FILE)
-        op.pop("source_file")  # a path on the machine that shipped it
-        write_operating_point(op, tmp / OPERATING_POINT_FILE)
+    _copy_operating_point(eval_dir, tmp)
     size_mb = sum(f.stat().st_size for f in tmp.iterdir()) / 2**20
     if size_mb > MAX_MB:
         raise ValueError(f"{final}: {size_mb:.1f} MB is over the {MAX_MB} MB a built-in model may weigh")

@@ -1,6 +1,7 @@
 """`cxrvlm ship`: put a trained run into the package as the built-in model, its card written from what was measured.
 
     cxrvlm ship RUN/final RUN/eval-val src/cxrvlm/models/weights/cxrvlm-tiny
+    cxrvlm ship src/cxrvlm/models/weights/cxrvlm-tiny NEW-EVAL src/cxrvlm/models/weights/cxrvlm-tiny --metrics-only
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--robustness", type=Path, nargs="*", default=[], metavar="EVAL_DIR",
                         help="`cxrvlm eval --tasks classify [--perturb ...]` output folders for the card's "
                              "robustness table")
+    parser.add_argument("--metrics-only", action="store_true",
+                        help="rewrite only DEST's card validation section and operating point from EVAL_DIR (an "
+                             "evaluation of the shipped weights); the weights and the training section stay")
     parser.add_argument("--unrefined", type=Path, default=None, metavar="EVAL_DIR",
                         help="`cxrvlm eval --tasks segment --no-mask-refiner` output folder: the card gives the "
                              "segmentation figures without the mask refiner too")
@@ -39,6 +43,9 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
+    if args.metrics_only:
+        print(ship.refresh_metrics(args.dest, args.eval_dir, args.unrefined, args.robustness))
+        return 0
     print(ship.ship(args.final, args.eval_dir, args.dest, args.note, args.robustness, args.unrefined,
                     args.reproduce))
     return 0

@@ -87,6 +87,9 @@ class Task:
     # the example's candidate probabilities from the label head's outputs, when the head answers it (a model with a
     # label head reads these instead of the decoder's likelihoods); None: the decoder answers
     from_head: Callable[[Example, Mapping[str, float]], dict[str, float] | None] | None = None
+    # the example's answer text stated from the label head's outputs and the TB operating point, which the model
+    # then says instead of generating it, so the text cannot contradict the head; None: the decoder answers
+    text_from_head: Callable[[Example, Mapping[str, float], float | None], str | None] | None = None
 
     def budget(self, n_objects: int = 0) -> int:
         """New tokens to allow for an answer naming `n_objects` objects: `max_new_tokens`, or more when the objects

@@ -1,6 +1,8 @@
 """Findings first, then the report (M4CXR's chain of thought), as two examples on the study's first frontal view:
 
 step 1: "Which of the following findings are present in this chest X-ray? Options: a, b, c."  ->  "a, b" / "none"
+        (a model with a label head states it from the head, `text_from_head`: the findings it lists, and the report
+        that follows them, are the head's calls, so they cannot contradict the reading's TB verdict and findings)
 step 2: step 1's question + "\n" + its answer + "\nBased on the previous conversation, provide a description of
         the findings."  ->  the report.
 
@@ -18,13 +20,14 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cxrvlm.examples import Example, Prediction
 from cxrvlm.metrics.report import ReportMetric
 from cxrvlm.records import CHEXPERT_14, LABELS, Study
-from cxrvlm.tasks import _text
+from cxrvlm.tasks import _text, labels
 from cxrvlm.tasks.base import Task, register
 from cxrvlm.tokens.shape import TEXT
 
@@ -93,6 +96,19 @@ def format(study: Study, rng: random.Random) -> list[Example]:
     return [first, second]
 
 
+def text_from_head(example: Example, head: Mapping[str, float], tb_threshold: float | None = None) -> str | None:
+    """Step 1's answer from the label head: the offered options the head calls present (`labels.called`, TB at the
+    operating point), in option order, or "none"; None for step 2, or when an option is not among the head's."""
+    if example.target.get("step") != 1 or not example.target.get("candidates"):
+        return None
+    by_phrase = {_text.phrase(k): k for k in head}
+    options = [str(c) for c in example.target["candidates"]]
+    if not all(o in by_phrase for o in options):
+        return None
+    present = set(labels.called(head, tb_threshold))
+    return answer([o for o in options if by_phrase[o] in present])
+
+
 def _parse_findings(text: str, candidates: Sequence[str] | None) -> Prediction:
     allowed = {_text.normalise(c) for c in candidates} if candidates else OPTION_VOCABULARY
     items = [_text.normalise(x) for x in text.split(",")]
@@ -140,6 +156,7 @@ class FindingsThenReportMetric:
             self.report.reset()
         self.tp = self.fp = self.fn = 0
         self.n_step1 = self.invalid_step1 = self.n_step2 = 0
+        self.truths: list[tuple[frozenset, frozenset]] = []  # (options, positives) of each step 1
 
     def update(self, pred: Prediction, target: dict[str, Any]) -> None:
         if target.get("step") == 2:
@@ -149,6 +166,7 @@ class FindingsThenReportMetric:
             self.report.update(pred, target)
             return
         truth, got = set(target.get("labels", [])), set(pred.labels) if pred.valid else set()
+        self.truths.append((frozenset(target.get("candidates") or truth), frozenset(truth)))
         self.n_step1 += 1
         self.invalid_step1 += not pred.valid
         self.tp += len(truth & got)
@@ -162,8 +180,19 @@ class FindingsThenReportMetric:
             r = self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
             out.update({"findings_precision": p, "findings_recall": r,
                         "findings_f1": 2 * p * r / (p + r) if p + r else 0.0,
-                        "findings_invalid_rate": self.invalid_step1 / self.n_step1})
+                        "findings_invalid_rate": self.invalid_step1 / self.n_step1,
+                        "findings_majority_f1": self._majority_f1()})
         return out
+
+    def _majority_f1(self) -> float:
+        """The F1 of answering every study with the most common answer (within its options): what a model that
+        ignores the image scores, the baseline `findings_f1` must beat to show it reads the film."""
+        common = Counter(truth for _, truth in self.truths).most_common(1)[0][0]
+        tp = fp = fn = 0
+        for options, truth in self.truths:
+            said = common & options
+            tp, fp, fn = tp + len(said & truth), fp + len(said - truth), fn + len(truth - said)
+        return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
 def metric(threshold: float | None = None, fast: bool = False) -> FindingsThenReportMetric:
@@ -189,4 +218,5 @@ TASK = register(Task(
     max_new_tokens=192,  # step 2 is a report
     headline=("findings_f1", "report_bleu_4"),
     answer_shape=TEXT, coordinates=False,
-    parse_hints=("step", "candidates"), keep_together=study_images, chain_prompt=chain_prompt))
+    parse_hints=("step", "candidates"), keep_together=study_images, chain_prompt=chain_prompt,
+    text_from_head=text_from_head))

@@ -39,6 +39,7 @@ NIH_FINDINGS = ("Atelectasis", "Cardiomegaly", "Pleural Effusion", "Infiltration
                 "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural Thickening", "Hernia")
 LABEL_SPACE = (TB, _text.NO_FINDING, *PNEUMONIAS, *NIH_FINDINGS)
 MIN_POSITIVES = 20  # a label's AUROC enters the macro only with this many positive films
+PRESENT_AT = 0.5  # a label other than TB is called present when the head gives it at least this probability
 
 
 def settled_labels(study: Study) -> dict[str, float]:
@@ -78,6 +79,23 @@ def parse(text: str, image_size: tuple[int, int] | None = None) -> Prediction:
 def from_head(example: Example, head: Mapping[str, float]) -> dict[str, float]:
     """The head answers every label example with all its outputs."""
     return {k: float(v) for k, v in head.items()}
+
+
+def called(head: Mapping[str, float], tb_threshold: float | None = None) -> list[str]:
+    """The labels the head calls present, in the head's order: TB at the operating point `tb_threshold` (the
+    screening decision; PRESENT_AT when None), every other label at PRESENT_AT, a called diagnosis's broader ones
+    with it (COVID-19 -> viral pneumonia -> pneumonia), and "No Finding" only when nothing else is called."""
+    out = {k for k, p in head.items() if k != _text.NO_FINDING and math.isfinite(p)
+           and p >= (tb_threshold if k == TB and tb_threshold is not None else PRESENT_AT)}
+    for name in list(out):
+        parent = _text.PARENT.get(name)
+        while parent is not None:
+            if parent in head:
+                out.add(parent)
+            parent = _text.PARENT.get(parent)
+    if not out and head.get(_text.NO_FINDING, 0.0) >= PRESENT_AT:
+        out.add(_text.NO_FINDING)
+    return [k for k in head if k in out]
 
 
 def head_prediction(probs: Mapping[str, float]) -> Prediction:
