@@ -1,5 +1,6 @@
 # Two commands for a fresh machine: `make demo` (set up + interpret an example X-ray with the built-in model) and
-# `make test` (set up + run the tests). `make default-model` reproduces the built-in model from ../shared/data.
+# `make test` (set up + run the tests). `make default-model` reproduces the built-in model (cxrvlm-effnet) from
+# ../shared/data; `make tiny-model` the smaller cxrvlm-tiny.
 # Every step is a `cxrvlm` subcommand (`cxrvlm --help`).
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ SHIPPED := src/cxrvlm/models/weights/cxrvlm-tiny
 REFINER := src/cxrvlm/tokens/weights/mask_refiner.safetensors
 REFINER_ARGS := --steps 2000 --box-jitter 0.1
 
-.PHONY: setup demo serve test test-slow curate curate-all default-model effnet-model specialists clean
+.PHONY: setup demo serve test test-slow curate curate-all default-model tiny-model effnet-model specialists clean
 
 $(BIN)/cxrvlm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +37,7 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
-# The built-in model's recipe (default-model) curates the first four folders; curate-all curates every folder of
+# cxrvlm-tiny's recipe (tiny-model) curates the first four folders; curate-all curates every folder of
 # ../shared/data (adds NIH ChestX-ray14, Hannover, VQA-RAD's chest films) into runs/curated-all.
 SOURCES := tb covid shenzhen_lungs openi
 ALL_SOURCES := $(SOURCES) nih hannover vqa_rad
@@ -48,12 +49,12 @@ curate-all: setup
 	$(BIN)/cxrvlm curate $(foreach s,$(ALL_SOURCES),--source $(s)=$(DATA)/$(s)) --out runs/curated-all \
 		--seed 0 --split 0.8,0.1,0.1 --render 8 --on-duplicate drop
 
-# Train the built-in model (resumes if interrupted), evaluate it on validation patients, ship it in the package.
+# cxrvlm-tiny: train it (resumes if interrupted), evaluate it on validation patients, ship it in the package.
 # The encoder learns TB alone first, then again with small random affines (robust to how the chest is framed).
 # The weights ship in fp16, so the operating point and the card's figures come from evaluating the shipped weights.
 # The mask refiner learns on the training split's masks alone (it redraws any model's decoded masks on the film).
 MOVES := zoom=0.93 zoom=1.07 dx=0.03 dy=0.03
-default-model: curate
+tiny-model: curate
 	$(BIN)/cxrvlm train-probe --data runs/curated --encoder convnet --image-size 256 --epochs 20 \
 		--save runs/probe-convnet-tb.safetensors
 	$(BIN)/cxrvlm train-probe --data runs/curated --encoder convnet --image-size 256 --epochs 15 \
@@ -63,7 +64,7 @@ default-model: curate
 	$(BIN)/cxrvlm train --config configs/cxrvlm-tiny.json --out $(RUN)-joint
 	$(BIN)/cxrvlm train --config configs/cxrvlm-tiny-balance.json model=$(RUN)-joint/final --out $(RUN)
 	$(BIN)/cxrvlm eval --model $(RUN)/final --data runs/curated --split val --out $(RUN)/eval-val
-	$(BIN)/cxrvlm ship $(RUN)/final $(RUN)/eval-val $(SHIPPED)
+	$(BIN)/cxrvlm ship $(RUN)/final $(RUN)/eval-val $(SHIPPED) --reproduce "make tiny-model"
 	$(BIN)/cxrvlm eval --model $(SHIPPED) --data runs/curated --split val --out $(RUN)/eval-val-shipped
 	$(BIN)/cxrvlm eval --model $(SHIPPED) --data runs/curated --split val --tasks segment --no-mask-refiner \
 		--fast-metrics --out $(RUN)/eval-val-shipped-unrefined
@@ -71,10 +72,12 @@ default-model: curate
 		$(BIN)/cxrvlm eval --model $(SHIPPED) --data runs/curated --split $$split --tasks classify --fast-metrics \
 			--threshold-from $(RUN)/eval-val-shipped/operating_point.json $$( [ $$move = none ] || echo --perturb $$move ) \
 			--out $(RUN)/robustness/$$split-$$move || exit 1; done; done
-	$(BIN)/cxrvlm ship $(RUN)/final $(RUN)/eval-val-shipped $(SHIPPED) \
+	$(BIN)/cxrvlm ship $(RUN)/final $(RUN)/eval-val-shipped $(SHIPPED) --reproduce "make tiny-model" \
 		--unrefined $(RUN)/eval-val-shipped-unrefined --robustness $(foreach s,val test,$(foreach m,none $(MOVES),$(RUN)/robustness/$(s)-$(m)))
 
-# cxrvlm-effnet: the ImageNet EfficientNet-Lite0 encoder learns TB on the TB films (runs/curated: none of its
+default-model: effnet-model
+
+# cxrvlm-effnet, the built-in model: the ImageNet EfficientNet-Lite0 encoder learns TB on the TB films (runs/curated: none of its
 # training patients is in runs/curated-all's val or test split), then with the label head the image-level labels of
 # every source (TB weighted 3x, no finding, the pneumonias, NIH's findings), then the decoder learns every text task
 # on the frozen encoder, over all the data. The mask refiner is the built-in one (it reads any model's decoded masks).

@@ -4,4 +4,6 @@ from __future__ import annotations
 
 VERSION = "0.1.0"
 NOTICE = "Research use only. Not a diagnosis."
-DEFAULT_MODEL = "cxrvlm-tiny"  # the built-in model `cxrvlm interpret`, `cxrvlm serve` and `cxrvlm.load()` read with
+# the built-in model `cxrvlm interpret`, `cxrvlm serve` and `cxrvlm.load()` read with: the ImageNet EfficientNet-Lite0
+# encoder with the label head over every source (`cxrvlm-tiny`, from scratch on the TB sets, stays as `--model`)
+DEFAULT_MODEL = "cxrvlm-effnet"

@@ -7,13 +7,14 @@ import json
 
 import torch
 
+from cxrvlm.about import DEFAULT_MODEL
 from cxrvlm.bench.interpret import peak_rss_mb, time_interpretation
 from cxrvlm.infer.phantom import example_image
 from cxrvlm.models import load_model
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="cxrvlm-tiny", help="registered name or model folder")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="registered name or model folder")
     parser.add_argument("--repeats", type=int, default=5, help="timed interpretations after one warm-up")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default 0: torch's choice)")
 

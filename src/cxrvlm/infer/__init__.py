@@ -1,7 +1,7 @@
 """Inference: one study -> every task -> one structured reading (+ overlay picture and HTML page).
 
     import cxrvlm
-    reading = cxrvlm.load("cxrvlm-tiny").interpret("chest.png")      # dict, see cxrvlm.infer.result
+    reading = cxrvlm.load().interpret("chest.png")      # the built-in model; dict, see cxrvlm.infer.result
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`Interpreter`: one study (one or more views, optionally a prior) -> every requested task -> one `Reading`.
 
-    interp = cxrvlm.load("cxrvlm-tiny")                  # or Interpreter(model)
+    interp = cxrvlm.load()                              # or Interpreter(model)
     reading = interp.interpret("chest.dcm", tasks=("classify", "detect"), questions=["Is this chest X-ray normal?"])
 
 The images are encoded once ([frontal] or [frontal, prior | lateral], one example of the model) and every task runs

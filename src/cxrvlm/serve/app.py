@@ -1,6 +1,6 @@
 """The interpreter behind an HTTP API and a web page (FastAPI): one model loaded once, offline.
 
-    app = create_app(cxrvlm.load("cxrvlm-tiny"))      # `cxrvlm serve` runs it with uvicorn
+    app = create_app(cxrvlm.load())                  # the built-in model; `cxrvlm serve` runs it with uvicorn
 
 - `GET /`: the web page. A plain HTML form (no script, font or stylesheet from elsewhere) posts the X-ray to
   `/interpret?format=html`, and the reading page (`cxrvlm.infer.html`, the one `cxrvlm interpret --out` writes)
