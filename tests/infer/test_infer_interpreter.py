@@ -44,7 +44,7 @@ def test_schema_on_garbage_output(interp: Interpreter, phantom_png: Path) -> Non
     for task, field in (("report", "report"), ("detect", "detections"), ("segment", "segmentations")):
         if not reading[field]:
             assert any(w.startswith(task) for w in reading["warnings"]), (task, reading["warnings"])
-    assert set(reading["timing_ms"]) == {"read", "encode", *TASKS, "total"}
+    assert set(reading["timing_ms"]) == {"read", "quality", "encode", *TASKS, "total"}
     assert all(isinstance(v, float) and v >= 0 for v in reading["timing_ms"].values())
 
 

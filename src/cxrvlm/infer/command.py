@@ -47,6 +47,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, help="TB operating point (default: the model's, else 0.5)")
     parser.add_argument("--no-mask-refiner", action="store_true",
                         help="give the masks as the model's tokens decode them, not redrawn on the film")
+    parser.add_argument("--no-view-gate", action="store_true",
+                        help="read every image the content rules let through, even one the view gate does not "
+                             "take for a frontal chest radiograph (a lateral view, another body part, a mask)")
     parser.add_argument("--out", metavar="DIR", help="write <name>.overlay.png and <name>.html per image here")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
 
@@ -104,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     interp = load(args.model, threshold=args.threshold, detect_labels=_labels(args.detect_labels),
-                  segment_labels=_labels(args.segment_labels), refine_masks=not args.no_mask_refiner)
+                  segment_labels=_labels(args.segment_labels), refine_masks=not args.no_mask_refiner,
+                  **({"view_gate": None} if args.no_view_gate else {}))
     failed, used = 0, set()
     for i, path in enumerate(files, 1):
         start = time.perf_counter()

@@ -24,11 +24,12 @@ import numpy as np
 
 from cxrvlm.about import DEFAULT_MODEL
 from cxrvlm.infer.inputs import ImageLike, InputError, View, frontal_and_lateral, is_interval, load_study
-from cxrvlm.infer.quality import content_problems, quality
+from cxrvlm.infer.quality import assess
 from cxrvlm.infer.result import DETECT_LABELS, SEGMENT_LABELS, TASKS, new_reading
 from cxrvlm.io import resize_to
 from cxrvlm.models import load_model, registry
 from cxrvlm.models.operating_point import OPERATING_POINT_FILE, saved_threshold
+from cxrvlm.models.view_gate import ViewGate
 from cxrvlm.tasks import ReadOptions, Task, get_task
 from cxrvlm.tasks.base import DEFAULT_THRESHOLD
 from cxrvlm.tasks.vqa import DEFAULT_QUESTIONS, make_question
@@ -108,8 +109,10 @@ class Interpreter:
 
     def __init__(self, model: Any, name: str | None = None, threshold: float | None = None,
                  model_dir: str | os.PathLike | None = None, detect_labels: Sequence[str] = DETECT_LABELS,
-                 segment_labels: Sequence[str] = SEGMENT_LABELS, refine_masks: bool = True) -> None:
+                 segment_labels: Sequence[str] = SEGMENT_LABELS, refine_masks: bool = True,
+                 view_gate: Any | None = None) -> None:
         self.model = model
+        self.view_gate = view_gate  # `models.view_gate.ViewGate`: refuses what is not a frontal film; None: rules only
         self.name = name or str(getattr(model.config, "name", "model"))
         value, source = _threshold(threshold, saved_threshold(model_dir))
         self.options = ReadOptions(threshold=value, threshold_source=source,
@@ -151,12 +154,12 @@ class Interpreter:
         with timer("read"):
             study = self._load(images, prior, prior_days, options)
         h, w = study.frontal.size
-        problems = content_problems(study.frontal.pixels)
+        with timer("quality"):
+            quality = assess(study.frontal.pixels, self.view_gate)
         reading = new_reading(study.frontal.name, self.name, [h, w], [t.name for t in chosen],
-                              study.second_view.name if study.second == "prior" else None, quality(problems),
-                              study.warnings)
-        if problems:  # nothing to read: no verdict, only the reasons
-            study.warn("not assessable: " + "; ".join(problems))
+                              study.second_view.name if study.second == "prior" else None, quality, study.warnings)
+        if not quality["assessable"]:  # nothing to read: no verdict, only the reasons
+            study.warn("not assessable: " + "; ".join(quality["reasons"]))
         else:
             self._read_tasks(study, chosen, reading, timer)
         timer.ms["total"] = round((time.perf_counter() - start) * 1000.0, 1)
@@ -175,7 +178,7 @@ class Interpreter:
         _check_days(prior_days)
         frontal, lateral = frontal_and_lateral(load_study(images))
         prior_frontal = frontal_and_lateral(load_study(prior))[0] if prior is not None else None
-        unusable = content_problems(prior_frontal.pixels) if prior_frontal is not None else []
+        unusable = assess(prior_frontal.pixels, self.view_gate)["reasons"] if prior_frontal is not None else []
         if prior_frontal is None or unusable:
             study = _Study(self.model, frontal, lateral, "lateral" if lateral is not None else None, prior_days,
                            options)
@@ -256,9 +259,11 @@ def _check_days(days: Any) -> None:
 
 
 def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, **kwargs: Any) -> Interpreter:
-    """An Interpreter over `load_model(name_or_path)`; the model's folder is read for its TB operating point.
-    Keyword arguments go to `Interpreter` (threshold, detect_labels, segment_labels, refine_masks)."""
+    """An Interpreter over `load_model(name_or_path)` with the shipped view gate; the model's folder is read for its
+    TB operating point. Keyword arguments go to `Interpreter` (threshold, detect_labels, segment_labels,
+    refine_masks, view_gate: None reads every image the content rules let through)."""
     model = load_model(name_or_path)
+    kwargs.setdefault("view_gate", ViewGate.default())
     return Interpreter(model, name=str(name_or_path), model_dir=_checkpoint_folder(name_or_path), **kwargs)
 
 

@@ -1,10 +1,13 @@
-"""Is there anything to read? Rules that stop a confident verdict on an image with no content.
+"""Is there anything to read? Checks that stop a confident verdict on an image the models cannot read.
 
-A reading of a blank, constant-grey or tiny image is refused before the model sees it: the reading's `quality` is
-`{"assessable": false, "reasons": [...]}` and its task fields stay empty. These are the obvious cases only; a film
-with content that is not a frontal chest radiograph (a lateral view, a head film, a mask) passes these rules.
+Two steps before the model sees the image. Rules for the obvious (`content_problems`: tiny, one grey level, an
+almost empty frame), then the view gate (`models.view_gate`, a small CNN trained on real negatives): a lateral
+view, another body part or modality, a mask or drawing, an inverted film. A refused image's reading has
+`quality = {"assessable": false, "view": ..., "reasons": [...]}` and its task fields stay empty.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +34,19 @@ def content_problems(pixels: np.ndarray) -> list[str]:
     return []
 
 
-def quality(problems: list[str]) -> dict[str, object]:
+def assess(pixels: np.ndarray, gate: Any | None = None) -> dict[str, Any]:
+    """The reading's `quality` field for a frontal view: the rules, then (when they pass and a `gate` is given) the
+    view gate. `view` is the kind the gate sees ("frontal", "lateral", "other_body_part", "not_a_radiograph",
+    "inverted"), or None when it did not run; `view_probabilities` its probability of each kind."""
+    problems = content_problems(pixels)
+    if problems or gate is None:
+        return quality(problems)
+    probs = gate.probabilities(pixels)
+    return quality(gate.problems_of(probs), gate.view(probs), probs)
+
+
+def quality(problems: list[str], view: str | None = None,
+            view_probabilities: dict[str, float] | None = None) -> dict[str, Any]:
     """The reading's `quality` field."""
-    return {"assessable": not problems, "reasons": list(problems)}
+    return {"assessable": not problems, "view": view, "reasons": list(problems),
+            **({"view_probabilities": dict(view_probabilities)} if view_probabilities else {})}

@@ -2,7 +2,7 @@
 head and tail keys are the interpreter's; each task fills its own fields (`Task.reading`, `Task.read`):
 
     {"image": ..., "model": ..., "notice": "Research use only. Not a diagnosis.", "image_size": [h, w],
-     "prior": ... | null, "quality": {"assessable": bool, "reasons": [...]}, "tb": {"probability": p, "label": "tuberculosis"|"normal", "threshold": t,
+     "prior": ... | null, "quality": {"assessable": bool, "view": ... | null, "reasons": [...]}, "tb": {"probability": p, "label": "tuberculosis"|"normal", "threshold": t,
      "threshold_source": ...} | null, "findings": [{"label": ..., "probability": p}], "report": "...",
      "detections": [{"label": ..., "box": [x1, y1, x2, y2], "score": s}],
      "segmentations": [{"label": ..., "box": [...], "mask": {"size": [h, w], "counts": "<COCO RLE>"}, "score": s}],
@@ -11,8 +11,9 @@ head and tail keys are the interpreter's; each task fills its own fields (`Task.
 
 Boxes are pixels of the input image (x2, y2 exclusive edges, floats); masks are COCO RLE at the input image's size.
 A task that was not asked for, or whose model output was malformed, leaves its field empty (null / [] / "");
-an image with nothing to read (blank, one grey level, tiny: `cxrvlm.infer.quality`) gets `quality.assessable`
-false with the reasons, and no task runs on it.
+an image with nothing to read (blank, one grey level, tiny) or that the view gate does not take for a frontal chest
+radiograph (`cxrvlm.infer.quality`; `quality.view` is what the gate saw, `quality.view_probabilities` its
+probability of each kind) gets `quality.assessable` false with the reasons, and no task runs on it.
 The numbers: `tb.probability` is P("tuberculosis") among the TB answers, from their likelihoods, and `tb.label` is
 "tuberculosis" when it reaches `tb.threshold` (from `threshold_source`: "argument", the model's
 "operating_point.json", or "default"); a finding's probability is its share of the finding answers' likelihood; a

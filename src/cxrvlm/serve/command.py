@@ -42,6 +42,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, help="TB operating point (default: the model's, else 0.5)")
     parser.add_argument("--no-mask-refiner", action="store_true",
                         help="give the masks as the model's tokens decode them, not redrawn on the film")
+    parser.add_argument("--no-view-gate", action="store_true",
+                        help="read every image the content rules let through, even one the view gate refuses")
     parser.add_argument("--max-upload-mb", type=float, default=default.max_upload_mb,
                         help="largest request body: the X-ray, its prior and the form (default: %(default)s MB)")
     parser.add_argument("--max-pixels", type=int, default=default.max_pixels,
@@ -73,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     limits = limits_of(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    interp = load(args.model, threshold=args.threshold, refine_masks=not args.no_mask_refiner)
+    interp = load(args.model, threshold=args.threshold, refine_masks=not args.no_mask_refiner,
+                  **({"view_gate": None} if args.no_view_gate else {}))
     app = create_app(interp, limits)
     print(f"cxrvlm: serving {args.model} on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
