@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "interpret": ("cxrvlm.infer.command", "read chest X-rays (PNG/JPEG/DICOM): TB, findings, report, boxes, masks, answers"),
     "serve": ("cxrvlm.serve.command", "the web page and HTTP API for reading X-rays (FastAPI; this machine only by default)"),
     "eval": ("cxrvlm.eval.command", "evaluate a model on every task of a curated split: metrics.json, report.md/html"),
+    "calibrate": ("cxrvlm.eval.calibrate_command", "temperature-scale a model's label head on validation: ECE "
+                                                   "before and after (out of sample), --write into its config"),
     "source-probe": ("cxrvlm.eval.source_probe_command", "can a linear probe on the model's image features tell the "
                                                          "films' sources apart? (balanced accuracy vs chance)"),
     "specialists": ("cxrvlm.eval.specialists_command", "train the single-task baselines (TB CNN, lung U-Net) on a "

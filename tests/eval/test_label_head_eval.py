@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY
@@ -56,3 +57,38 @@ def test_findings_step1_is_stated_from_the_head_and_step2_follows_it(curated: Pa
         else:
             assert r["prefix"].split("\n")[1] == by_study[r["study_id"]]  # the report follows the head's findings
     assert "findings_majority_f1" in result.tasks[ftr.NAME].metrics
+
+
+def test_calibrate_fits_a_temperature_per_label_and_writes_it(curated: Path, head_model, tmp_path) -> None:
+    import json
+
+    from cxrvlm.eval.calibrate import calibrate, write_temperatures
+    from cxrvlm.models import load_model
+
+    examples = read_split(curated, "test") + read_split(curated, "train")
+    result = calibrate(head_model, examples, batch_size=4)
+    assert result["n_films"] == sum(e.task == labels.NAME for e in examples)
+    assert list(result["temperatures"]) == list(labels.LABEL_SPACE)
+    assert all(0.05 <= t <= 20 for t in result["temperatures"].values())
+    assert 0 <= result["ece_before"] <= 1 and 0 <= result["ece_after"] <= 1
+    head_model.save_pretrained(tmp_path / "m")
+    before = head_model.label_probs(images=[[np.full((64, 64), 0.4, np.float32)]])[0]
+    temperatures = {name: 2.0 for name in labels.LABEL_SPACE}
+    write_temperatures(tmp_path / "m", temperatures)
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["label_temperatures"] == [2.0] * 20
+    after = load_model(tmp_path / "m").label_probs(images=[[np.full((64, 64), 0.4, np.float32)]])[0]
+    for name in labels.LABEL_SPACE:  # sigmoid(z / 2): the same side of 0.5, nearer to it
+        z = np.log(before[name] / (1 - before[name]))
+        assert after[name] == pytest.approx(1 / (1 + np.exp(-z / 2)), abs=1e-4)
+    with pytest.raises(ValueError, match="not the calibrated labels"):
+        write_temperatures(tmp_path / "m", {"Tuberculosis": 1.0})
+
+
+def test_the_eval_report_draws_the_head_s_reliability(curated: Path, head_model, tmp_path) -> None:
+    from cxrvlm.eval.figures import calibration_figures
+
+    examples = [e for e in read_split(curated, "test") if e.task == labels.NAME]
+    result = evaluate(head_model, examples, EvalOptions(fast_metrics=True, progress=False))
+    assert "labels_ece" in result.tasks[labels.NAME].metrics
+    figs = calibration_figures(result.records, tmp_path)
+    assert figs and all((tmp_path / f["path"]).is_file() for f in figs)

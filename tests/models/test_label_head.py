@@ -10,6 +10,7 @@ from model_fixtures import views
 from safetensors.torch import save_file
 
 from cxrvlm.models import load_model
+from cxrvlm.models.config import ConfigError
 
 NAMES = ["Tuberculosis", "No Finding", "COVID-19"]
 
@@ -65,3 +66,9 @@ def test_a_head_trained_for_other_labels_is_refused(tiny, tmp_path) -> None:
               metadata={"label_names": json.dumps(["Tuberculosis", "COVID-19", "No Finding"])})
     with pytest.raises(ValueError, match="was trained for labels"):
         load_module_weights(model, "label_head", path)
+
+
+@pytest.mark.parametrize("temperatures", [[1.0], [1.0, 0.0], [1.0, -2.0]])
+def test_label_temperatures_are_one_positive_value_per_label(tiny, temperatures) -> None:
+    with pytest.raises(ConfigError, match="label_temperatures"):
+        tiny(label_names=["Tuberculosis", "No Finding"], label_temperatures=temperatures)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from cxrvlm.eval import plots
-from cxrvlm.tasks import get_task, list_tasks, screening_task
+from cxrvlm.tasks import get_task, labels, list_tasks, screening_task
 from cxrvlm.tokens.rle import rle_decode
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,28 @@ def classification_figures(records: Sequence[dict[str, Any]], out: Path,
         path = plots.confusion_png(matrix, cands, [*cands, INVALID], out / FIGURES / f"confusion_{group or 'all'}.png",
                                    title=f"{task.name} {group}")
         figs.append({"title": f"Confusion matrix, {task.name} {group}", "path": _rel(path, out)})
+    return figs
+
+
+def calibration_figures(records: Sequence[dict[str, Any]], out: Path) -> list[dict[str, str]]:
+    """Reliability diagrams of the label head: every settled (film, label) pair, and the TB output alone."""
+    pairs: dict[str, list[tuple[float, float]]] = {"all": [], "tb": []}
+    for r in _scored(records):
+        if not get_task(r["task"]).by_head:
+            continue
+        probs = r["prediction"].get("probs") or {}
+        for name, y in (r["target"].get("labels") or {}).items():
+            if probs.get(name) is not None and np.isfinite(probs[name]):
+                pairs["all"].append((float(y), float(probs[name])))
+                if name == labels.TB:
+                    pairs["tb"].append((float(y), float(probs[name])))
+    figs = []
+    for key, title in (("all", "Label head, every label"), ("tb", "Label head, tuberculosis")):
+        if pairs[key]:
+            ys, ps = zip(*pairs[key])
+            path = plots.reliability_png(ys, ps, out / FIGURES / f"reliability_{key}.png", title=title)
+            figs.append({"title": f"Reliability diagram: {title.lower()} (bars: observed share per bin)",
+                         "path": _rel(path, out)})
     return figs
 
 

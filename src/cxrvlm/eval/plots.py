@@ -1,5 +1,5 @@
-"""Report pictures drawn with Pillow (no plotting library needed): ROC curve, confusion matrix, and a grid of
-examples with true (green) and predicted (red) boxes and masks over the X-ray.
+"""Report pictures drawn with Pillow (no plotting library needed): ROC curve, reliability diagram, confusion matrix,
+and a grid of examples with true (green) and predicted (red) boxes and masks over the X-ray.
 
 Every function writes one PNG and returns its path; inputs are plain numbers, label lists and arrays.
 """
@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from cxrvlm.io import read_image, resize_to
 from cxrvlm.metrics import auroc, binary_at_threshold, roc_curve
+from cxrvlm.metrics.calibration import ece, reliability
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,34 @@ def roc_png(y: Sequence[int], score: Sequence[float], path: str | Path, threshol
         cx, cy = xy(1 - r["specificity"], r["sensitivity"])
         d.ellipse([cx - 5, cy - 5, cx + 5, cy + 5], fill=PRED_COLOUR)
         d.text((cx + 8, cy + 4), f"t={threshold:.3f}", fill=PRED_COLOUR, font=font)
+    return _save(img, path)
+
+
+def reliability_png(y: Sequence[float], p: Sequence[float], path: str | Path, title: str = "Reliability",
+                    size: int = 360) -> Path:
+    """Reliability diagram: per bin of predicted probability, the observed share of positives (a bar, its number of
+    cases above it) against the diagonal of perfect calibration, and the expected calibration error."""
+    img = Image.new("RGB", (size, size), "white")
+    d, font = ImageDraw.Draw(img), _font(12)
+    left, top, right, bottom = 48, 44, size - 16, size - 40
+
+    def xy(fx: float, fy: float) -> tuple[float, float]:
+        return left + fx * (right - left), bottom - fy * (bottom - top)
+
+    d.rectangle([left, top, right, bottom], outline="black")
+    for v in (0.0, 0.5, 1.0):
+        x, yy = xy(v, v)
+        d.text((x - 8, bottom + 4), f"{v:.1f}", fill="black", font=font)
+        d.text((left - 30, yy - 6), f"{v:.1f}", fill="black", font=font)
+    for low, high, n, _, share in reliability(y, p):
+        x0, y0 = xy(low, share)
+        x1, y1 = xy(high, 0.0)
+        d.rectangle([x0 + 2, y0, x1 - 2, y1], fill=CURVE_COLOUR)
+        d.text((x0 + 2, y0 - 14), str(n), fill="black", font=font)
+    d.line([xy(0, 0), xy(1, 1)], fill=PRED_COLOUR, width=1)
+    d.text((8, 6), f"{title}  ECE {ece(y, p):.3f}", fill="black", font=font)
+    d.text((left + 60, size - 18), "predicted probability", fill="black", font=font)
+    d.text((8, top - 18), "observed share", fill="black", font=font)
     return _save(img, path)
 
 

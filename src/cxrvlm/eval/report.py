@@ -91,7 +91,8 @@ def write_outputs(result: EvalResult, out: str | Path, info: dict[str, Any],
     write_jsonl(out / "predictions.jsonl", result.records)
     write_jsonl(out / "other_disease.jsonl", result.other_disease_records)
     threshold = operating_point.get("threshold") if operating_point else None
-    figs = figures.classification_figures(result.records, out, threshold) + figures.example_grid(result.records, out)
+    figs = (figures.classification_figures(result.records, out, threshold)
+            + figures.calibration_figures(result.records, out) + figures.example_grid(result.records, out))
     parts = {"figures": figs, "reports": figures.report_samples(result.records),
              "answers": figures.answer_samples(result.records)}
     (out / "report.md").write_text(render_markdown(doc, parts))

@@ -59,6 +59,8 @@ class VLMConfig:
     label_names: list[str] = field(default_factory=list)  # the label head's outputs (task "image_labels": a linear head
     #                       on the first encoder's pooled tokens, trained with it by `cxrvlm train-probe --labels
     #                       image`); empty: no head, and classification is read from the decoder alone
+    label_temperatures: list[float] = field(default_factory=list)  # per label, the head's logit is divided by its
+    #                       temperature before the sigmoid (fitted on validation by `cxrvlm calibrate`); empty: 1
     # ---- projector (vision tokens -> decoder width)
     projector: str = "mlp"  # "linear", "mlp" (LLaVA-1.5: Linear-GELU-Linear), "cabstractor" (Honeybee/M4CXR)
     projector_hidden: int = 0  # hidden width of the MLP / C-Abstractor; 0 = the decoder width
@@ -126,6 +128,10 @@ class VLMConfig:
 
     def _check_shapes(self) -> None:
         name = self.name
+        if self.label_temperatures and (len(self.label_temperatures) != len(self.label_names)
+                                        or any(not t > 0 for t in self.label_temperatures)):
+            raise ConfigError(f"config {name!r}: label_temperatures must be empty or one positive temperature per "
+                              f"label ({len(self.label_names)}), got {self.label_temperatures}")
         if "vit" in self.encoders and self.image_size % self.vit_patch_size:
             raise ConfigError(f"config {name!r}: image_size {self.image_size} is not a multiple of vit_patch_size "
                               f"{self.vit_patch_size}")

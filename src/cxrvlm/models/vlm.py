@@ -115,7 +115,10 @@ class CompactVLM(BackendMixin, nn.Module):
             tokens, pooled = self.vision.forward_pooled(views)
             out[image_mask] = self.projector(tokens)  # (K, n, C)
             if self.label_head is not None:  # the first view of each example (an example without one reads NaN)
-                per_view = torch.sigmoid(self.label_head(pooled.float()))  # (K, L)
+                logits = self.label_head(pooled.float())  # (K, L)
+                if self.config.label_temperatures:  # calibrated on validation (`cxrvlm calibrate`)
+                    logits = logits / torch.tensor(self.config.label_temperatures, device=logits.device)
+                per_view = torch.sigmoid(logits)
                 probs = torch.full((B, M, per_view.size(1)), float("nan"), device=self.device)
                 probs[image_mask] = per_view
                 probs = probs[:, 0]

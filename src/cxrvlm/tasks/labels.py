@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from cxrvlm.examples import Example, Prediction
+from cxrvlm.metrics.calibration import ece
 from cxrvlm.metrics.classification import auroc
 from cxrvlm.records import Study
 from cxrvlm.tasks import _text
@@ -105,7 +106,9 @@ def head_prediction(probs: Mapping[str, float]) -> Prediction:
 
 class LabelsMetric:
     """Per-label AUROC over the films that settle each label; `labels_macro_auroc` over labels with at least
-    MIN_POSITIVES positives (and one negative), `labels_n_pos_<label>` the positives each AUROC rests on."""
+    MIN_POSITIVES positives (and one negative), `labels_n_pos_<label>` the positives each AUROC rests on;
+    `labels_ece` the expected calibration error over every settled (film, label) pair, `labels_ece_tuberculosis`
+    the TB output's."""
 
     def __init__(self, threshold: float | None = None, min_positives: int = MIN_POSITIVES, **_: Any) -> None:
         self.min_positives = min_positives
@@ -140,6 +143,11 @@ class LabelsMetric:
                 macro.append(out[f"labels_auroc_{key}"])
         if macro:
             out["labels_macro_auroc"] = float(np.mean(macro))
+        pooled = [(y, p) for ys, ps in self.cases.values() for y, p in zip(ys, ps)]
+        if pooled:  # how far the probabilities are from the observed shares (all settled labels of all films)
+            out["labels_ece"] = ece([y for y, _ in pooled], [p for _, p in pooled])
+        if self.cases[TB][0]:
+            out["labels_ece_tuberculosis"] = ece(*self.cases[TB])
         return out
 
 
