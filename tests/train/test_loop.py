@@ -220,8 +220,6 @@ def test_a_stage_can_set_its_own_mixture(data, tmp_path):
 
 
 def test_a_stage_lr_scale_slows_the_modules_it_names(data, tmp_path):
-    import torch
-
     from cxrvlm.train.config import load_config
     from cxrvlm.train.loop import Trainer
 

@@ -46,8 +46,8 @@ from cxrvlm.data.images import ImageCache, zoom_shift
 from cxrvlm.eval import other_disease, predict
 from cxrvlm.eval.by_source import MetricsBySource, example_source
 from cxrvlm.examples import Example, Prediction
-from cxrvlm.jsonl import clean
 from cxrvlm.io.read import read_image
+from cxrvlm.jsonl import clean
 from cxrvlm.tasks import Task, get_task, screening_task
 from cxrvlm.tokens.rle import rle_encode
 from cxrvlm.tokens.seg_refine import refine_objects

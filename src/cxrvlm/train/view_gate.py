@@ -183,7 +183,7 @@ def draw(train: dict[str, np.ndarray], batch: int, rng: np.random.Generator) -> 
 
 def rates(gate: ViewGate, test: dict[str, np.ndarray]) -> dict[str, Any]:
     """Held-out figures: frontal films rejected, negatives passed (per kind and overall), the kinds as called."""
-    out: dict[str, Any] = {"threshold": gate.threshold, "n": {k: int(len(v)) for k, v in test.items()}}
+    out: dict[str, Any] = {"threshold": gate.threshold, "n": {k: len(v) for k, v in test.items()}}
     passed, n_neg, called = 0, 0, {}
     for kind, inputs in test.items():
         probs = gate.probabilities_batch(inputs.astype(np.float32) / 255.0) if len(inputs) else np.zeros((0, 5))
