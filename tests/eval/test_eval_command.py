@@ -144,3 +144,12 @@ def test_metrics_per_source_per_question_type_and_other_disease_films(eval_out: 
     md = (eval_out / "report.md").read_text()
     assert "### classify: per source" in md and "### vqa: close-ended answers per question type" in md
     assert "### Films with another disease read as tuberculosis" in md
+
+
+def test_memorisation_of_generated_reports_against_the_training_reports(eval_out: Path) -> None:
+    doc = json.loads((eval_out / "metrics.json").read_text())
+    records = [json.loads(line) for line in (eval_out / "predictions.jsonl").read_text().splitlines()]
+    copied = doc["tasks"]["report"]["memorisation"]
+    assert copied["n"] == sum(r["task"] == "report" and bool(r.get("generated")) for r in records)
+    assert copied["training_documents"] > 0 and 0 <= copied["n_copied"] <= copied["n"]
+    assert "memorisation" not in doc["tasks"]["classify"]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cxrvlm.data.split import read_split
 from cxrvlm.eval.answer_types import train_baseline
+from cxrvlm.eval.memorisation import training_index
 from cxrvlm.eval.operating_point import OperatingPointError, choose_operating_point
 from cxrvlm.eval.report import write_outputs
 from cxrvlm.eval.runner import EvalOptions, evaluate, select
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             "mask_refiner": not args.no_mask_refiner}
     if args.perturb:
         info["perturb"] = dict(zip(("zoom", "dx", "dy"), args.perturb))
-    doc = write_outputs(result, out, info, op, train_baseline(args.data))
+    doc = write_outputs(result, out, info, op, train_baseline(args.data), training_index(args.data))
     if op:
         write_operating_point({**op, "applied_to": args.split}, out / OPERATING_POINT_FILE)
     else:

@@ -11,9 +11,11 @@ metrics.json:
                       "by_source": {source: {"n", "metrics": {...the same keys over that source's examples...}}},
                       "by_type": {"baseline_split", "types": {type: {...}}, "flagged"}    (typed closed questions),
                       "other_disease": {"n", "n_read_as_positive", "rate", ..., "by_source"}  (the screening task)
+                      "memorisation": {"n", "n_copied", "rate", "examples", ...}  (tasks that generate reports)
                      }}}
 Sources are `by_source.source_key`s; `by_type` is `answer_types.by_type`; `other_disease` is
-`other_disease.summary` (films with another disease and no TB read as TB).
+`other_disease.summary` (films with another disease and no TB read as TB); `memorisation` is
+`eval.memorisation.by_task` (generated reports that copy a run of words only one training report holds).
 """
 from __future__ import annotations
 
@@ -26,10 +28,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cxrvlm.eval import answer_types, breakdown, figures
+from cxrvlm.eval import answer_types, breakdown, figures, memorisation
 from cxrvlm.eval.breakdown import fmt
 from cxrvlm.eval.runner import EvalResult
 from cxrvlm.jsonl import clean, write_jsonl
+from cxrvlm.metrics.memorisation import CopyIndex
 from cxrvlm.tasks import get_task, list_tasks, screening_task
 
 _CI = ("_ci_low", "_ci_high")
@@ -59,10 +62,15 @@ def main_metric(task: str, metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def metrics_document(result: EvalResult, info: dict[str, Any], operating_point: dict[str, Any] | None,
-                     baseline: tuple[str, answer_types.Majority] | None = None) -> dict[str, Any]:
+                     baseline: tuple[str, answer_types.Majority] | None = None,
+                     copy_index: CopyIndex | None = None) -> dict[str, Any]:
     """The metrics.json document (module docstring). `baseline`: (split, majority answers) of the question types;
-    None takes them from the evaluated records themselves."""
+    None takes them from the evaluated records themselves. `copy_index`: the training reports, for each report
+    task's `memorisation` (not measured without it)."""
     tasks = {t: r.to_json() for t, r in result.tasks.items()}
+    if copy_index is not None:
+        for task, copied in memorisation.by_task(result.records, copy_index).items():
+            tasks[task]["memorisation"] = copied
     split, majority = baseline or (f"{info.get('split', 'evaluated')} (evaluated split: no training split given)",
                                    answer_types.majority_answers((r["task"], r["target"]) for r in result.records))
     for task, typed in answer_types.by_type(result.records, majority, split).items():
@@ -81,12 +89,13 @@ def metrics_document(result: EvalResult, info: dict[str, Any], operating_point: 
 
 def write_outputs(result: EvalResult, out: str | Path, info: dict[str, Any],
                   operating_point: dict[str, Any] | None = None,
-                  baseline: tuple[str, answer_types.Majority] | None = None) -> dict[str, Any]:
+                  baseline: tuple[str, answer_types.Majority] | None = None,
+                  copy_index: CopyIndex | None = None) -> dict[str, Any]:
     """Write metrics.json, predictions.jsonl, report.md, report.html (+ figures/) into `out`; returns the metrics
-    document. `baseline`: see `metrics_document`."""
+    document. `baseline`, `copy_index`: see `metrics_document`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    doc = metrics_document(result, info, operating_point, baseline)
+    doc = metrics_document(result, info, operating_point, baseline, copy_index)
     (out / METRICS_FILE).write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
     write_jsonl(out / "predictions.jsonl", result.records)
     write_jsonl(out / "other_disease.jsonl", result.other_disease_records)
