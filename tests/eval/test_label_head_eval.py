@@ -92,3 +92,18 @@ def test_the_eval_report_draws_the_head_s_reliability(curated: Path, head_model,
     assert "labels_ece" in result.tasks[labels.NAME].metrics
     figs = calibration_figures(result.records, tmp_path)
     assert figs and all((tmp_path / f["path"]).is_file() for f in figs)
+
+
+def test_reports_are_checked_against_the_head_and_contradictions_counted(curated: Path, head_model) -> None:
+    from cxrvlm.data.images import ImageCache
+    from cxrvlm.tasks import verdict
+
+    examples = [e for e in read_split(curated, "test") if e.task == "report"]
+    result = evaluate(head_model, examples, EvalOptions(fast_metrics=True, progress=False, threshold=0.3))
+    m = result.tasks["report"].metrics
+    assert m["head_checked"] == result.tasks["report"].n == len(examples)
+    assert m["head_contradicted"] == sum(bool(r["contradictions"]) for r in result.records)
+    cache = ImageCache(int(head_model.config.image_size))
+    heads = head_model.label_probs([cache.views(e) for e in examples])
+    for r, head in zip(result.records, heads):  # what the model gives agrees with its head
+        assert verdict.contradictions(r["generated"], head, 0.3) == []

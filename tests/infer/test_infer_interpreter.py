@@ -230,7 +230,7 @@ def test_a_label_head_gives_the_tb_probability_and_every_finding(phantom_png: Pa
     import torch
 
     from cxrvlm.models import create_model
-    from cxrvlm.tasks import labels
+    from cxrvlm.tasks import labels, verdict
     from infer_fixtures import TINY
 
     torch.manual_seed(0)
@@ -248,6 +248,11 @@ def test_a_label_head_gives_the_tb_probability_and_every_finding(phantom_png: Pa
     paired = interp.interpret(str(phantom_png), prior=np.full((70, 50), 0.6, np.float32), prior_days=3,
                               tasks=["classify", "vqa"])  # the change question encodes both films
     assert paired["tb"]["probability"] == pytest.approx(reading["tb"]["probability"], abs=1e-5)
+    told = interp.interpret(str(phantom_png), tasks=["report"])  # the report is checked against the head
+    consistency = told["consistency"]
+    assert consistency["checked_against"] == "label head" and isinstance(consistency["contradictions"], list)
+    assert told["report_source"] == ("templated from the reading" if consistency["contradictions"] else "generated")
+    assert verdict.contradictions(told["report"], head, 0.3) == []  # what it gives never contradicts the verdict
 
 
 def interp_pixels(path: Path) -> np.ndarray:

@@ -32,6 +32,9 @@ class BatchOutput:
     texts: list[str]
     token_scores: list[list[tuple[str, float]]]
     probs: list[dict[str, float] | None] = field(default_factory=list)
+    # per example, what its generated text contradicted in the label head's calls (`Task.check_with_head`; the
+    # text is then the task's replacement); None when it was not checked
+    contradictions: list[list[str] | None] = field(default_factory=list)
 
 
 def candidates_of(example: Example) -> list[str]:
@@ -67,7 +70,8 @@ def run_batch(model: Any, examples: Sequence[Example], views: Sequence[list[np.n
     """Encode the batch's views once, generate an answer to each prefix (greedy, kept to its task's answer shape),
     score the candidates of the close-ended examples, or take them from the label head where the model has one and
     the task reads it (`Task.from_head`; an answer the task states from the head, `Task.text_from_head`, with TB
-    called at the operating point `threshold`, replaces the generation). views: per example, its (H, W) float
+    called at the operating point `threshold`, replaces the generation, and a generation the task checks against
+    the head, `Task.check_with_head`, is replaced when it contradicts it). views: per example, its (H, W) float
     arrays in [0, 1]."""
     features = model.encode_images([list(v) for v in views])
     heads = model.label_probs(image_features=features) if getattr(model, "label_names", None) else None
@@ -81,6 +85,11 @@ def run_batch(model: Any, examples: Sequence[Example], views: Sequence[list[np.n
                                       answer_shapes=[get_task(ex.task).answer_shape for ex in examples])
         texts = [s if s is not None else t for s, t in zip(stated, said)]
         token_scores = [[] if s is not None else list(ts) for s, ts in zip(stated, scores)]
+    checked: list[list[str] | None] = [None] * len(examples)
+    for i, ex in enumerate(examples):
+        check = get_task(ex.task).check_with_head
+        if heads and check and generate and stated[i] is None:
+            texts[i], checked[i] = check(texts[i], heads[i], threshold)
     probs: list[dict[str, float] | None] = []
     for i, (ex, prefix) in enumerate(zip(examples, prefixes)):
         from_head = get_task(ex.task).from_head
@@ -90,7 +99,7 @@ def run_batch(model: Any, examples: Sequence[Example], views: Sequence[list[np.n
             continue
         cands = candidates_of(ex) if score else []
         probs.append(score_one(model, views[i], _one(features, i), prefix, cands) if cands else None)
-    return BatchOutput(texts, token_scores, probs)
+    return BatchOutput(texts, token_scores, probs, checked)
 
 
 def _stated(example: Example, head: dict[str, float], threshold: float | None) -> str | None:

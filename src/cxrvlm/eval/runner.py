@@ -15,6 +15,10 @@ Conventions (stated because they change the numbers):
 - findings_then_report step 2 is asked with the model's own step-1 answer in its prompt (`chain=True`, the chain
   of thought as deployed), not the reference answer the training prompt holds. A model with a label head states
   step 1 from its head (`Task.text_from_head`, TB at the operating point `threshold`) instead of generating it.
+- A model with a label head has its generated reports checked against the head's calls (`Task.check_with_head`): one
+  that contradicts them is replaced by a report templated from them, as `cxrvlm interpret` gives it; the metrics
+  count the contradictions (`head_contradicted` of `head_checked`, `head_contradiction_rate`), each record lists
+  its own (`contradictions`).
 - `perturb=(zoom, dx, dy)` evaluates on every image zoomed about its centre and shifted by (dx, dy) of its side
   (`data.images.zoom_shift`): how much a reading depends on the framing of the film. Only for tasks whose answers
   hold no coordinates; the TB operating point stays the one chosen on unperturbed images, as deployed.
@@ -92,6 +96,8 @@ class TaskResult:
     invalid_reasons: Counter = field(default_factory=Counter)
     skipped_reasons: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    n_checked: int = 0  # generated texts checked against the label head (`Task.check_with_head`)
+    n_contradicted: int = 0  # of those, the ones that contradicted it (and were replaced)
     metrics: dict[str, Any] = field(default_factory=dict)
     by_source: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> {"n", "metrics"}
 
@@ -305,12 +311,19 @@ def _evaluate_task(model: Any, task: str, examples: list[Example], options: Eval
                 result.skipped_reasons[reason_kind(skip)] += 1
                 records.append({**_ids(ex), "prefix": prefix, "skipped": skip, "target": ex.target})
                 continue
-            text, token_scores, probs = out
+            text, token_scores, probs, contradicted = out
             chain.remember(ex, text)
             records.append(_score(spec, (metric, per_source), ex, prefix, text, token_scores, probs, options,
                                   result))
+            if contradicted is not None:
+                records[-1]["contradictions"] = contradicted
+                result.n_checked += 1
+                result.n_contradicted += bool(contradicted)
         bar.update(len(chunk))
     result.metrics = _compute(metric, task)
+    if result.n_checked:  # generated texts that contradicted the label head (each was replaced)
+        result.metrics.update({"head_checked": result.n_checked, "head_contradicted": result.n_contradicted,
+                               "head_contradiction_rate": result.n_contradicted / result.n_checked})
     result.by_source = per_source.compute(lambda m, source: _compute(m, f"{task} ({source})"), result.metrics)
     result.seconds = time.perf_counter() - t0
     log.info("%s: %d examples, %d malformed, %d skipped, %.1fs", task, result.n, result.n_invalid,
@@ -353,7 +366,7 @@ def _run_chunk(model: Any, chunk: list[Example], chain: _Chain, cache: Any, max_
             rows.append((group[0][0], group[0][1], None, f"model error: {e}"))
             continue
         for i, (ex, prefix, _) in enumerate(group):
-            rows.append((ex, prefix, (out.texts[i], out.token_scores[i], out.probs[i]), ""))
+            rows.append((ex, prefix, (out.texts[i], out.token_scores[i], out.probs[i], out.contradictions[i]), ""))
     return rows
 
 

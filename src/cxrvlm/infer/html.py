@@ -63,6 +63,16 @@ def _not_assessable(reading: dict[str, Any]) -> str:
     return f"<h2>Not assessable</h2><p>No verdict: this image has nothing to read.</p><ul class='warn'>{items}</ul>"
 
 
+def _report_note(reading: dict[str, Any]) -> str:
+    """Where the report came from, and what a replaced generated report contradicted."""
+    found = (reading.get("consistency") or {}).get("contradictions") or []
+    if not found:
+        return f"<p><small>{escape(reading.get('report_source') or '')}</small></p>" if reading.get("report") else ""
+    items = "".join(f"<li>{escape(str(c))}</li>" for c in found)
+    return (f"<p><small>{escape(reading.get('report_source') or '')}: the generated report contradicted the "
+            f"reading above</small></p><ul class='warn'>{items}</ul>")
+
+
 def _sections(reading: dict[str, Any]) -> str:
     report = reading.get("report") or ""
     parts = [_not_assessable(reading),
@@ -71,6 +81,7 @@ def _sections(reading: dict[str, Any]) -> str:
                                     [[f["label"], f["probability"]] for f in reading.get("findings", [])]),
         "<h2>Report</h2>",
         f"<div class='report'>{escape(report)}</div>" if report else "<p><small>none</small></p>",
+        _report_note(reading),
         "<h2>Detections</h2>", _table(["label", "box x1, y1, x2, y2 (px)", "score"],
                                       [[d["label"], d["box"], d["score"]] for d in reading.get("detections", [])]),
         "<h2>Segmentations</h2>", _table(["label", "box (px)", "area (px)", "score"],

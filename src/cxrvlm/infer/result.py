@@ -4,6 +4,8 @@ head and tail keys are the interpreter's; each task fills its own fields (`Task.
     {"image": ..., "model": ..., "notice": "Research use only. Not a diagnosis.", "image_size": [h, w],
      "prior": ... | null, "quality": {"assessable": bool, "view": ... | null, "reasons": [...]}, "tb": {"probability": p, "label": "tuberculosis"|"normal", "threshold": t,
      "threshold_source": ...} | null, "findings": [{"label": ..., "probability": p}], "report": "...",
+     "report_source": "generated" | "templated from the reading" | "",
+     "consistency": {"checked_against": "label head", "contradictions": [...]} | null,
      "detections": [{"label": ..., "box": [x1, y1, x2, y2], "score": s}],
      "segmentations": [{"label": ..., "box": [...], "mask": {"size": [h, w], "counts": "<COCO RLE>"}, "score": s}],
      "answers": [{"question": ..., "answer": ..., "probability": p, "closed": bool}],
@@ -14,6 +16,10 @@ A task that was not asked for, or whose model output was malformed, leaves its f
 an image with nothing to read (blank, one grey level, tiny) or that the view gate does not take for a frontal chest
 radiograph (`cxrvlm.infer.quality`; `quality.view` is what the gate saw, `quality.view_probabilities` its
 probability of each kind) gets `quality.assessable` false with the reasons, and no task runs on it.
+One verdict: with a model that has a label head, the TB probability and the findings are the head's, and the
+generated report is checked against the head's calls (`cxrvlm.tasks.verdict`); a report that contradicts them is
+replaced by one templated from them (`report_source`), and `consistency.contradictions` says what the generated one
+contradicted.
 The numbers: `tb.probability` is P("tuberculosis") among the TB answers, from their likelihoods, and `tb.label` is
 "tuberculosis" when it reaches `tb.threshold` (from `threshold_source`: "argument", the model's
 "operating_point.json", or "default"); a finding's probability is its share of the finding answers' likelihood; a

@@ -182,6 +182,13 @@ def label_report(text: str) -> dict[str, float]:
     return labels
 
 
+def label_phrase(text: str, pattern: str) -> float:
+    """One more observation, by a regular expression over the lower-cased report (hyphens as spaces), classified
+    and aggregated as the 14 are: 1 / 0 / -1, NaN when the report does not mention it."""
+    rx = re.compile(rf"\b(?:{pattern})\b")
+    return _aggregate([classify(c, m.start(), m.end()) for c in sentences(text) for m in rx.finditer(c)])
+
+
 def label_reports(texts: Sequence[str]) -> np.ndarray:
     """(N, 14) float array of 1 / 0 / -1 / NaN, columns in CHEXPERT_14 order."""
     rows = (label_report(t) for t in texts)

@@ -23,12 +23,13 @@ label phrases, for clinical-efficacy scoring).
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cxrvlm.examples import Example, Prediction
 from cxrvlm.metrics.report import ReportMetric
 from cxrvlm.records import Report, Study, View
-from cxrvlm.tasks import _text
+from cxrvlm.tasks import _text, labels, verdict
 from cxrvlm.tasks.base import ReadContext, Task, register
 from cxrvlm.tokens.shape import TEXT
 
@@ -121,6 +122,25 @@ def templated_report(study: Study, view: View | None, rng: random.Random) -> Rep
     return Report(findings=" ".join(findings), impression=impression, kind="templated")
 
 
+def stated_report(called: Sequence[str]) -> str:
+    """A report templated from the label head's calls (`labels.called`): the narrowest diagnoses called (COVID-19
+    rather than viral pneumonia), or the first normal wording when nothing but "No Finding" is called."""
+    leaves = [k for k in called if k != _text.NO_FINDING and k not in {_text.PARENT.get(c) for c in called}]
+    if leaves:
+        x = _text.join_words([_report_phrase(k) for k in leaves])
+        return f"Findings: {_POSITIVE[0].format(x=x)} Impression: {_IMPRESSION[0].format(x=x)}"
+    if _text.NO_FINDING in called:
+        return f"Findings: {_NORMAL_FINDINGS[0]} Impression: {_NORMAL_IMPRESSION[0]}"
+    return "Findings: No finding is called with confidence. Impression: Indeterminate; review the film."
+
+
+def check_with_head(text: str, head: Mapping[str, float], tb_threshold: float | None) -> tuple[str, list[str]]:
+    """The generated report checked against the label head's calls: (it, []) when it contradicts none, else (the
+    report stated from the calls, the contradictions the generated one had)."""
+    found = verdict.contradictions(text, head, tb_threshold)
+    return (text, []) if not found else (stated_report(labels.called(head, tb_threshold)), found)
+
+
 def _reference(study: Study, view: View | None, rng: random.Random) -> Report | None:
     if study.report and study.report.kind in ("report", "case_notes"):
         return study.report
@@ -201,7 +221,9 @@ def wants_pair(ctx: ReadContext) -> bool:
 
 
 def read(ctx: ReadContext) -> dict[str, Any]:
-    """The generated report ("" with a warning when the output is malformed)."""
+    """The generated report ("" with a warning when the output is malformed), checked against the label head where
+    the model has one: a report that contradicts the head's calls is replaced by one templated from them, and
+    `report_source` says which it is; `consistency` lists what the generated report contradicted."""
     if ctx.second == "prior" and ctx.prior_days is None:
         ctx.warn(f"{NAME}: the prior was not compared (its interval is unknown; give prior_days)")
     prefix, pair = _read_prompt(ctx)
@@ -210,7 +232,12 @@ def read(ctx: ReadContext) -> dict[str, Any]:
     if not pred.valid:
         ctx.warn(_text.output_warning(NAME, pred.reason, text))
         return {"report": ""}
-    return {"report": pred.text}
+    head = ctx.labels()
+    if not head:
+        return {"report": pred.text, "report_source": "generated"}
+    given, found = check_with_head(pred.text, head, ctx.options.threshold)
+    return {"report": given, "report_source": "templated from the reading" if found else "generated",
+            "consistency": {"checked_against": "label head", "contradictions": found}}
 
 
 TASK = register(Task(
@@ -218,4 +245,5 @@ TASK = register(Task(
     max_new_tokens=192,  # Open-i reports are ~50 BPE tokens (p99 ~130); case notes are longer
     headline=("bleu_4", "sacrebleu", "bleu_per_sample_lowercase"),
     answer_shape=TEXT, coordinates=False,
-    reading={"report": ""}, read=read, wants_pair=wants_pair))
+    reading={"report": "", "report_source": "", "consistency": None}, read=read, wants_pair=wants_pair,
+    check_with_head=check_with_head))

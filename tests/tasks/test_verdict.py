@@ -1,0 +1,52 @@
+"""One verdict: a text that contradicts the label head's calls is found out, and the report stated from the calls
+contradicts nothing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cxrvlm.tasks import labels, report, verdict
+
+
+def _head(**probs: float) -> dict[str, float]:
+    return {name: 0.02 for name in labels.LABEL_SPACE} | {"No Finding": 0.1} | {
+        k.replace("_", " "): v for k, v in probs.items()}
+
+
+@pytest.mark.parametrize("text, head, expected", [
+    ("The lungs are clear. Impression: Normal chest radiograph.", _head(Tuberculosis=0.8),
+     "the text reads normal; the reading calls tuberculosis"),
+    ("No evidence of tuberculosis.", _head(Tuberculosis=0.5), "the text rules out tuberculosis; the reading calls it"),
+    ("Findings consistent with pulmonary tuberculosis.", _head(Tuberculosis=0.1),
+     "the text states tuberculosis; the reading does not call it (probability 0.10)"),
+    ("Small left pleural effusion.", _head(), "the text states pleural effusion; the reading does not call it"),
+    ("Bilateral opacities in keeping with COVID-19 pneumonia.", _head(Pneumonia=0.7),
+     "the text states covid-19; the reading does not call it"),
+])
+def test_contradictions_name_the_fact_and_the_reading(text, head, expected):
+    found = verdict.contradictions(text, head, tb_threshold=0.36)
+    assert len(found) == 1 and found[0].startswith(expected)
+
+
+def test_agreeing_and_uncertain_texts_contradict_nothing():
+    head = _head(Tuberculosis=0.6)
+    assert verdict.contradictions("Appearances are in keeping with pulmonary tuberculosis.", head, 0.36) == []
+    assert verdict.contradictions("Possible tuberculosis; clinical correlation.", _head(), 0.36) == []
+    assert verdict.contradictions("Heart size normal. No effusion.", _head(), 0.36) == []
+
+
+def test_a_contradicting_report_is_replaced_by_the_one_stated_from_the_calls():
+    head = _head(**{"COVID-19": 0.9, "Viral_Pneumonia": 0.8, "Pneumonia": 0.85})
+    given, found = report.check_with_head("Findings: The lungs are clear. Impression: Normal.", head, 0.36)
+    assert found and "covid-19 pneumonia" in given.lower() and "viral" not in given.lower()
+    same, none = report.check_with_head(given, head, 0.36)
+    assert same == given and none == []
+
+
+def test_the_stated_report_never_contradicts_its_calls():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        head = {name: float(p) for name, p in zip(labels.LABEL_SPACE, rng.random(len(labels.LABEL_SPACE)) ** 3)}
+        threshold = float(rng.uniform(0.2, 0.6))
+        text = report.stated_report(labels.called(head, threshold))
+        assert verdict.contradictions(text, head, threshold) == [], (text, labels.called(head, threshold))
