@@ -134,3 +134,14 @@ def test_card_says_whether_masks_were_refined_and_gives_both_figures(tmp_path) -
     assert "(`cxrvlm eval --no-mask-refiner`): IoU 0.600, Dice 0.700" in text
     assert "no mask refiner" in " ".join(masks_paragraph(metrics(False, 0.6), None))
     assert masks_paragraph({"tasks": {"classify": {}}}, None) == []
+
+
+def test_the_card_says_how_many_reports_were_replaced_or_copied() -> None:
+    from cxrvlm.models.ship import reports_paragraph
+
+    lines = reports_paragraph({"tasks": {"report": {
+        "metrics": {"head_checked": 20, "head_contradicted": 3},
+        "memorisation": {"n": 20, "n_copied": 1, "run_words": 12}}}})
+    assert "3 of 20 generated texts contradicted the label head" in lines[0]
+    assert "1 of 20 generated texts copy a run of 12 words" in lines[0]
+    assert reports_paragraph({"tasks": {"classify": {"metrics": {}}}}) == []

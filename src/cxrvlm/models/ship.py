@@ -179,7 +179,23 @@ def validation_section(metrics: dict[str, Any], unrefined: Path | None = None,
         f"TB operating point: threshold {_fmt(op.get('threshold'))} chosen on the {op.get('split', 'validation')} "
         "split for sensitivity ≥ 0.90 (the WHO screening target), shipped as `operating_point.json`.", "",
         *masks_paragraph(metrics, unrefined),
+        *reports_paragraph(metrics),
         *robustness_table(robustness or [])]
+
+
+def reports_paragraph(metrics: dict[str, Any]) -> list[str]:
+    """Card lines: generated reports that contradicted the label head (and were replaced), and memorisation."""
+    lines = []
+    for task, t in sorted(metrics.get("tasks", {}).items()):
+        m, copied = t.get("metrics", {}), t.get("memorisation")
+        if m.get("head_checked"):
+            lines.append(f"{task}: {m['head_contradicted']} of {m['head_checked']} generated texts contradicted the "
+                         "label head's TB verdict or findings and were replaced by a text templated from them, as "
+                         "`cxrvlm interpret` gives them; the figures above score what is given.")
+        if copied and copied.get("n"):
+            lines.append(f"{task}: {copied['n_copied']} of {copied['n']} generated texts copy a run of "
+                         f"{copied['run_words']} words that only one training patient's text holds.")
+    return [" ".join(lines), ""] if lines else []
 
 
 def refresh_metrics(dest: Path, eval_dir: Path, unrefined: Path | None = None,
