@@ -253,6 +253,10 @@ def test_a_label_head_gives_the_tb_probability_and_every_finding(phantom_png: Pa
     assert consistency["checked_against"] == "label head" and isinstance(consistency["contradictions"], list)
     assert told["report_source"] == ("templated from the reading" if consistency["contradictions"] else "generated")
     assert verdict.contradictions(told["report"], head, 0.3) == []  # what it gives never contradicts the verdict
+    asked = interp.interpret(str(phantom_png), tasks=["classify", "vqa"])
+    tb_answer = next(a for a in asked["answers"] if "tuberculosis" in a["question"])
+    assert tb_answer["source"] == "label head"
+    assert tb_answer["answer"] == ("yes" if asked["tb"]["label"] == "tuberculosis" else "no")
 
 
 def interp_pixels(path: Path) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrvlm.tasks import labels, report, verdict
+from cxrvlm.tasks import labels, report, verdict, vqa
 
 
 def _head(**probs: float) -> dict[str, float]:
@@ -50,3 +50,13 @@ def test_the_stated_report_never_contradicts_its_calls():
         threshold = float(rng.uniform(0.2, 0.6))
         text = report.stated_report(labels.called(head, threshold))
         assert verdict.contradictions(text, head, threshold) == [], (text, labels.called(head, threshold))
+
+
+def test_yes_no_questions_the_head_settles_are_answered_as_the_verdict_is():
+    head = _head(Tuberculosis=0.4, **{"No_Finding": 0.7})
+    tb = vqa.head_answer("Is there evidence of tuberculosis in this X-ray?", head, 0.36)
+    assert (tb["answer"], tb["probability"], tb["source"]) == ("yes", 0.4, "label head")  # at the operating point
+    assert vqa.head_answer("Is this chest X-ray normal?", head, 0.36)["answer"] == "no"  # TB is called
+    assert vqa.head_answer("Is this chest X-ray normal?", head, 0.5)["answer"] == "yes"
+    assert vqa.head_answer("Is there evidence of edema in this X-ray?", head, 0.36)["probability"] == 0.98
+    assert vqa.head_answer("What is the projection of this radiograph?", head, 0.36) is None

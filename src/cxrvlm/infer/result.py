@@ -8,7 +8,7 @@ head and tail keys are the interpreter's; each task fills its own fields (`Task.
      "consistency": {"checked_against": "label head", "contradictions": [...]} | null,
      "detections": [{"label": ..., "box": [x1, y1, x2, y2], "score": s}],
      "segmentations": [{"label": ..., "box": [...], "mask": {"size": [h, w], "counts": "<COCO RLE>"}, "score": s}],
-     "answers": [{"question": ..., "answer": ..., "probability": p, "closed": bool}],
+     "answers": [{"question": ..., "answer": ..., "probability": p, "closed": bool, ("source": "label head")}],
      "tasks": [...], "warnings": [...], "timing_ms": {stage: ms}}
 
 Boxes are pixels of the input image (x2, y2 exclusive edges, floats); masks are COCO RLE at the input image's size.
@@ -19,7 +19,7 @@ probability of each kind) gets `quality.assessable` false with the reasons, and 
 One verdict: with a model that has a label head, the TB probability and the findings are the head's, and the
 generated report is checked against the head's calls (`cxrvlm.tasks.verdict`); a report that contradicts them is
 replaced by one templated from them (`report_source`), and `consistency.contradictions` says what the generated one
-contradicted.
+contradicted; a yes/no question about a head label or normality is answered by the head's call (`source`).
 The numbers: `tb.probability` is P("tuberculosis") among the TB answers, from their likelihoods, and `tb.label` is
 "tuberculosis" when it reaches `tb.threshold` (from `threshold_source`: "argument", the model's
 "operating_point.json", or "default"); a finding's probability is its share of the finding answers' likelihood; a

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +37,7 @@ import numpy as np
 from cxrvlm.examples import Example, Prediction
 from cxrvlm.metrics.vqa import ClosedVQAMetric, OpenVQAMetric
 from cxrvlm.records import LABELS, QA, Study, View, load_mask
-from cxrvlm.tasks import _reading, _text
+from cxrvlm.tasks import _reading, _text, labels
 from cxrvlm.tasks.base import ReadContext, Task, register
 from cxrvlm.tokens.seg import split_lungs
 from cxrvlm.tokens.shape import TEXT
@@ -309,7 +309,31 @@ def wants_pair(ctx: ReadContext) -> bool:
     return ctx.second == "prior" and any(q.needs_prior for q in ctx.options.questions)
 
 
+def head_answer(question: str, head: Mapping[str, float], tb_threshold: float | None) -> dict[str, Any] | None:
+    """The answer of a yes/no question the label head settles, given as the reading's verdict gives it (so they
+    agree): "Is there evidence of X in this X-ray?" for a head label X (TB at the operating point), "Is this chest
+    X-ray normal?" (yes when the head calls no finding). `probability` is the head's probability of the answer
+    given; None for any other question."""
+    q = " ".join(str(question).split()).lower()
+    by_phrase = {_text.phrase(k): k for k in head}
+    called = labels.called(head, tb_threshold)
+    m = re.fullmatch(re.escape(Q_LABEL.lower()).replace(re.escape("{x}"), "(.+)"), q)
+    if m and m.group(1) in by_phrase:
+        name = by_phrase[m.group(1)]
+        yes, p_yes = name in called, head[name]
+    elif q == Q_NORMAL.lower() and _text.NO_FINDING in head:
+        yes, p_yes = not [k for k in called if k != _text.NO_FINDING], head[_text.NO_FINDING]
+    else:
+        return None
+    return {"question": question, "answer": "yes" if yes else "no",
+            "probability": round(float(p_yes if yes else 1.0 - p_yes), 6), "closed": True, "source": "label head"}
+
+
 def _answer(ctx: ReadContext, q: Question, pair: bool) -> dict[str, Any]:
+    head = ctx.labels() if q.candidates == list(YES_NO) else None
+    settled = head_answer(q.text, head, ctx.options.threshold) if head else None
+    if settled is not None:
+        return settled
     if q.closed:
         probs = ctx.score(prompt(q.text), q.candidates, pair=pair)
         best = int(np.argmax(probs))
@@ -326,7 +350,8 @@ def _answer(ctx: ReadContext, q: Question, pair: bool) -> dict[str, Any]:
 
 def read(ctx: ReadContext) -> dict[str, Any]:
     """An answer per question (closed: the likeliest candidate and its share; open: the generated text and its
-    mean token confidence). A change question without a prior gets an empty answer and a warning."""
+    mean token confidence; a yes/no question the label head settles: the head's call, `head_answer`). A change
+    question without a prior gets an empty answer and a warning."""
     answers = []
     for q in ctx.options.questions:
         if q.needs_prior and ctx.second != "prior":
