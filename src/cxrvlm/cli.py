@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("cxrvlm.eval.command", "evaluate a model on every task of a curated split: metrics.json, report.md/html"),
     "calibrate": ("cxrvlm.eval.calibrate_command", "temperature-scale a model's label head on validation: ECE "
                                                    "before and after (out of sample), --write into its config"),
+    "pointing-game": ("cxrvlm.eval.pointing_command", "do the label head's saliency maps point into the boxes of the "
+                                                      "findings they explain? (hit rate vs the image centre's)"),
     "source-probe": ("cxrvlm.eval.source_probe_command", "can a linear probe on the model's image features tell the "
                                                          "films' sources apart? (balanced accuracy vs chance)"),
     "specialists": ("cxrvlm.eval.specialists_command", "train the single-task baselines (TB CNN, lung U-Net) on a "

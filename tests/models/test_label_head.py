@@ -72,3 +72,15 @@ def test_a_head_trained_for_other_labels_is_refused(tiny, tmp_path) -> None:
 def test_label_temperatures_are_one_positive_value_per_label(tiny, temperatures) -> None:
     with pytest.raises(ConfigError, match="label_temperatures"):
         tiny(label_names=["Tuberculosis", "No Finding"], label_temperatures=temperatures)
+
+
+def test_label_maps_average_to_the_head_s_logits(tiny) -> None:
+    import numpy as np
+
+    model = tiny(label_names=NAMES, label_temperatures=[1.0, 2.0, 0.5])
+    view = views(1, seed=3)[0]
+    maps = model.label_maps(view)
+    probs = model.label_probs(images=[[view]])[0]
+    assert maps.shape[0] == len(NAMES) and maps.shape[1] == maps.shape[2] == model.vision.encoders[0].grid
+    for k, name in enumerate(NAMES):  # CAM is exact for a linear head on mean-pooled tokens
+        assert 1 / (1 + np.exp(-maps[k].mean())) == pytest.approx(probs[name], abs=1e-4)

@@ -63,6 +63,19 @@ def _not_assessable(reading: dict[str, Any]) -> str:
     return f"<h2>Not assessable</h2><p>No verdict: this image has nothing to read.</p><ul class='warn'>{items}</ul>"
 
 
+def _saliency(reading: dict[str, Any]) -> str:
+    """Each saliency map (TB, and every finding called) drawn small, stretched and smoothed, with its label."""
+    maps = reading.get("saliency") or []
+    if not maps:
+        return ""
+    figures = "".join(
+        f"<figure style='display:inline-block;margin:0 1em 0 0'><img alt='saliency of {escape(m['label'])}' "
+        f"src='data:image/png;base64,{m['png']}' width='128' height='128' style='image-rendering:auto'>"
+        f"<figcaption>{escape(m['label'])}</figcaption></figure>" for m in maps)
+    return ("<h2>Where the scores come from</h2><p><small>Class activation maps of the label head: brighter cells "
+            "raise the score more (each map scaled to its own range).</small></p>" + figures)
+
+
 def _report_note(reading: dict[str, Any]) -> str:
     """Where the report came from, and what a replaced generated report contradicted."""
     found = (reading.get("consistency") or {}).get("contradictions") or []
@@ -79,6 +92,7 @@ def _sections(reading: dict[str, Any]) -> str:
         "<h2>Tuberculosis</h2>", _tb(reading),
         "<h2>Findings</h2>", _table(["finding", "probability"],
                                     [[f["label"], f["probability"]] for f in reading.get("findings", [])]),
+        _saliency(reading),
         "<h2>Report</h2>",
         f"<div class='report'>{escape(report)}</div>" if report else "<p><small>none</small></p>",
         _report_note(reading),

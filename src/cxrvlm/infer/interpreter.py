@@ -65,6 +65,7 @@ class _Study:
     warnings: list[str] = field(default_factory=list)
     single: Any = None
     pair: Any = None
+    model_pixels: Any = None  # the frontal view as the model was given it (resized, 8-bit levels)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -84,6 +85,11 @@ class _Study:
         if not getattr(self.model, "label_names", None):
             return None
         return self.model.label_probs(image_features=self.single)[0]
+
+    def label_maps(self) -> np.ndarray | None:
+        if not getattr(self.model, "label_names", None) or not hasattr(self.model, "label_maps"):
+            return None
+        return self.model.label_maps(self.model_pixels)
 
     def score(self, prefix: str, candidates: Sequence[str], pair: bool = False) -> list[float]:
         probs = self.model.score_candidates(images=None, prefix=prefix, candidates=list(candidates),
@@ -200,10 +206,11 @@ class Interpreter:
     def _encode(self, study: _Study, use_pair: bool) -> None:
         """Encode [frontal] or, when a task reads both, [frontal, second] once; the single-view features are then
         the first view's slot."""
+        study.model_pixels = self._pixels(study.frontal)
         if study.second_view is None or not use_pair:
-            study.single = self.model.encode_images([self._pixels(study.frontal)])
+            study.single = self.model.encode_images([study.model_pixels])
             return
-        study.pair = self.model.encode_images([self._pixels(study.frontal), self._pixels(study.second_view)])
+        study.pair = self.model.encode_images([study.model_pixels, self._pixels(study.second_view)])
         n = getattr(self.model, "tokens_per_image", None)
         tokens, mask = getattr(study.pair, "tokens", None), getattr(study.pair, "mask", None)
         if isinstance(n, int) and tokens is not None and mask is not None:
@@ -211,7 +218,7 @@ class Interpreter:
             # the label head reads slot 0 too)
             study.single = type(study.pair)(tokens[:, :n], mask[:, :n], getattr(study.pair, "label_probs", None))
         else:
-            study.single = self.model.encode_images([self._pixels(study.frontal)])
+            study.single = self.model.encode_images([study.model_pixels])
 
 
 def _read_into(reading: dict[str, Any], task: Task, study: _Study) -> None:

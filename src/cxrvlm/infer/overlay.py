@@ -1,11 +1,14 @@
 """The overlay picture of a reading: the X-ray with masks (semi-transparent, outlined), boxes with label and
-score, and a banner above the image with the TB probability and the research-use notice.
+score, the TB saliency map in red when TB is called, and a banner above the image with the TB probability and the
+research-use notice.
 
     image = render_overlay(pixels, reading)      # PIL RGB image; pixels: float32 (H, W) in [0, 1]
     image.save("chest.overlay.png")
 """
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +24,8 @@ from cxrvlm.tokens.rle import rle_decode_resized
 PALETTE = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
            (204, 121, 167))
 MASK_ALPHA = 0.35
+HEAT_ALPHA = 0.45  # at the map's hottest cell; cells below half of its range are not tinted
+HEAT_COLOUR = (220, 30, 30)
 MIN_SIDE, MAX_SIDE = 512, 1024  # the picture is scaled so text stays readable and files stay small
 
 
@@ -55,6 +60,20 @@ def _blend_masks(rgb: np.ndarray, segmentations: Sequence[dict], colours: dict, 
         out[mask] = (1 - MASK_ALPHA) * out[mask] + MASK_ALPHA * colour
         out[mask & ~ndimage.binary_erosion(mask, iterations=2)] = colour
     return out.clip(0, 255).astype(np.uint8)
+
+
+def _blend_heat(rgb: np.ndarray, reading: dict[str, Any]) -> np.ndarray:
+    """The TB saliency map (`saliency`, a small grey PNG) stretched over the film and tinted red where it is in the
+    upper half of its range; only when the reading calls TB (a map of a negative film would show evidence for a
+    call not made)."""
+    tb = reading.get("tb") or {}
+    entry = next((s for s in reading.get("saliency", []) if s.get("label") == "tuberculosis"), None)
+    if tb.get("label") != "tuberculosis" or entry is None:
+        return rgb
+    cells = Image.open(io.BytesIO(base64.b64decode(entry["png"]))).convert("L")
+    heat = np.asarray(cells.resize((rgb.shape[1], rgb.shape[0]), Image.Resampling.BILINEAR), np.float32) / 255.0
+    alpha = (HEAT_ALPHA * np.clip((heat - 0.5) * 2.0, 0.0, 1.0))[:, :, None]
+    return ((1 - alpha) * rgb + alpha * np.array(HEAT_COLOUR, np.float32)).clip(0, 255).astype(np.uint8)
 
 
 def _draw_boxes(draw: ImageDraw.ImageDraw, items: Sequence[dict], colours: dict, scale: float,
@@ -102,7 +121,7 @@ def render_overlay(pixels: np.ndarray, reading: dict[str, Any]) -> Image.Image:
     gray = Image.fromarray(to_uint8(pixels)).resize((dw, dh), Image.Resampling.BILINEAR)
     rgb = np.repeat(np.asarray(gray)[:, :, None], 3, axis=2)
     colours = label_colours(reading)
-    rgb = _blend_masks(rgb, reading.get("segmentations", []), colours, scale)
+    rgb = _blend_heat(_blend_masks(rgb, reading.get("segmentations", []), colours, scale), reading)
     font = _font(max(12, dw // 45))
     lines = banner_lines(reading)
     line_h = font.size + 8

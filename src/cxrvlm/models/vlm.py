@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 from torch import nn
@@ -125,6 +126,22 @@ class CompactVLM(BackendMixin, nn.Module):
         out = out + self.view_embed.weight[:M][None, :, None, :]
         return ImageFeatures(out.reshape(B, M * n, C), image_mask[:, :, None].expand(B, M, n).reshape(B, M * n),
                              probs)
+
+    @torch.inference_mode()
+    def label_maps(self, pixels: np.ndarray) -> np.ndarray:
+        """Class activation maps of the label head for one view (float (H, W) in [0, 1]): (labels, g, g), each cell
+        the label's logit from that cell's token (the head is linear on the mean of the first encoder's g x g
+        tokens, so a map's mean is exactly the label's logit: CAM, Zhou et al. 2016); rows top to bottom."""
+        if self.label_head is None:
+            raise ValueError(f"model {self.config.name!r} has no label head (config label_names is empty)")
+        x, _ = self.pixel_batch([[pixels]])
+        encoder = self.vision.encoders[0]
+        with self._eval_mode():
+            logits = self.label_head(encoder(x[:, 0].to(self.device, self.dtype)).float())[0]  # (g * g, L)
+        if self.config.label_temperatures:
+            logits = logits / torch.tensor(self.config.label_temperatures, device=logits.device)
+        g = encoder.grid
+        return logits.T.reshape(len(self.config.label_names), g, g).cpu().numpy()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix_lengths: torch.Tensor,
                 pixel_values: torch.Tensor | None = None, image_mask: torch.Tensor | None = None,

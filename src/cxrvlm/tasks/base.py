@@ -56,6 +56,10 @@ class ReadContext(Protocol):
     def labels(self) -> Mapping[str, float] | None:
         """The label head's probabilities for the frontal view (None: the model has no label head)."""
 
+    def label_maps(self) -> np.ndarray | None:
+        """The label head's class activation maps for the frontal view, (labels, g, g) in the head's order (None:
+        the model has no label head)."""
+
 
 @dataclass(frozen=True)
 class Task:

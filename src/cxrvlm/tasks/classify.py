@@ -32,7 +32,7 @@ from typing import Any
 from cxrvlm.examples import Example, Prediction
 from cxrvlm.metrics.classification import FAST_N_BOOT, ClassificationMetric
 from cxrvlm.records import Study, View
-from cxrvlm.tasks import _text
+from cxrvlm.tasks import _text, saliency
 from cxrvlm.tasks.base import ReadContext, Task, register
 from cxrvlm.tokens.shape import TEXT
 
@@ -228,7 +228,10 @@ def read(ctx: ReadContext) -> dict[str, Any]:
     else:
         cands = answer_set("finding")
         found = sorted(zip(cands, ctx.score(prompt("finding"), cands)), key=lambda cp: -cp[1])
-    return {"tb": tb, "findings": [{"label": c, "probability": round(float(q), 6)} for c, q in found]}
+    maps = ctx.label_maps() if head else None
+    return {"tb": tb, "findings": [{"label": c, "probability": round(float(q), 6)} for c, q in found],
+            "saliency": saliency.entries(maps, list(head), head, ctx.options.threshold, ctx.image_size)
+            if maps is not None else []}
 
 
 TASK = register(Task(
@@ -238,4 +241,5 @@ TASK = register(Task(
     answer_shape=TEXT,  # plain text: greedy decoding never writes a <loc> or <seg> token
     coordinates=False,  # left/right words survive small shifts, turns and zooms
     parse_hints=("candidates",), candidates=candidates, screening=(TB_KIND, TB_POSITIVE),
-    other_disease_case=other_disease_case, from_head=from_head, reading={"tb": None, "findings": []}, read=read))
+    other_disease_case=other_disease_case, from_head=from_head, reading={"tb": None, "findings": [], "saliency": []},
+    read=read))
