@@ -3,7 +3,9 @@ head and tail keys are the interpreter's; each task fills its own fields (`Task.
 
     {"image": ..., "model": ..., "notice": "Research use only. Not a diagnosis.", "image_size": [h, w],
      "prior": ... | null, "quality": {"assessable": bool, "view": ... | null, "reasons": [...]}, "tb": {"probability": p, "label": "tuberculosis"|"normal", "threshold": t,
-     "threshold_source": ...} | null, "findings": [{"label": ..., "probability": p}], "report": "...",
+     "threshold_source": ...} | null, "findings": [{"label": ..., "probability": p}],
+     "saliency": [{"label": ..., "method": ..., "grid": [g, g], "png": "<base64 grey PNG>", "peak": [x, y]}],
+     "report": "...",
      "report_source": "generated" | "templated from the reading" | "",
      "consistency": {"checked_against": "label head", "contradictions": [...]} | null,
      "detections": [{"label": ..., "box": [x1, y1, x2, y2], "score": s}],
@@ -20,6 +22,8 @@ One verdict: with a model that has a label head, the TB probability and the find
 generated report is checked against the head's calls (`cxrvlm.tasks.verdict`); a report that contradicts them is
 replaced by one templated from them (`report_source`), and `consistency.contradictions` says what the generated one
 contradicted; a yes/no question about a head label or normality is answered by the head's call (`source`).
+`saliency` (models with a label head): where TB and each called finding come from on the film
+(`cxrvlm.tasks.saliency`: the head's class activation maps, each scaled to its own range; `peak` in input pixels).
 The numbers: `tb.probability` is P("tuberculosis") among the TB answers, from their likelihoods, and `tb.label` is
 "tuberculosis" when it reaches `tb.threshold` (from `threshold_source`: "argument", the model's
 "operating_point.json", or "default"); a finding's probability is its share of the finding answers' likelihood; a
