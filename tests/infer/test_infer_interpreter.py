@@ -186,7 +186,7 @@ def test_frontal_and_lateral_views(interp: Interpreter, phantom_png: Path, monke
     fake = ScriptedGenerate(interp.model, {"Generate": "Findings: normal. Impression: normal."})
     monkeypatch.setattr(interp.model, "generate", fake)
     lateral = np.full((70, 50), 0.6, np.float32)
-    reading = interp.interpret([str(phantom_png), lateral], tasks=["report"])
+    reading = interp.interpret(str(phantom_png), lateral=lateral, tasks=["report"])
     prefix, feats = fake.calls[0]
     assert prefix == report.prompt("report", lateral=True)
     assert feats.tokens.shape[1] == 2 * interp.model.tokens_per_image
@@ -267,3 +267,14 @@ def interp_pixels(path: Path) -> np.ndarray:
 
 def classify_phrase(label: str) -> str:
     return label.lower()
+
+
+def test_a_list_of_images_is_a_batch_and_a_bad_one_costs_only_itself(interp: Interpreter, phantom_png: Path,
+                                                                       tmp_path: Path) -> None:
+    readings = interp.interpret([str(phantom_png), str(tmp_path / "missing.png"), str(phantom_png)],
+                                tasks=["classify"])
+    assert len(readings) == 3 and readings[0]["image"] == readings[2]["image"] == str(phantom_png)
+    assert readings[0]["tb"] is not None and readings[2]["tb"] == readings[0]["tb"]
+    assert readings[1]["image"] == str(tmp_path / "missing.png") and "missing.png" in readings[1]["error"]
+    with pytest.raises(ValueError, match="a list of images is a batch"):
+        interp.interpret([str(phantom_png)], prior=str(phantom_png), prior_days=3)

@@ -136,29 +136,50 @@ class Interpreter:
 
     # ------------------------------------------------------------------------------------------------ public
     def interpret(self, images: ImageLike | Sequence[ImageLike], tasks: Sequence[str] = TASKS,
-                  questions: Sequence[str | dict] | None = None, prior: ImageLike | Sequence[ImageLike] | None = None,
-                  prior_days: float | None = None) -> dict[str, Any]:
-        """One study -> the reading as a JSON-ready dict (see `cxrvlm.infer.result`).
+                  questions: Sequence[str | dict] | None = None, prior: ImageLike | None = None,
+                  prior_days: float | None = None, lateral: ImageLike | None = None) -> Any:
+        """One image -> its reading as a JSON-ready dict (see `cxrvlm.infer.result`); a list of images -> a batch:
+        a list of readings, one per image, each read alone (an image that cannot be read gives
+        {"image": ..., "error": ...} and the rest are read).
 
-        images: a path / array / XrayImage, or a list of the study's views (frontal first). prior: the same for an
-        earlier study of the patient; prior_days: days between the two (needed for the comparison report).
-        questions: strings or {"question": ..., "candidates": [...]}; default `vqa.DEFAULT_QUESTIONS`. Raises
-        ValueError for an unknown task or an unreadable image; never for a malformed model output.
+        images: a path / array / XrayImage (or a list of them: a batch). A study's other views are explicit:
+        `lateral` a lateral view of the same study, `prior` the frontal view of an earlier study of the patient and
+        `prior_days` the days between the two (needed for the comparison report). questions: strings or
+        {"question": ..., "candidates": [...]}; default `vqa.DEFAULT_QUESTIONS`. Raises ValueError for an unknown
+        task or (one image) an unreadable image; never for a malformed model output.
         """
-        return self.interpret_with_pixels(images, tasks, questions, prior, prior_days)[0]
+        if isinstance(images, (list, tuple)):
+            if prior is not None or lateral is not None:
+                raise InputError("a list of images is a batch, each read alone: give one image with lateral= or "
+                                 "prior= to read a study with several views")
+            if not images:
+                raise InputError("no image given (an empty list)")
+            parse_tasks(tasks)  # a wrong task is the caller's error, raised once, not one per image
+            return [self._one_of_batch(image, tasks, questions) for image in images]
+        return self.interpret_with_pixels(images, tasks, questions, prior, prior_days, lateral)[0]
 
-    def interpret_with_pixels(self, images: ImageLike | Sequence[ImageLike], tasks: Sequence[str] = TASKS,
-                              questions: Sequence[str | dict] | None = None,
-                              prior: ImageLike | Sequence[ImageLike] | None = None,
-                              prior_days: float | None = None) -> tuple[dict[str, Any], np.ndarray]:
-        """`interpret`, also returning the frontal view's pixels (float32 (H, W) in [0, 1]) that the boxes and
-        masks refer to, for drawing an overlay without reading the file again."""
+    def _one_of_batch(self, image: ImageLike, tasks: Sequence[str], questions: Any) -> dict[str, Any]:
+        try:
+            return self.interpret_with_pixels(image, tasks, questions)[0]
+        except (ValueError, OSError) as e:  # an unreadable image costs its own reading only
+            return {"image": str(image) if isinstance(image, (str, os.PathLike)) else type(image).__name__,
+                    "error": str(e)}
+
+    def interpret_with_pixels(self, image: ImageLike, tasks: Sequence[str] = TASKS,
+                              questions: Sequence[str | dict] | None = None, prior: ImageLike | None = None,
+                              prior_days: float | None = None,
+                              lateral: ImageLike | None = None) -> tuple[dict[str, Any], np.ndarray]:
+        """`interpret` of one study, also returning the frontal view's pixels (float32 (H, W) in [0, 1]) that the
+        boxes and masks refer to, for drawing an overlay without reading the file again."""
+        if isinstance(image, (list, tuple)):
+            raise InputError("interpret_with_pixels reads one study: one image, with lateral= / prior= for its "
+                             "other views")
         start, timer = time.perf_counter(), _Timer()
         chosen = [get_task(t) for t in parse_tasks(tasks)]
         options = dataclasses.replace(self.options, questions=tuple(
             make_question(q) for q in (questions or DEFAULT_QUESTIONS)))
         with timer("read"):
-            study = self._load(images, prior, prior_days, options)
+            study = self._load([image] if lateral is None else [image, lateral], prior, prior_days, options)
         h, w = study.frontal.size
         with timer("quality"):
             quality = assess(study.frontal.pixels, self.view_gate)
