@@ -34,8 +34,8 @@ def test_a_second_task_of_the_same_name_is_refused(monkeypatch):
 def test_reading_order_and_fields():
     assert readable_tasks() == ["classify", "report", "detect", "segment", "vqa"]
     fields = reading_fields()
-    assert list(fields) == ["tb", "findings", "saliency", "report", "report_source", "consistency", "detections",
-                            "segmentations", "answers"]
+    assert list(fields) == ["verdict", "tb", "findings", "saliency", "report", "report_source", "consistency",
+                            "detections", "segmentations", "answers"]
     assert fields["tb"] is None and fields["answers"] == []
 
 

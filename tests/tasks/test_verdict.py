@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrvlm.tasks import labels, report, verdict, vqa
+from cxrvlm.tasks import classify, labels, report, verdict, vqa
 
 
 def _head(**probs: float) -> dict[str, float]:
@@ -60,3 +60,12 @@ def test_yes_no_questions_the_head_settles_are_answered_as_the_verdict_is():
     assert vqa.head_answer("Is this chest X-ray normal?", head, 0.5)["answer"] == "yes"
     assert vqa.head_answer("Is there evidence of edema in this X-ray?", head, 0.36)["probability"] == 0.98
     assert vqa.head_answer("What is the projection of this radiograph?", head, 0.36) is None
+
+
+def test_the_one_line_verdict_says_abnormal_not_tb():
+    assert classify.verdict(_head(Tuberculosis=0.5, Edema=0.9), "tuberculosis", 0.36) == {
+        "label": "tuberculosis", "called": ["tuberculosis", "edema"]}
+    assert classify.verdict(_head(**{"COVID-19": 0.8}), "normal", 0.36) == {
+        "label": "abnormal, not tuberculosis", "called": ["covid-19", "viral pneumonia", "pneumonia"]}
+    assert classify.verdict(_head(**{"No_Finding": 0.9}), "normal", 0.36)["label"] == "no finding called"
+    assert classify.verdict(None, "normal", 0.36) == {"label": "not tuberculosis", "called": []}

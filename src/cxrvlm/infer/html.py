@@ -63,6 +63,14 @@ def _not_assessable(reading: dict[str, Any]) -> str:
     return f"<h2>Not assessable</h2><p>No verdict: this image has nothing to read.</p><ul class='warn'>{items}</ul>"
 
 
+def _verdict(reading: dict[str, Any]) -> str:
+    v = reading.get("verdict")
+    if not v:
+        return ""
+    called = f" ({escape(', '.join(v['called']))})" if v.get("called") else ""
+    return f"<h2>Verdict: {escape(v['label'])}{called}</h2>"
+
+
 def _saliency(reading: dict[str, Any]) -> str:
     """Each saliency map (TB, and every finding called) drawn small, stretched and smoothed, with its label."""
     maps = reading.get("saliency") or []
@@ -89,6 +97,7 @@ def _report_note(reading: dict[str, Any]) -> str:
 def _sections(reading: dict[str, Any]) -> str:
     report = reading.get("report") or ""
     parts = [_not_assessable(reading),
+        _verdict(reading),
         "<h2>Tuberculosis</h2>", _tb(reading),
         "<h2>Findings</h2>", _table(["finding", "probability"],
                                     [[f["label"], f["probability"]] for f in reading.get("findings", [])]),

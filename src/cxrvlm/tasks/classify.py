@@ -32,7 +32,7 @@ from typing import Any
 from cxrvlm.examples import Example, Prediction
 from cxrvlm.metrics.classification import FAST_N_BOOT, ClassificationMetric
 from cxrvlm.records import Study, View
-from cxrvlm.tasks import _text, saliency
+from cxrvlm.tasks import _text, labels, saliency
 from cxrvlm.tasks.base import ReadContext, Task, register
 from cxrvlm.tokens.shape import TEXT
 
@@ -212,8 +212,22 @@ def from_head(example: Example, head: Mapping[str, float]) -> dict[str, float] |
     return None
 
 
+VERDICTS = ("tuberculosis", "abnormal, not tuberculosis", "no finding called", "not tuberculosis")
+
+
+def verdict(head: Mapping[str, float] | None, tb_label: str, tb_threshold: float | None) -> dict[str, Any]:
+    """The reading's one-line verdict: with a label head, "tuberculosis" when TB is called, "abnormal, not
+    tuberculosis" when only other findings are, else "no finding called", with the findings called; without one,
+    "tuberculosis" or "not tuberculosis" (the decoder's findings are a choice among answers, not calls)."""
+    if not head:
+        return {"label": VERDICTS[0] if tb_label == TB_POSITIVE else VERDICTS[3], "called": []}
+    called = [k for k in labels.called(head, tb_threshold) if k != _text.NO_FINDING]
+    label = VERDICTS[0] if TB_LABEL in called else VERDICTS[1] if called else VERDICTS[2]
+    return {"label": label, "called": [_text.phrase(k) for k in called]}
+
+
 def read(ctx: ReadContext) -> dict[str, Any]:
-    """The TB screening probability and label at the operating point, and the finding probabilities, most likely
+    """The verdict (`verdict`), the TB screening probability and label at the operating point, and the finding probabilities, most likely
     first: from the label head when the model has one (every label of its space, each its own probability), else
     from the decoder's likelihood of each answer."""
     head = ctx.labels()
@@ -229,7 +243,8 @@ def read(ctx: ReadContext) -> dict[str, Any]:
         cands = answer_set("finding")
         found = sorted(zip(cands, ctx.score(prompt("finding"), cands)), key=lambda cp: -cp[1])
     maps = ctx.label_maps() if head else None
-    return {"tb": tb, "findings": [{"label": c, "probability": round(float(q), 6)} for c, q in found],
+    return {"verdict": verdict(head, tb["label"], ctx.options.threshold), "tb": tb,
+            "findings": [{"label": c, "probability": round(float(q), 6)} for c, q in found],
             "saliency": saliency.entries(maps, list(head), head, ctx.options.threshold, ctx.image_size)
             if maps is not None else []}
 
@@ -241,5 +256,6 @@ TASK = register(Task(
     answer_shape=TEXT,  # plain text: greedy decoding never writes a <loc> or <seg> token
     coordinates=False,  # left/right words survive small shifts, turns and zooms
     parse_hints=("candidates",), candidates=candidates, screening=(TB_KIND, TB_POSITIVE),
-    other_disease_case=other_disease_case, from_head=from_head, reading={"tb": None, "findings": [], "saliency": []},
+    other_disease_case=other_disease_case, from_head=from_head, reading={"verdict": None, "tb": None, "findings": [],
+                                                                      "saliency": []},
     read=read))
