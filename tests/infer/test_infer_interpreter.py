@@ -278,3 +278,25 @@ def test_a_list_of_images_is_a_batch_and_a_bad_one_costs_only_itself(interp: Int
     assert readings[1]["image"] == str(tmp_path / "missing.png") and "missing.png" in readings[1]["error"]
     with pytest.raises(ValueError, match="a list of images is a batch"):
         interp.interpret([str(phantom_png)], prior=str(phantom_png), prior_days=3)
+
+
+def test_detection_scores_are_calibrated_with_the_model_s_box_calibration(tiny_checkpoint: Path, phantom_png: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import cxrvlm
+    from cxrvlm.metrics.calibration import platt
+
+    raw_interp = cxrvlm.load(tiny_checkpoint, view_gate=None, refine_masks=False)
+    box = "<loc0100><loc0050><loc0900><loc0450> right lung"
+    monkeypatch.setattr(raw_interp.model, "generate", ScriptedGenerate(raw_interp.model, {"detect": box}))
+    raw = raw_interp.interpret(str(phantom_png), tasks=["detect"])["detections"]
+    (tiny_checkpoint / "box_calibration.json").write_text(json.dumps({"a": 2.0, "b": 1.0}))
+    try:
+        calibrated = cxrvlm.load(tiny_checkpoint, view_gate=None, refine_masks=False)
+        assert calibrated.options.box_calibration == (2.0, 1.0)
+        monkeypatch.setattr(calibrated.model, "generate", ScriptedGenerate(calibrated.model, {"detect": box}))
+        got = calibrated.interpret(str(phantom_png), tasks=["detect"])["detections"]
+        assert raw and len(got) == len(raw)
+        for r, c in zip(raw, got):
+            assert c["score"] == pytest.approx(float(platt([r["score"]], 2.0, 1.0)[0]), abs=1e-5)
+    finally:
+        (tiny_checkpoint / "box_calibration.json").unlink()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrvlm.metrics.calibration import ece, fit_temperature, logit, reliability
+from cxrvlm.metrics.calibration import ece, fit_platt, fit_temperature, logit, platt, reliability
 
 
 def _sampled(n: int, temperature: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -38,3 +38,13 @@ def test_reliability_bins_and_their_weights():
     with pytest.raises(ValueError, match="0/1"):
         ece([2], [0.5])
     assert logit([0.5])[0] == 0.0 and np.isfinite(logit([0.0, 1.0])).all()
+
+
+def test_platt_scaling_recovers_a_known_mapping_and_stays_finite_when_separable():
+    rng = np.random.default_rng(2)
+    s = rng.uniform(0.01, 0.99, 20000)
+    y = (rng.random(20000) < platt(s, 2.0, -1.0)).astype(float)
+    a, b = fit_platt(y, s)
+    assert a == pytest.approx(2.0, rel=0.1) and b == pytest.approx(-1.0, abs=0.1)
+    a, b = fit_platt([0, 0, 1, 1, 1], [0.1, 0.2, 0.6, 0.7, 0.8])  # separable: smoothed targets keep it finite
+    assert np.isfinite([a, b]).all() and 0.5 < platt([0.7], a, b)[0] < 0.99

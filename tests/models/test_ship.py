@@ -72,6 +72,7 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
         "main": {"classify": {"key": "tb_auroc", "value": 0.8, "ci_low": 0.6, "ci_high": 0.95}},
         "tasks": {"classify": {"n": 2, "n_invalid": 0}}}))
     (again / "operating_point.json").write_text(json.dumps({"threshold": 0.3}))
+    (again / "box_calibration.json").write_text(json.dumps({"a": 2.0, "b": -1.0, "n": 40}))
     weights = (dest / "model.safetensors").read_bytes()
     assert cli.main(["ship", str(dest), str(again), str(dest), "--metrics-only"]) == 0
     refreshed = (dest / "MODEL_CARD.md").read_text()
@@ -79,6 +80,7 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
     assert refreshed.split("## Validation metrics")[0] == card.split("## Validation metrics")[0]
     assert refreshed.split("## Limitations")[1] == card.split("## Limitations")[1]
     assert json.loads((dest / "operating_point.json").read_text())["threshold"] == 0.3
+    assert json.loads((dest / "box_calibration.json").read_text())["a"] == 2.0  # copied beside the model
     assert (dest / "model.safetensors").read_bytes() == weights
 
 

@@ -24,6 +24,7 @@ from cxrvlm.eval.operating_point import OperatingPointError, choose_operating_po
 from cxrvlm.eval.report import write_outputs
 from cxrvlm.eval.runner import EvalOptions, evaluate, select
 from cxrvlm.models import load_model
+from cxrvlm.models.box_calibration import BOX_CALIBRATION_FILE, write_box_calibration
 from cxrvlm.models.operating_point import OPERATING_POINT_FILE, read_operating_point, write_operating_point
 from cxrvlm.tasks import screening_task
 
@@ -131,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
         write_operating_point({**op, "applied_to": args.split}, out / OPERATING_POINT_FILE)
     else:
         (out / OPERATING_POINT_FILE).unlink(missing_ok=True)  # a stale one would describe another run
+    if doc.get("box_calibration") and not args.perturb:
+        write_box_calibration({**doc["box_calibration"], "fitted_on": args.split}, out / BOX_CALIBRATION_FILE)
+    else:
+        (out / BOX_CALIBRATION_FILE).unlink(missing_ok=True)
     summary = {"out": str(out), "n_examples": doc["n_examples"], "malformed": doc["malformed"],
                "main": {t: m["value"] for t, m in doc["main"].items()}}
     print(json.dumps(summary))

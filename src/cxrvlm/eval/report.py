@@ -16,6 +16,8 @@ metrics.json:
 Sources are `by_source.source_key`s; `by_type` is `answer_types.by_type`; `other_disease` is
 `other_disease.summary` (films with another disease and no TB read as TB); `memorisation` is
 `eval.memorisation.by_task` (generated reports that copy a run of words only one training report holds).
+"box_calibration" (when the detections hold enough right and wrong boxes) is `eval.box_calibration.fit`: the
+Platt scaling of box scores to P(IoU >= 0.5), also written as box_calibration.json.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cxrvlm.eval import answer_types, breakdown, figures, memorisation
+from cxrvlm.eval import answer_types, box_calibration, breakdown, figures, memorisation
 from cxrvlm.eval.breakdown import fmt
 from cxrvlm.eval.runner import EvalResult
 from cxrvlm.jsonl import clean, write_jsonl
@@ -78,7 +80,9 @@ def metrics_document(result: EvalResult, info: dict[str, Any], operating_point: 
             tasks[task]["by_type"] = typed
     if result.other_disease is not None and screening_task().name in tasks:
         tasks[screening_task().name]["other_disease"] = result.other_disease
+    boxes = box_calibration.fit(result.records)
     return clean({
+        **({"box_calibration": boxes} if boxes else {}),
         **info, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "n_examples": sum(r.n for r in result.tasks.values()),
         "options": dataclasses.asdict(result.options), "operating_point": operating_point,

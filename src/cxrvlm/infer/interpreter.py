@@ -28,6 +28,7 @@ from cxrvlm.infer.quality import assess
 from cxrvlm.infer.result import DETECT_LABELS, SEGMENT_LABELS, TASKS, new_reading
 from cxrvlm.io import resize_to
 from cxrvlm.models import load_model, registry
+from cxrvlm.models.box_calibration import saved_box_calibration
 from cxrvlm.models.operating_point import OPERATING_POINT_FILE, saved_threshold
 from cxrvlm.models.view_gate import ViewGate
 from cxrvlm.tasks import ReadOptions, Task, get_task
@@ -122,6 +123,7 @@ class Interpreter:
         self.name = name or str(getattr(model.config, "name", "model"))
         value, source = _threshold(threshold, saved_threshold(model_dir))
         self.options = ReadOptions(threshold=value, threshold_source=source,
+                                   box_calibration=saved_box_calibration(model_dir),
                                    detect_labels=_labels(detect_labels, "detect_labels"),
                                    segment_labels=_labels(segment_labels, "segment_labels"),
                                    refine_masks=bool(refine_masks))

@@ -29,9 +29,11 @@ contradicted; a yes/no question about a head label or normality is answered by t
 The numbers: `tb.probability` is P("tuberculosis") among the TB answers, from their likelihoods, and `tb.label` is
 "tuberculosis" when it reaches `tb.threshold` (from `threshold_source`: "argument", the model's
 "operating_point.json", or "default"); a finding's probability is its share of the finding answers' likelihood; a
-detection's score is the geometric mean of the probabilities of its four <loc> tokens (a segmentation's adds its
-sixteen <seg> tokens); a closed answer's probability is its share of the candidates' likelihood, an open one's its
-tokens' mean confidence.
+detection's score is the probability that the box is right (IoU >= 0.5 with the true box of its label), Platt-scaled
+on validation when the model ships a `box_calibration.json` (the built-in model does; `cxrvlm eval` fits it), else
+the geometric mean of the probabilities of its four <loc> tokens; a segmentation's score is the geometric mean over
+its four <loc> and sixteen <seg> tokens (not calibrated); a closed answer's probability is its share of the
+candidates' likelihood (or the label head's probability, `source`), an open one's its tokens' mean confidence.
 """
 from __future__ import annotations
 

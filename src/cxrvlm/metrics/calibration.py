@@ -3,6 +3,7 @@
     ece(y, p)                      # sum over equal-width bins of |mean p - share positive| x share of cases
     reliability(y, p)              # [(bin low, bin high, n, mean p, share positive)] of the non-empty bins
     fit_temperature(y, logits)     # T > 0 minimising the NLL of sigmoid(logits / T) (Guo et al., 2017)
+    fit_platt(y, scores)           # (a, b) of sigmoid(a * logit(score) + b) (Platt scaling)
 """
 from __future__ import annotations
 
@@ -63,3 +64,30 @@ def fit_temperature(y: Sequence[float], logits: Sequence[float]) -> float:
         return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
 
     return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded").x))
+
+
+def platt(scores: Sequence[float], a: float, b: float) -> np.ndarray:
+    """sigmoid(a * logit(score) + b)."""
+    return 1 / (1 + np.exp(-(a * logit(scores) + b)))
+
+
+def fit_platt(y: Sequence[float], scores: Sequence[float]) -> tuple[float, float]:
+    """(a, b) minimising the binary cross-entropy of `platt(scores, a, b)` against y: Newton steps on the
+    two-parameter logistic regression on logit(score), with Platt's (1999) smoothed targets (N+ + 1) / (N+ + 2) and
+    1 / (N- + 2), so that a few negatives cannot make the fit a step function."""
+    y, x = np.asarray(y, np.float64), logit(scores)
+    if not len(y) or y.min() == y.max():
+        raise ValueError("fit_platt needs positive and negative cases")
+    n_pos, n_neg = y.sum(), len(y) - y.sum()
+    y = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    X = np.stack([x, np.ones_like(x)], 1)
+    w = np.array([1.0, 0.0])
+    for _ in range(50):
+        q = 1 / (1 + np.exp(-X @ w))
+        grad = X.T @ (q - y) + 1e-3 * w
+        hess = X.T @ (X * (q * (1 - q))[:, None]) + 1e-3 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return float(w[0]), float(w[1])

@@ -17,6 +17,7 @@ import torch
 
 from cxrvlm.about import NOTICE
 from cxrvlm.jsonl import read_jsonl
+from cxrvlm.models.box_calibration import BOX_CALIBRATION_FILE, saved_box_calibration
 from cxrvlm.models.operating_point import OPERATING_POINT_FILE, read_operating_point, write_operating_point
 from cxrvlm.models.registry import load_model
 from cxrvlm.tasks import get_task, list_tasks, screening_task
@@ -214,10 +215,13 @@ def refresh_metrics(dest: Path, eval_dir: Path, unrefined: Path | None = None,
 
 
 def _copy_operating_point(eval_dir: Path, dest: Path) -> None:
+    """The evaluation's TB operating point and detection-score calibration, beside the model."""
     if (eval_dir / OPERATING_POINT_FILE).is_file():  # read and rewritten: a bad threshold fails here, not in use
         op = read_operating_point(eval_dir / OPERATING_POINT_FILE)
         op.pop("source_file")  # a path on the machine that shipped it
         write_operating_point(op, dest / OPERATING_POINT_FILE)
+    if saved_box_calibration(eval_dir) is not None:  # read first: a bad file fails here
+        shutil.copyfile(eval_dir / BOX_CALIBRATION_FILE, dest / BOX_CALIBRATION_FILE)
 
 
 def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "", robustness: list[Path] | None = None,

@@ -36,6 +36,7 @@ class ReadOptions:
     segment_labels: tuple[str, ...] = ()
     questions: tuple[Any, ...] = ()  # `vqa.Question`s
     refine_masks: bool = True  # redraw decoded masks on the film (`cxrvlm.tokens.seg_refine`)
+    box_calibration: tuple[float, float] | None = None  # Platt (a, b): box score -> P(IoU >= 0.5); None: raw
 
 
 class ReadContext(Protocol):

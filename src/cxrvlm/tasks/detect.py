@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cxrvlm.examples import Example, Prediction
+from cxrvlm.metrics.calibration import platt
 from cxrvlm.metrics.detection import DetectionMetric
 from cxrvlm.records import Study, View
 from cxrvlm.tasks import _reading, _text
@@ -130,12 +131,15 @@ def metric(threshold: float | None = None, fast: bool = False) -> DetectionMetri
 
 
 def read(ctx: ReadContext) -> dict[str, Any]:
-    """Boxes of the asked labels in pixels of the input image, each with its loc tokens' confidence."""
+    """Boxes of the asked labels in pixels of the input image, each with a score: the probability that the box is
+    right (IoU >= 0.5) when the model ships a box calibration, else its loc tokens' confidence."""
     labels = ctx.options.detect_labels
     text, token_scores, pred = _reading.generate_objects(ctx, TASK, prompt(labels), labels)
     h, w = ctx.image_size
     scores = _reading.object_confidences(ctx, NAME, text, token_scores,
                                          [_reading.box_tokens(b) for _, b in pred.boxes])
+    if ctx.options.box_calibration and scores:  # the probability that the box is right, fitted on validation
+        scores = [float(p) for p in platt(scores, *ctx.options.box_calibration)]
     return {"detections": [{"label": label, "box": _reading.to_pixels(box, h, w), "score": round(s, 6)}
                            for (label, box), s in zip(pred.boxes, scores)]}
 
