@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import re
 from pathlib import Path
@@ -27,15 +28,22 @@ def test_batch_with_a_corrupt_file_in_the_middle(tiny_checkpoint: Path, phantom_
     corrupt.write_bytes(phantom_png.read_bytes())
     truncate(corrupt, keep=0.3)  # a PNG cut short: header fine, pixels missing
     dicom = write_dicom(tmp_path / "third.dcm", np.arange(40 * 30, dtype=np.uint16).reshape(40, 30))
+    table = tmp_path / "batch.csv"
     code, lines, err = _run(capsys, str(phantom_png), str(corrupt), str(dicom), "--model", str(tiny_checkpoint),
-                            "--tasks", "classify,detect", "--question", "Is this chest X-ray normal?")
+                            "--tasks", "classify,detect", "--question", "Is this chest X-ray normal?",
+                            "--csv", str(table))
     assert code == 1
     assert [line["image"] for line in lines] == [str(phantom_png), str(corrupt), str(dicom)]
     assert set(lines[1]) == {"image", "error"} and "corrupt.png" in lines[1]["error"]
     for good in (lines[0], lines[2]):
         assert check_reading(good) == [] and good["tasks"] == ["classify", "detect"]
     assert lines[2]["image_size"] == [40, 30]
-    assert "[2/3]" in err and "1 of 3 image(s) failed" in err
+    assert "interpret:" in err and "3/3" in err  # the progress bar
+    assert err.strip().splitlines()[-1].startswith("3 film(s): 1 read, 1 not assessable, 1 failed; median ")  # 40x30
+    rows = list(csv.DictReader(table.open()))
+    assert [r["file"] for r in rows] == [str(phantom_png), str(corrupt), str(dicom)]
+    assert rows[1]["error"] and not rows[1]["quality"] and rows[0]["quality"] == "assessable"
+    assert float(rows[0]["tb_probability"]) == lines[0]["tb"]["probability"] and rows[0]["verdict"]
 
 
 def test_folder_and_out_dir(tiny_checkpoint: Path, phantom_png: Path, tmp_path: Path,

@@ -1,8 +1,9 @@
 """`cxrvlm interpret [IMAGE...] [--example] [--model NAME|PATH] [--tasks ...] [--question TEXT]...
-[--prior IMAGE [--prior-days N]] [--out DIR]`
+[--prior IMAGE [--prior-days N]] [--out DIR] [--csv FILE]`
 
 Prints one JSON object per image on stdout (a reading, or {"image": ..., "error": ...} for an input that failed),
-progress on stderr; with --out, an overlay PNG and an HTML page per image. Exit status 1 when any image failed.
+a progress bar on stderr (several images) and a summary line at the end; with --out, an overlay PNG and an HTML page
+per image; with --csv, one row per image (`infer.batch`). Exit status 1 when any image failed.
 """
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from cxrvlm.about import DEFAULT_MODEL
+from cxrvlm.infer import batch
 from cxrvlm.infer.html import save_html
 from cxrvlm.infer.inputs import IMAGE_EXTENSIONS, collect_files
 from cxrvlm.infer.interpreter import load, parse_tasks
@@ -50,6 +53,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-view-gate", action="store_true",
                         help="read every image the content rules let through, even one the view gate does not "
                              "take for a frontal chest radiograph (a lateral view, another body part, a mask)")
+    parser.add_argument("--csv", metavar="FILE", help="also write one row per film (file, verdict, TB probability, "
+                        "findings called, quality, error, ms) to this CSV file")
     parser.add_argument("--out", metavar="DIR", help="write <name>.overlay.png and <name>.html per image here")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
 
@@ -109,16 +114,17 @@ def run(args: argparse.Namespace) -> int:
     interp = load(args.model, threshold=args.threshold, detect_labels=_labels(args.detect_labels),
                   segment_labels=_labels(args.segment_labels), refine_masks=not args.no_mask_refiner,
                   **({"view_gate": None} if args.no_view_gate else {}))
-    failed, used = 0, set()
-    for i, path in enumerate(files, 1):
+    rows, used = [], set()
+    bar = tqdm(files, desc="interpret", unit="film", file=sys.stderr, disable=len(files) < 2, dynamic_ncols=True)
+    for path in bar:
         start = time.perf_counter()
         result = _one(interp, path, args, out, used)
-        failed += "error" in result
+        rows.append(batch.row(result, (time.perf_counter() - start) * 1000))
         print(json.dumps(result), flush=True)
-        status = f"error: {result['error']}" if "error" in result else f"{(time.perf_counter() - start) * 1000:.0f} ms"
-        if not result.get("quality", {}).get("assessable", True):
-            status += " (not assessable: " + "; ".join(result["quality"]["reasons"]) + ")"
-        print(f"[{i}/{len(files)}] {path}: {status}", file=sys.stderr, flush=True)
-    if failed:
-        print(f"{failed} of {len(files)} image(s) failed", file=sys.stderr)
-    return 1 if failed else 0
+        if rows[-1]["error"] or rows[-1]["quality"] != "assessable":
+            bar.write(rows[-1]["error"] or f"{path}: {rows[-1]['quality']}", file=sys.stderr)  # errors name the file
+    bar.close()
+    if args.csv:
+        batch.write_csv(rows, args.csv)
+    print(batch.summary(rows), file=sys.stderr)
+    return 1 if any(r["error"] for r in rows) else 0
