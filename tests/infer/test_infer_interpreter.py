@@ -228,10 +228,10 @@ def test_masks_are_redrawn_on_the_film_unless_asked_not_to(interp: Interpreter,
 
 def test_a_label_head_gives_the_tb_probability_and_every_finding(phantom_png: Path, one_thread: None) -> None:
     import torch
+    from infer_fixtures import TINY
 
     from cxrvlm.models import create_model
     from cxrvlm.tasks import labels, verdict
-    from infer_fixtures import TINY
 
     torch.manual_seed(0)
     model = create_model("cxrvlm-tiny", label_names=list(labels.LABEL_SPACE), **TINY)

@@ -11,9 +11,9 @@ from cxrvlm.infer.html import render_html
 from cxrvlm.infer.inputs import collect_files
 from cxrvlm.infer.overlay import MASK_ALPHA, PALETTE, render_overlay
 from cxrvlm.infer.phantom import PHANTOM_PNG, example_image, render_phantom
-from cxrvlm.tasks.vqa import closed_candidates, make_question
-from cxrvlm.tasks._reading import box_tokens, geometric_mean, object_scores
 from cxrvlm.tasks import vqa
+from cxrvlm.tasks._reading import box_tokens, geometric_mean, object_scores
+from cxrvlm.tasks.vqa import closed_candidates, make_question
 from cxrvlm.tokens.loc import encode_box
 from cxrvlm.tokens.rle import rle_encode
 
