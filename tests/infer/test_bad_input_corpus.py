@@ -64,7 +64,8 @@ def test_the_batch_finishes_with_status_1_and_no_traceback(cli: dict[str, Any]) 
     bad = [name for name, item in CORPUS.items() if item.error]
     error_lines = [line for line in cli["stderr"].splitlines() if ": error: " in line]
     assert len(error_lines) == len(bad)
-    assert f"{len(bad)} of {len(CORPUS) + 1} image(s) failed" in cli["stderr"]
+    summary = cli["stderr"].strip().splitlines()[-1]
+    assert summary.startswith(f"{len(CORPUS) + 1} film(s): ") and f", {len(bad)} failed" in summary
 
 
 def _check_reading(reading: dict[str, Any], name: str) -> None:

@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         rows.append(batch.row(result, (time.perf_counter() - start) * 1000))
         print(json.dumps(result), flush=True)
         if rows[-1]["error"] or rows[-1]["quality"] != "assessable":
-            bar.write(rows[-1]["error"] or f"{path}: {rows[-1]['quality']}", file=sys.stderr)  # errors name the file
+            problem = f"error: {rows[-1]['error']}" if rows[-1]["error"] else rows[-1]["quality"]
+            bar.write(f"{path}: {problem}", file=sys.stderr)
     bar.close()
     if args.csv:
         batch.write_csv(rows, args.csv)
