@@ -10,7 +10,8 @@
   Returns the reading JSON of `cxrvlm interpret` (`format=html`: the reading page). A refused request is
   {"image": the file's name or "", "error": reason}: 400 an unreadable file or a bad task, 413 a body over the
   limit, 422 a bad field (a question too long, a negative interval), 503 (with Retry-After) the server busy.
-- `GET /health`: the model, its tasks, the limits and the notice; `GET /openapi.json`: the API's schema.
+- `GET /health`: the model, its tasks, the limits and the notice; `GET /openapi.json`: the API's schema, and
+  `GET /docs` / `GET /redoc` its pages, offline (their scripts come from the fastapi-offline package).
 
 The limits and how they are held are in `cxrvlm.serve.limits`. Uploads are written under names the server chooses
 (the client's name is only reported back, shortened), probed from their headers before they wait for the model,
@@ -56,8 +57,12 @@ def require_serve(module: str = "fastapi") -> ModuleType:
         importlib.import_module("multipart")
         return importlib.import_module(module)
     except ImportError:
-        raise ImportError("the server needs FastAPI, uvicorn and python-multipart: pip install 'cxrvlm[serve]'") \
+        raise ImportError("the server needs FastAPI, fastapi-offline, uvicorn and python-multipart: "
+                          "pip install 'cxrvlm[serve]'") \
             from None
+
+
+DOCS_ASSETS = "/docs-assets"  # the Swagger UI and ReDoc scripts and styles, from the installed package
 
 
 @dataclass(frozen=True)
@@ -185,10 +190,10 @@ def create_app(interpreter: Any, limits: Limits | None = None) -> Any:
         fastapi.UploadFile
     HTMLResponse = responses.HTMLResponse
 
-    # no /docs or /redoc: FastAPI's pages fetch their scripts from a CDN, which an offline clinic cannot reach;
-    # the schema stays at /openapi.json
-    app = fastapi.FastAPI(title="cxrvlm", description=f"Chest X-ray interpretation. {NOTICE}", docs_url=None,
-                          redoc_url=None)
+    # /docs and /redoc with their scripts served from the fastapi-offline package: FastAPI's own pages fetch them
+    # from a CDN, which an offline clinic cannot reach
+    app = require_serve("fastapi_offline").FastAPIOffline(
+        title="cxrvlm", description=f"Chest X-ray interpretation. {NOTICE}", static_url=DOCS_ASSETS)
     app.state.interpreter, app.state.limits = interpreter, limits
     app.state.gate = gate = Gate(limits.max_queue, limits.timeout)
     app.add_middleware(BodyLimit, limits=limits, refusal=_refusal)
