@@ -89,3 +89,34 @@ def test_example_phantom(tiny_checkpoint: Path, capsys: pytest.CaptureFixture) -
     assert lines[0]["image_size"] == [512, 512]
     assert cli.main(["interpret", "--model", str(tiny_checkpoint)]) == 2
     assert "--example" in capsys.readouterr().err
+
+
+def test_fhir_bundle_of_a_batch_reads_back(tiny_checkpoint: Path, phantom_png: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("fhir.resources")
+    from fhir.resources.R4B.bundle import Bundle
+
+    dicom = write_dicom(tmp_path / "film.dcm", np.arange(96 * 80, dtype=np.uint16).reshape(96, 80))
+    target = tmp_path / "readings.fhir.json"
+    code, lines, _ = _run(capsys, str(phantom_png), str(dicom), str(tmp_path / "missing.png"), "--model",
+                          str(tiny_checkpoint), "--tasks", "classify,report", "--fhir", str(target), "--no-view-gate")
+    assert code == 1  # the missing file; the other two are in the bundle
+    bundle = Bundle.model_validate_json(target.read_text())
+    reports = [e.resource for e in bundle.entry if e.resource.get_resource_type() == "DiagnosticReport"]
+    observations = {e.fullUrl: e.resource for e in bundle.entry if e.resource.get_resource_type() == "Observation"}
+    assert bundle.type == "collection" and len(reports) == 2
+    for report, reading in zip(reports, lines[:2]):
+        assert report.status == "preliminary" and NOTICE in report.conclusion
+        tb = observations[report.result[0].reference]
+        assert tb.code.text == "Tuberculosis probability"
+        assert float(tb.valueQuantity.value) == pytest.approx(reading["tb"]["probability"])
+        assert len(report.result) == 1 + len(reading["findings"])
+
+
+def test_fhir_of_a_film_that_is_not_assessable_is_a_report_of_the_reasons() -> None:
+    pytest.importorskip("fhir.resources")
+    from cxrvlm.infer.fhir import readings_bundle
+
+    refused = {"image": "lat.png", "model": "m", "quality": {"assessable": False, "reasons": ["a lateral view"]}}
+    (entry,) = readings_bundle([refused]).entry
+    assert entry.resource.conclusion.startswith("Not assessable: a lateral view") and not entry.resource.result

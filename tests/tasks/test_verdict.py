@@ -64,8 +64,9 @@ def test_yes_no_questions_the_head_settles_are_answered_as_the_verdict_is():
 
 def test_the_one_line_verdict_says_abnormal_not_tb():
     assert classify.verdict(_head(Tuberculosis=0.5, Edema=0.9), "tuberculosis", 0.36) == {
-        "label": "tuberculosis", "called": ["tuberculosis", "edema"]}
-    assert classify.verdict(_head(**{"COVID-19": 0.8}), "normal", 0.36) == {
-        "label": "abnormal, not tuberculosis", "called": ["covid-19", "viral pneumonia", "pneumonia"]}
+        "label": "tuberculosis", "called": ["tuberculosis", "edema"], "source": "label head"}
+    assert classify.verdict(_head(**{"COVID-19": 0.8}), "normal", 0.36)["called"] == [
+        "covid-19", "viral pneumonia", "pneumonia"]
+    assert classify.verdict(_head(**{"COVID-19": 0.8}), "normal", 0.36)["label"] == "abnormal, not tuberculosis"
     assert classify.verdict(_head(**{"No_Finding": 0.9}), "normal", 0.36)["label"] == "no finding called"
-    assert classify.verdict(None, "normal", 0.36) == {"label": "not tuberculosis", "called": []}
+    assert classify.verdict(None, "normal", 0.36) == {"label": "not tuberculosis", "called": [], "source": "decoder"}

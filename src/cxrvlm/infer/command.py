@@ -1,9 +1,10 @@
 """`cxrvlm interpret [IMAGE...] [--example] [--model NAME|PATH] [--tasks ...] [--question TEXT]...
-[--prior IMAGE [--prior-days N]] [--out DIR] [--csv FILE]`
+[--prior IMAGE [--prior-days N]] [--out DIR] [--csv FILE] [--fhir FILE]`
 
 Prints one JSON object per image on stdout (a reading, or {"image": ..., "error": ...} for an input that failed),
 a progress bar on stderr (several images) and a summary line at the end; with --out, an overlay PNG and an HTML page
-per image; with --csv, one row per image (`infer.batch`). Exit status 1 when any image failed.
+per image; with --csv, one row per image (`infer.batch`); with --fhir, a FHIR Bundle (`infer.fhir`). Exit status 1
+when any image failed.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cxrvlm.about import DEFAULT_MODEL
-from cxrvlm.infer import batch
+from cxrvlm.infer import batch, fhir
 from cxrvlm.infer.html import save_html
 from cxrvlm.infer.inputs import IMAGE_EXTENSIONS, collect_files
 from cxrvlm.infer.interpreter import load, parse_tasks
@@ -55,6 +56,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "take for a frontal chest radiograph (a lateral view, another body part, a mask)")
     parser.add_argument("--csv", metavar="FILE", help="also write one row per film (file, verdict, TB probability, "
                         "findings called, quality, error, ms) to this CSV file")
+    parser.add_argument("--fhir", metavar="FILE", help="also write the readings as a FHIR R4 Bundle (a "
+                        "DiagnosticReport and Observations per film; extra 'fhir') to this JSON file")
     parser.add_argument("--out", metavar="DIR", help="write <name>.overlay.png and <name>.html per image here")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
 
@@ -108,18 +111,22 @@ def run(args: argparse.Namespace) -> int:
                          "no image given: name image files or folders, or use --example")
     # the prior is read once; an unreadable one is a usage error, not a failure of every image
     args.prior_image = read_image(args.prior) if args.prior else None
+    if args.fhir:
+        fhir.require()  # a missing extra is a usage error before any film is read
     out = Path(args.out) if args.out else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     interp = load(args.model, threshold=args.threshold, detect_labels=_labels(args.detect_labels),
                   segment_labels=_labels(args.segment_labels), refine_masks=not args.no_mask_refiner,
                   **({"view_gate": None} if args.no_view_gate else {}))
-    rows, used = [], set()
+    rows, readings, used = [], [], set()
     bar = tqdm(files, desc="interpret", unit="film", file=sys.stderr, disable=len(files) < 2, dynamic_ncols=True)
     for path in bar:
         start = time.perf_counter()
         result = _one(interp, path, args, out, used)
         rows.append(batch.row(result, (time.perf_counter() - start) * 1000))
+        if args.fhir:
+            readings.append(result)
         print(json.dumps(result), flush=True)
         if rows[-1]["error"] or rows[-1]["quality"] != "assessable":
             problem = f"error: {rows[-1]['error']}" if rows[-1]["error"] else rows[-1]["quality"]
@@ -127,5 +134,7 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     if args.csv:
         batch.write_csv(rows, args.csv)
+    if args.fhir:
+        Path(args.fhir).write_text(fhir.readings_bundle(readings).model_dump_json(indent=1) + "\n")
     print(batch.summary(rows), file=sys.stderr)
     return 1 if any(r["error"] for r in rows) else 0

@@ -4,7 +4,7 @@ head and tail keys are the interpreter's; each task fills its own fields (`Task.
     {"image": ..., "model": ..., "notice": "Research use only. Not a diagnosis.", "image_size": [h, w],
      "prior": ... | null, "quality": {"assessable": bool, "view": ... | null, "reasons": [...]},
      "verdict": {"label": "tuberculosis" | "abnormal, not tuberculosis" | "no finding called" | "not tuberculosis",
-                 "called": [...]} | null, "tb": {"probability": p, "label": "tuberculosis"|"normal", "threshold": t,
+                 "called": [...], "source": "label head" | "decoder"} | null, "tb": {"probability": p, "label": "tuberculosis"|"normal", "threshold": t,
      "threshold_source": ...} | null, "findings": [{"label": ..., "probability": p}],
      "saliency": [{"label": ..., "method": ..., "grid": [g, g], "png": "<base64 grey PNG>", "peak": [x, y]}],
      "report": "...",

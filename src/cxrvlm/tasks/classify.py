@@ -218,12 +218,13 @@ VERDICTS = ("tuberculosis", "abnormal, not tuberculosis", "no finding called", "
 def verdict(head: Mapping[str, float] | None, tb_label: str, tb_threshold: float | None) -> dict[str, Any]:
     """The reading's one-line verdict: with a label head, "tuberculosis" when TB is called, "abnormal, not
     tuberculosis" when only other findings are, else "no finding called", with the findings called; without one,
-    "tuberculosis" or "not tuberculosis" (the decoder's findings are a choice among answers, not calls)."""
+    "tuberculosis" or "not tuberculosis" (the decoder's findings are a choice among answers, not calls);
+    `source` says which."""
     if not head:
-        return {"label": VERDICTS[0] if tb_label == TB_POSITIVE else VERDICTS[3], "called": []}
+        return {"label": VERDICTS[0] if tb_label == TB_POSITIVE else VERDICTS[3], "called": [], "source": "decoder"}
     called = [k for k in labels.called(head, tb_threshold) if k != _text.NO_FINDING]
     label = VERDICTS[0] if TB_LABEL in called else VERDICTS[1] if called else VERDICTS[2]
-    return {"label": label, "called": [_text.phrase(k) for k in called]}
+    return {"label": label, "called": [_text.phrase(k) for k in called], "source": "label head"}
 
 
 def read(ctx: ReadContext) -> dict[str, Any]:
