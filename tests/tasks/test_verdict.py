@@ -70,3 +70,11 @@ def test_the_one_line_verdict_says_abnormal_not_tb():
     assert classify.verdict(_head(**{"COVID-19": 0.8}), "normal", 0.36)["label"] == "abnormal, not tuberculosis"
     assert classify.verdict(_head(**{"No_Finding": 0.9}), "normal", 0.36)["label"] == "no finding called"
     assert classify.verdict(None, "normal", 0.36) == {"label": "not tuberculosis", "called": [], "source": "decoder"}
+
+
+def test_a_report_of_one_film_may_not_compare_with_a_prior_nobody_gave():
+    head = _head(**{"No_Finding": 0.9})
+    text = "Findings: The lungs are clear. Impression: Unchanged from the prior study."
+    given, found = report.check_with_head(text, head, 0.36, prior_given=False)
+    assert found == ["the text compares with a prior study; none was given"] and "prior" not in given.lower()
+    assert report.check_with_head(text, head, 0.36, prior_given=True) == (text, [])

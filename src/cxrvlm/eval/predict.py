@@ -89,7 +89,7 @@ def run_batch(model: Any, examples: Sequence[Example], views: Sequence[list[np.n
     for i, ex in enumerate(examples):
         check = get_task(ex.task).check_with_head
         if heads and check and generate and stated[i] is None:
-            texts[i], checked[i] = check(texts[i], heads[i], threshold)
+            texts[i], checked[i] = check(texts[i], heads[i], threshold, bool(ex.meta.get("prior_study_id")))
     probs: list[dict[str, float] | None] = []
     for i, (ex, prefix) in enumerate(zip(examples, prefixes)):
         from_head = get_task(ex.task).from_head

@@ -95,9 +95,9 @@ class Task:
     # the example's answer text stated from the label head's outputs and the TB operating point, which the model
     # then says instead of generating it, so the text cannot contradict the head; None: the decoder answers
     text_from_head: Callable[[Example, Mapping[str, float], float | None], str | None] | None = None
-    # the generated text checked against the label head's calls (TB at the operating point): (the text to give,
-    # the contradictions the generated one had); a text that contradicts the head is replaced
-    check_with_head: Callable[[str, Mapping[str, float], float | None], tuple[str, list[str]]] | None = None
+    # the generated text checked against the label head's calls (TB at the operating point) and whether a prior
+    # study was given: (the text to give, what the generated one contradicted); a contradicting text is replaced
+    check_with_head: Callable[[str, Mapping[str, float], float | None, bool], tuple[str, list[str]]] | None = None
 
     def budget(self, n_objects: int = 0) -> int:
         """New tokens to allow for an answer naming `n_objects` objects: `max_new_tokens`, or more when the objects

@@ -134,10 +134,12 @@ def stated_report(called: Sequence[str]) -> str:
     return "Findings: No finding is called with confidence. Impression: Indeterminate; review the film."
 
 
-def check_with_head(text: str, head: Mapping[str, float], tb_threshold: float | None) -> tuple[str, list[str]]:
-    """The generated report checked against the label head's calls: (it, []) when it contradicts none, else (the
-    report stated from the calls, the contradictions the generated one had)."""
-    found = verdict.contradictions(text, head, tb_threshold)
+def check_with_head(text: str, head: Mapping[str, float], tb_threshold: float | None,
+                    prior_given: bool = False) -> tuple[str, list[str]]:
+    """The generated report checked against the label head's calls and the inputs: (it, []) when it contradicts
+    neither, else (the report stated from the calls, what the generated one contradicted: a call, or a prior
+    study it compares with when none was given)."""
+    found = verdict.contradictions(text, head, tb_threshold) + verdict.prior_problem(text, prior_given)
     return (text, []) if not found else (stated_report(labels.called(head, tb_threshold)), found)
 
 
@@ -235,7 +237,7 @@ def read(ctx: ReadContext) -> dict[str, Any]:
     head = ctx.labels()
     if not head:
         return {"report": pred.text, "report_source": "generated"}
-    given, found = check_with_head(pred.text, head, ctx.options.threshold)
+    given, found = check_with_head(pred.text, head, ctx.options.threshold, prior_given=ctx.second == "prior")
     return {"report": given, "report_source": "templated from the reading" if found else "generated",
             "consistency": {"checked_against": "label head", "contradictions": found}}
 

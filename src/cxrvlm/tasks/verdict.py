@@ -11,11 +11,16 @@ uncertain statement ("possible ...") contradicts nothing.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 
 from cxrvlm.metrics.chexpert_labeler import label_phrase, label_report
 from cxrvlm.tasks import _text, labels
 
+# comparison language: a report of one film that uses it speaks of a prior study nobody gave
+_COMPARISON = re.compile(r"\b(compared (with|to)|comparison|(prior|previous) (study|film|radiograph|exam)|since the "
+                         r"(prior|previous|last)|interval (change|improvement|worsening|increase|decrease)|unchanged "
+                         r"from)\b", re.IGNORECASE)
 PHRASES = {labels.TB: "tuberculosis|tuberculous|tb|koch", "COVID-19": "covid 19|covid|sars cov 2|coronavirus"}
 
 
@@ -45,3 +50,10 @@ def contradictions(text: str, head: Mapping[str, float], tb_threshold: float | N
         elif value == 0.0 and name in called:
             out.append(f"the text rules out {phrase}; the reading calls it (probability {p:.2f})")
     return out
+
+
+def prior_problem(text: str, prior_given: bool) -> list[str]:
+    """["the text compares with a prior study; none was given"] when it does, else []."""
+    if prior_given or not _COMPARISON.search(text or ""):
+        return []
+    return ["the text compares with a prior study; none was given"]
