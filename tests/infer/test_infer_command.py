@@ -120,3 +120,18 @@ def test_fhir_of_a_film_that_is_not_assessable_is_a_report_of_the_reasons() -> N
     refused = {"image": "lat.png", "model": "m", "quality": {"assessable": False, "reasons": ["a lateral view"]}}
     (entry,) = readings_bundle([refused]).entry
     assert entry.resource.conclusion.startswith("Not assessable: a lateral view") and not entry.resource.result
+
+
+def test_dicom_seg_for_dicom_inputs_and_a_warning_for_others(tiny_checkpoint: Path, phantom_png: Path,
+                                                             tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    hd = pytest.importorskip("highdicom")
+    film = write_dicom(tmp_path / "film.dcm", (np.asarray(Image.open(phantom_png), np.uint16) * 16))
+    code, lines, _ = _run(capsys, str(film), str(phantom_png), "--model", str(tiny_checkpoint), "--tasks", "segment",
+                          "--dicom-seg", str(tmp_path / "seg"), "--no-view-gate")
+    assert code == 0
+    assert "no DICOM Segmentation: the input is not a DICOM file" in lines[1]["warnings"]
+    written = tmp_path / "seg" / "film.seg.dcm"
+    if lines[0]["segmentations"]:  # the tiny model's masks, whatever they are, as a SEG of the film
+        assert hd.seg.segread(written).number_of_segments == len(lines[0]["segmentations"])
+    else:
+        assert "no DICOM Segmentation: the reading has no lung mask" in lines[0]["warnings"] and not written.exists()
