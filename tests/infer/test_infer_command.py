@@ -122,14 +122,20 @@ def test_fhir_of_a_film_that_is_not_assessable_is_a_report_of_the_reasons() -> N
     assert entry.resource.conclusion.startswith("Not assessable: a lateral view") and not entry.resource.result
 
 
-def test_dicom_seg_for_dicom_inputs_and_a_warning_for_others(tiny_checkpoint: Path, phantom_png: Path,
+def test_dicom_seg_and_sr_for_dicom_inputs_and_a_warning_for_others(tiny_checkpoint: Path, phantom_png: Path,
                                                              tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     hd = pytest.importorskip("highdicom")
     film = write_dicom(tmp_path / "film.dcm", (np.asarray(Image.open(phantom_png), np.uint16) * 16))
-    code, lines, _ = _run(capsys, str(film), str(phantom_png), "--model", str(tiny_checkpoint), "--tasks", "segment",
-                          "--dicom-seg", str(tmp_path / "seg"), "--no-view-gate")
+    code, lines, _ = _run(capsys, str(film), str(phantom_png), "--model", str(tiny_checkpoint), "--tasks",
+                          "classify,segment", "--dicom-seg", str(tmp_path / "seg"), "--dicom-sr", str(tmp_path / "sr"),
+                          "--no-view-gate")
     assert code == 0
     assert "no DICOM Segmentation: the input is not a DICOM file" in lines[1]["warnings"]
+    assert "no DICOM Structured Report: the input is not a DICOM file" in lines[1]["warnings"]
+    sr = hd.sr.srread(tmp_path / "sr" / "film.sr.dcm")
+    (group,) = hd.sr.MeasurementReport.from_sequence([sr]).get_image_measurement_groups()
+    tb = next(m for m in group.get_measurements() if m.name.meaning == "tuberculosis probability")
+    assert float(tb.value) == pytest.approx(lines[0]["tb"]["probability"])
     written = tmp_path / "seg" / "film.seg.dcm"
     if lines[0]["segmentations"]:  # the tiny model's masks, whatever they are, as a SEG of the film
         assert hd.seg.segread(written).number_of_segments == len(lines[0]["segmentations"])

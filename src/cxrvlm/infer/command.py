@@ -1,11 +1,12 @@
 """`cxrvlm interpret [IMAGE...] [--example] [--model NAME|PATH] [--tasks ...] [--question TEXT]...
-[--prior IMAGE [--prior-days N]] [--out DIR] [--csv FILE] [--fhir FILE] [--dicom-seg DIR]`
+[--prior IMAGE [--prior-days N]] [--out DIR] [--csv FILE] [--fhir FILE] [--dicom-seg DIR]
+[--dicom-sr DIR]`
 
 Prints one JSON object per image on stdout (a reading, or {"image": ..., "error": ...} for an input that failed),
 a progress bar on stderr (several images) and a summary line at the end; with --out, an overlay PNG and an HTML page
 per image; with --csv, one row per image (`infer.batch`); with --fhir, a FHIR Bundle (`infer.fhir`); with
---dicom-seg, a DICOM Segmentation of each DICOM film's lung masks (`infer.dicom_seg`). Exit status 1 when any image
-failed.
+--dicom-seg / --dicom-sr, a DICOM Segmentation of each DICOM film's lung masks (`infer.dicom_seg`) / a DICOM SR
+of its reading (`infer.dicom_sr`). Exit status 1 when any image failed.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cxrvlm.about import DEFAULT_MODEL
-from cxrvlm.infer import batch, dicom_seg, fhir
+from cxrvlm.infer import batch, dicom_seg, dicom_sr, fhir
 from cxrvlm.infer.html import save_html
 from cxrvlm.infer.inputs import IMAGE_EXTENSIONS, collect_files
 from cxrvlm.infer.interpreter import load, parse_tasks
@@ -60,7 +61,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fhir", metavar="FILE", help="also write the readings as a FHIR R4 Bundle (a "
                         "DiagnosticReport and Observations per film; extra 'fhir') to this JSON file")
     parser.add_argument("--dicom-seg", metavar="DIR", help="for DICOM inputs, also write the lung masks as a DICOM "
-                        "Segmentation of the film (<name>.seg.dcm; extra 'dicom-seg') into this folder")
+                        "Segmentation of the film (<name>.seg.dcm; extra 'dicom-export') into this folder")
+    parser.add_argument("--dicom-sr", metavar="DIR", help="for DICOM inputs, also write the reading as a DICOM "
+                        "Structured Report of the film (<name>.sr.dcm, TID 1500; extra 'dicom-export')")
     parser.add_argument("--out", metavar="DIR", help="write <name>.overlay.png and <name>.html per image here")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
 
@@ -89,12 +92,18 @@ def _write_outputs(out: Path, stem: str, reading: dict[str, Any], pixels: Any) -
     save_html(reading, picture, out / f"{stem}.html")
 
 
-def _write_segmentation(reading: dict[str, Any], path: str, target: Path) -> None:
-    """The reading's lung masks as a DICOM SEG of a DICOM input; a warning in the reading when there is none."""
-    if not dicom_seg.is_dicom(path):
-        reading["warnings"].append("no DICOM Segmentation: the input is not a DICOM file")
-    elif dicom_seg.write_lung_segmentation(reading, path, target) is None:
-        reading["warnings"].append("no DICOM Segmentation: the reading has no lung mask")
+def _write_dicom_exports(reading: dict[str, Any], path: str, stem: str, args: argparse.Namespace) -> None:
+    """The reading's DICOM SEG (lung masks) and SR (the reading) of a DICOM input, as asked; a warning in the
+    reading for each that cannot be written."""
+    asked = [("Segmentation", args.dicom_seg, ".seg.dcm", dicom_seg.write_lung_segmentation, "no lung mask"),
+             ("Structured Report", args.dicom_sr, ".sr.dcm", dicom_sr.write_report, "no TB verdict")]
+    for what, folder, suffix, write, missing in asked:
+        if not folder:
+            continue
+        if not dicom_seg.is_dicom(path):
+            reading["warnings"].append(f"no DICOM {what}: the input is not a DICOM file")
+        elif write(reading, path, Path(folder) / f"{stem}{suffix}") is None:
+            reading["warnings"].append(f"no DICOM {what}: the reading has {missing}")
 
 
 def _one(interp: Any, path: str, args: argparse.Namespace, out: Path | None, used: set[str]) -> dict[str, Any]:
@@ -105,8 +114,7 @@ def _one(interp: Any, path: str, args: argparse.Namespace, out: Path | None, use
         stem = _unique_stem(path, used)
         if out is not None:
             _write_outputs(out, stem, reading, pixels)
-        if args.dicom_seg:
-            _write_segmentation(reading, path, Path(args.dicom_seg) / f"{stem}.seg.dcm")
+        _write_dicom_exports(reading, path, stem, args)
         return reading
     except (ValueError, OSError) as e:  # an unreadable image, a bad array: this input fails, the batch goes on
         return {"image": path, "error": str(e)}
@@ -127,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     args.prior_image = read_image(args.prior) if args.prior else None
     if args.fhir:
         fhir.require()  # a missing extra is a usage error before any film is read
-    if args.dicom_seg:
+    if args.dicom_seg or args.dicom_sr:
         dicom_seg.require()
     out = Path(args.out) if args.out else None
     if out is not None:

@@ -1,5 +1,5 @@
 """A reading's lung masks as a DICOM Segmentation of the DICOM film they were read from (`highdicom`, the
-`dicom-seg` extra): one binary segment per mask (right lung, left lung; SNOMED CT "Lung"), marked as made by an
+`dicom-export` extra): one binary segment per mask (right lung, left lung; SNOMED CT "Lung"), marked as made by an
 automatic algorithm (cxrvlm and its model), in the film's study and referencing it, so a PACS or viewer shows it over
 the film.
 
@@ -22,7 +22,7 @@ from cxrvlm.about import VERSION
 from cxrvlm.io.detect import HEAD_BYTES, detect_format
 from cxrvlm.tokens.rle import rle_decode
 
-_EXTRA = "pip install 'cxrvlm[dicom-seg]'"
+_EXTRA = "pip install 'cxrvlm[dicom-export]'"
 _TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
           "ReferringPhysicianName", "StudyID", "AccessionNumber")
 SERIES_NUMBER = 990  # of the Segmentation series: apart from a scanner's own series numbers
@@ -44,7 +44,8 @@ def is_dicom(path: str | Path) -> bool:
         return False
 
 
-def _source(path: str | Path) -> Any:
+def film_dataset(path: str | Path) -> Any:
+    """The DICOM film as a pydicom dataset, with the Type 2 attributes it lacks added empty (a copy)."""
     pydicom = importlib.import_module("pydicom")
     ds = copy.deepcopy(pydicom.dcmread(str(path)))
     for keyword in _TYPE2:
@@ -64,7 +65,7 @@ def write_lung_segmentation(reading: dict[str, Any], source: str | Path, out: st
         return None
     hd = require()
     codes = importlib.import_module("pydicom.sr.codedict").codes
-    film = _source(source)
+    film = film_dataset(source)
     size = (int(film.Rows), int(film.Columns))
     pixels = np.stack([rle_decode(m["mask"]) for m in masks], axis=-1)[None]  # (1, H, W, segments)
     if pixels.shape[1:3] != size:
