@@ -27,8 +27,8 @@ def _nearly_empty() -> np.ndarray:
 @pytest.mark.parametrize("pixels, reason", [
     (np.zeros((512, 512), np.float32), "one flat grey level"),
     (np.full((300, 200), 0.5, np.float32), "one flat grey level"),
-    (np.zeros((1, 1), np.float32), "1x1 pixels"),
-    (np.linspace(0, 1, 40 * 900, dtype=np.float32).reshape(40, 900), "at least 64"),
+    (np.zeros((1, 1), np.float32), "[1, 1] pixels ([height, width]"),
+    (np.linspace(0, 1, 40 * 900, dtype=np.float32).reshape(40, 900), "[40, 900] pixels"),
     (_nearly_empty(), "one grey level: an (almost) empty frame"),
 ])
 def test_images_with_nothing_to_read(pixels, reason):

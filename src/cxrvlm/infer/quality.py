@@ -21,7 +21,8 @@ def content_problems(pixels: np.ndarray) -> list[str]:
     """Why a view (float (H, W) in [0, 1]) has nothing to read; [] when it has content."""
     h, w = np.shape(pixels)
     if min(h, w) < MIN_SIDE:
-        return [f"the image is {w}x{h} pixels (width x height); a radiograph needs at least {MIN_SIDE} a side"]
+        return [f"the image is [{h}, {w}] pixels ([height, width], as every size in a reading); a radiograph needs "
+                f"at least {MIN_SIDE} a side"]
     step = max(1, -(-max(h, w) // _SAMPLE_SIDE))
     sample = np.asarray(pixels[::step, ::step], dtype=np.float32)
     low, high = np.percentile(sample, [1, 99])

@@ -15,7 +15,10 @@ head and tail keys are the interpreter's; each task fills its own fields (`Task.
      "answers": [{"question": ..., "answer": ..., "probability": p, "closed": bool, ("source": "label head")}],
      "tasks": [...], "warnings": [...], "timing_ms": {stage: ms}}
 
-Boxes are pixels of the input image (x2, y2 exclusive edges, floats); masks are COCO RLE at the input image's size.
+Coordinates, one convention throughout: a box is [x1, y1, x2, y2] in pixels of the input image (x to the right, y
+down, from the top-left corner; x2, y2 exclusive edges, floats); a point is [x, y] (a saliency `peak`); a size is
+[height, width] (`image_size`, a mask's RLE `size`, a saliency `grid`), as COCO RLE has it; masks are COCO RLE at
+the input image's size.
 A task that was not asked for, or whose model output was malformed, leaves its field empty (null / [] / "");
 an image with nothing to read (blank, one grey level, tiny) or that the view gate does not take for a frontal chest
 radiograph (`cxrvlm.infer.quality`; `quality.view` is what the gate saw, `quality.view_probabilities` its
