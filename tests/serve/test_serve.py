@@ -43,7 +43,11 @@ def test_health_names_the_model_and_the_notice(client) -> None:
     body = client.get("/health").json()
     assert body["status"] == "ok" and body["model"] == "tiny"
     assert "Not a diagnosis" in body["notice"] and "classify" in body["tasks"]
-    assert "/interpret" in client.get("/openapi.json").json()["paths"]
+    schema = client.get("/openapi.json").json()
+    assert "/interpret" in schema["paths"]
+    reading = schema["components"]["schemas"]["Reading"]  # every field of the reading, documented
+    assert {"quality", "verdict", "tb", "saliency", "report_source", "detections"} <= set(reading["properties"])
+    assert "[x1, y1, x2, y2]" in schema["components"]["schemas"]["Detection"]["properties"]["box"]["description"]
 
 
 def test_api_docs_work_offline(client) -> None:

@@ -1,5 +1,7 @@
-"""The structured reading `Interpreter.interpret` returns: a JSON-ready dict, one line of `cxrvlm interpret`. The
-head and tail keys are the interpreter's; each task fills its own fields (`Task.reading`, `Task.read`):
+"""The structured reading `Interpreter.interpret` returns: a JSON-ready dict, one line of `cxrvlm interpret`; every
+field is defined, with its meaning and range, by `cxrvlm.infer.schema.Reading` (which `check_reading` applies and the
+HTTP API publishes). The head and tail keys are the interpreter's; each task fills its own fields (`Task.reading`,
+`Task.read`):
 
     {"image": ..., "model": ..., "notice": "Research use only. Not a diagnosis.", "image_size": [h, w],
      "prior": ... | null, "quality": {"assessable": bool, "view": ... | null, "reasons": [...]},
@@ -43,7 +45,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pydantic
+
 from cxrvlm.about import NOTICE
+from cxrvlm.infer import schema
 from cxrvlm.tasks import readable_tasks, reading_fields
 
 TASKS = tuple(readable_tasks())  # what a reading can hold, in its order (each task says its fields)
@@ -53,10 +58,6 @@ SEGMENT_LABELS = ("right lung", "left lung")
 _HEAD = ("image", "model", "notice", "image_size", "prior", "quality")
 _TAIL = ("tasks", "warnings", "timing_ms")
 KEYS = (*_HEAD, *reading_fields(), *_TAIL)
-# Per item of the list fields: the keys it must have (scores and probabilities are explained in the docstring).
-_ITEM_KEYS = {"findings": ("label", "probability"), "detections": ("label", "box", "score"),
-              "segmentations": ("label", "box", "mask", "score"),
-              "answers": ("question", "answer", "probability", "closed")}
 
 
 def new_reading(image: str, model: str, image_size: list[int], tasks: list[str], prior: str | None,
@@ -68,29 +69,13 @@ def new_reading(image: str, model: str, image_size: list[int], tasks: list[str],
 
 
 def check_reading(d: dict[str, Any]) -> list[str]:
-    """What is wrong with a reading dict (e.g. one parsed back from JSON), as a list of problems ([] = valid)."""
+    """What is wrong with a reading dict (e.g. one parsed back from JSON), as a list of problems ([] = valid): the
+    keys in their order, and every field as `schema.Reading` defines it."""
     problems = [f"missing key {k!r}" for k in KEYS if k not in d]
     if problems:
         return problems
-    if d["notice"] != NOTICE:
-        problems.append(f"notice is {d['notice']!r}")
-    q = d["quality"]
-    if not isinstance(q, dict) or not isinstance(q.get("assessable"), bool) or not isinstance(q.get("reasons"), list):
-        problems.append(f"quality is not {{'assessable': bool, 'reasons': list}}: {q!r}")
-    if d["tb"] is not None:
-        tb = d["tb"]
-        if not 0.0 <= tb.get("probability", -1) <= 1.0 or tb.get("label") not in ("tuberculosis", "normal"):
-            problems.append(f"tb is not a probability with a label: {tb}")
-    for key, fields in _ITEM_KEYS.items():
-        if not isinstance(d[key], list):
-            problems.append(f"{key} is not a list")
-            continue
-        problems += [f"{key}[{i}] lacks {f!r}" for i, item in enumerate(d[key]) for f in fields if f not in item]
-    for key in ("detections", "segmentations"):
-        for i, item in enumerate(d[key] if isinstance(d[key], list) else []):
-            box = item.get("box", [])
-            if len(box) != 4 or box[2] < box[0] or box[3] < box[1]:
-                problems.append(f"{key}[{i}] box {box} is not x1 <= x2, y1 <= y2")
-    if not isinstance(d["report"], str) or not isinstance(d["warnings"], list):
-        problems.append("report must be a string and warnings a list")
-    return problems
+    try:
+        schema.Reading.model_validate(d)
+    except pydantic.ValidationError as e:
+        return [f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
+    return []

@@ -40,6 +40,7 @@ from cxrvlm.infer.inputs import IMAGE_EXTENSIONS, is_interval
 from cxrvlm.infer.interpreter import parse_tasks
 from cxrvlm.infer.overlay import render_overlay
 from cxrvlm.infer.result import TASKS
+from cxrvlm.infer.schema import Reading
 from cxrvlm.io import ImageReadError, probe_image
 from cxrvlm.serve.limits import BodyLimit, Gate, Limits, UploadError
 
@@ -213,7 +214,8 @@ def create_app(interpreter: Any, limits: Limits | None = None) -> Any:
                 "waiting": gate.waiting, "notice": NOTICE}
 
     # sync endpoint: FastAPI runs it in a worker thread, so the event loop stays free while the model reads
-    @app.post("/interpret")
+    @app.post("/interpret", responses={200: {"model": Reading, "description": "the reading (format=json), or an "
+                                                                      "HTML page of it (format=html)"}})
     def interpret(file: UploadFile = File(..., description="the X-ray: PNG, JPEG, TIFF or DICOM"),
                   prior: UploadFile | None = File(None, description="an earlier X-ray of the same patient"),
                   prior_days: float | None = Form(None), tasks: list[str] = Form([]),
