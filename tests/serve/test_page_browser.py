@@ -1,0 +1,80 @@
+"""The web page in a real browser (the system Chromium, driven by Playwright; no browser is downloaded): a film is
+uploaded and its reading appears with the overlay; a file that is not an image shows its error. Screenshots go to
+$CXRVLM_ARTIFACTS (default: the test's temporary folder) to be looked at."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fixtures_images import gradient, write_png
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make setup adds it)")
+CHROMIUM = shutil.which("chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (make setup installs Debian's)")
+
+
+@pytest.fixture(scope="module")
+def server(interpreter):
+    from cxrvlm.serve.app import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(interpreter), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        tab = browser.new_page(viewport={"width": 1280, "height": 900})
+        tab.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server)
+                  else route.abort())  # offline: anything not from this server fails
+        yield tab
+        browser.close()
+
+
+def _artifacts(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("CXRVLM_ARTIFACTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_a_film_is_read_and_its_overlay_shown(page, server, tmp_path) -> None:
+    film = write_png(tmp_path / "chest.png", gradient(96, 72))
+    page.goto(server + "/")
+    assert "Research use only" in page.inner_text("body")
+    page.set_input_files("input[name=file]", str(film))
+    page.click("button[type=submit]")
+    reading = page.frame(name="reading")
+    reading.wait_for_selector("h2:has-text('Tuberculosis')", timeout=30_000)
+    assert reading.locator("img").first.is_visible()
+    assert "Research use only" in reading.inner_text("body")
+    page.screenshot(path=str(_artifacts(tmp_path) / "page-reading.png"), full_page=True)
+
+
+def test_a_file_that_is_not_an_image_shows_its_error(page, server, tmp_path) -> None:
+    bad = tmp_path / "notes.png"
+    bad.write_text("these are notes, not a radiograph")
+    page.goto(server + "/")
+    page.set_input_files("input[name=file]", str(bad))
+    page.click("button[type=submit]")
+    reading = page.frame(name="reading")
+    reading.wait_for_selector("text=could not be read", timeout=30_000)
+    assert "notes.png" in reading.inner_text("body")
+    page.screenshot(path=str(_artifacts(tmp_path) / "page-bad-file.png"), full_page=True)
