@@ -1,6 +1,7 @@
-"""The web page in a real browser (the system Chromium, driven by Playwright; no browser is downloaded): a film is
-uploaded and its reading appears with the overlay; a file that is not an image shows its error. Screenshots go to
-$CXRVLM_ARTIFACTS (default: the test's temporary folder) to be looked at."""
+"""The web page in a real browser (the system Chromium, driven by Playwright; no browser is downloaded), offline: a
+film is uploaded and its reading appears with the verdict and the overlay; a file that is not an image shows its
+error; a batch of three gives three rows and downloads as CSV. Screenshots go to $CXRVLM_ARTIFACTS (default: the
+test's temporary folder) to be looked at."""
 from __future__ import annotations
 
 import os
@@ -61,10 +62,9 @@ def test_a_film_is_read_and_its_overlay_shown(page, server, tmp_path) -> None:
     assert "Research use only" in page.inner_text("body")
     page.set_input_files("input[name=file]", str(film))
     page.click("button[type=submit]")
-    reading = page.frame(name="reading")
-    reading.wait_for_selector("h2:has-text('Tuberculosis')", timeout=30_000)
-    assert reading.locator("img").first.is_visible()
-    assert "Research use only" in reading.inner_text("body")
+    page.wait_for_selector("#detail #verdict", timeout=30_000)
+    assert page.locator("#batch tbody tr").count() == 1 and page.locator("#detail #overlay").is_visible()
+    assert "Research use only" in page.inner_text("#detail") and "TB probability" in page.inner_text("#detail")
     page.screenshot(path=str(_artifacts(tmp_path) / "page-reading.png"), full_page=True)
 
 
@@ -74,7 +74,28 @@ def test_a_file_that_is_not_an_image_shows_its_error(page, server, tmp_path) -> 
     page.goto(server + "/")
     page.set_input_files("input[name=file]", str(bad))
     page.click("button[type=submit]")
-    reading = page.frame(name="reading")
-    reading.wait_for_selector("text=could not be read", timeout=30_000)
-    assert "notes.png" in reading.inner_text("body")
+    page.wait_for_selector("#batch tbody tr.failed", timeout=30_000)
+    assert "notes.png" in page.inner_text("#detail") and "not an image" in page.inner_text("#detail")
     page.screenshot(path=str(_artifacts(tmp_path) / "page-bad-file.png"), full_page=True)
+
+
+def test_a_batch_of_three_gives_three_rows_and_downloads_as_csv(page, server, tmp_path) -> None:
+    films = [write_png(tmp_path / f"film{i}.png", gradient(96 + 8 * i, 72)) for i in range(2)]
+    bad = tmp_path / "broken.png"
+    bad.write_text("not an image")
+    page.goto(server + "/")
+    page.set_input_files("input[name=file]", [str(films[0]), str(bad), str(films[1])])
+    page.click("button[type=submit]")
+    rows = page.locator("#batch tbody tr")
+    page.wait_for_function("document.querySelectorAll('#batch tbody tr.done, #batch tbody tr.failed').length == 3",
+                           timeout=60_000)
+    assert rows.count() == 3
+    assert "error" in rows.nth(1).inner_text() and "broken.png" in rows.nth(1).inner_text()
+    rows.nth(0).click()
+    assert page.locator("#detail #overlay").is_visible() and "Research use only" in page.inner_text("#detail")
+    with page.expect_download() as download:
+        page.click("#csv")
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert len(lines) == 4 and lines[0].startswith("file,verdict,tb_probability")
+    assert '"broken.png"' in lines[2] and "not an image" in lines[2]
+    page.screenshot(path=str(_artifacts(tmp_path) / "page-batch.png"), full_page=True)

@@ -2,9 +2,11 @@
 
     app = create_app(cxrvlm.load())                  # the built-in model; `cxrvlm serve` runs it with uvicorn
 
-- `GET /`: the web page. A plain HTML form (no script, font or stylesheet from elsewhere) posts the X-ray to
-  `/interpret?format=html`, and the reading page (`cxrvlm.infer.html`, the one `cxrvlm interpret --out` writes)
-  shows in the frame beside it.
+- `GET /`: the web page (no script, font or stylesheet from elsewhere). Its script (`page.js`, inline) reads one or
+  several films one after another through `/interpret`, a row each with its status and verdict, the chosen one's
+  reading below (verdict first, findings with a legend, report, overlay, JSON and PNG downloads) and the batch as
+  CSV; without JavaScript the form posts one film to `/interpret?format=html` and the reading page
+  (`cxrvlm.infer.html`) shows in the frame.
 - `POST /interpret` (multipart): `file` (PNG/JPEG/TIFF/DICOM), optional `prior` and `prior_days`, `tasks` (comma-
   separated or repeated; default all), `question` (repeatable), `overlay=true` to add the overlay PNG as base64.
   Returns the reading JSON of `cxrvlm interpret` (`format=html`: the reading page). A refused request is
@@ -251,7 +253,12 @@ body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1250px;color:#
 form{display:flex;flex-wrap:wrap;gap:.8em 1.6em;align-items:flex-end;margin:1em 0}
 label{display:flex;flex-direction:column;gap:.25em;font-size:.9em}fieldset{border:1px solid #ccc}
 iframe{width:100%;height:80vh;border:1px solid #ccc}button{font-size:1em;padding:.4em 1.2em}
+#drop{border:2px dashed #999;padding:1em;text-align:center;margin:.5em 0}#drop.over{background:#eef}
+#batch{border-collapse:collapse;margin:.8em 0}#batch td,#batch th{border:1px solid #ddd;padding:.25em .6em}
+#batch tr.failed{color:#a00}#batch tr[tabindex]{cursor:pointer}.legend{font-size:.85em;color:#555}
+#detail img{max-width:100%;border:1px solid #ccc}.error{color:#a00}.report{overflow-wrap:anywhere}
 """
+_PAGE_SCRIPT = (Path(__file__).with_name("page.js")).read_text()  # the batch reader (no CDN, nothing fetched)
 
 
 def _form_page(model: str) -> str:
@@ -262,14 +269,19 @@ def _form_page(model: str) -> str:
             f"<p class='notice'>{escape(NOTICE)}</p><p><small>model {escape(model)}; the image stays on this "
             "machine</small></p>"
             "<form method='post' action='/interpret?format=html' enctype='multipart/form-data' target='reading'>"
-            "<label>X-ray (PNG, JPEG, TIFF, DICOM)<input type='file' name='file' required></label>"
+            "<label>X-ray(s) (PNG, JPEG, TIFF, DICOM; several for a batch)"
+            "<input type='file' name='file' multiple required></label>"
             "<label>prior X-ray (optional)<input type='file' name='prior'></label>"
             "<label>days since the prior<input type='number' name='prior_days' min='0' step='1'></label>"
             f"<fieldset><legend>tasks</legend>{boxes}</fieldset>"
             "<label>question (optional)<input type='text' name='question' size='40' "
             "placeholder='Is there evidence of tuberculosis in this X-ray?'></label>"
             "<button type='submit'>Read</button></form>"
-            "<iframe name='reading' title='the reading'></iframe></body></html>\n")
+            "<div id='drop' tabindex='0'>or drop films here</div>"
+            "<table id='batch'><thead><tr><th>film</th><th>status</th><th>TB probability</th></tr></thead>"
+            "<tbody></tbody></table><button type='button' id='csv'>download the batch (CSV)</button>"
+            "<div id='detail' aria-live='polite'></div>"
+            f"<iframe name='reading' title='the reading'></iframe><script>{_PAGE_SCRIPT}</script></body></html>\n")
 
 
 def _error_page(message: str) -> str:
