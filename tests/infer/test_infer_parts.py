@@ -120,3 +120,13 @@ def test_phantom_is_a_chest_and_the_shipped_file_is_its_render() -> None:
     shipped = np.asarray(Image.open(PHANTOM_PNG))
     assert shipped.shape == (512, 512) and shipped.dtype == np.uint8
     assert np.abs(shipped.astype(int) - np.rint(render_phantom(512) * 255).astype(int)).max() <= 1
+
+
+def test_overlay_legend_names_each_label_once_with_its_scores() -> None:
+    from cxrvlm.infer.overlay import label_colours, legend_lines
+
+    reading, _ = _reading_with_mask(64, 64)
+    reading["detections"].append({"label": "right lung", "box": [8, 10, 30, 40], "score": 0.8})
+    lines = legend_lines(reading, label_colours(reading))
+    assert [text for _, text in lines] == ["right lung: box 0.80, mask 0.90", "left lung: box 0.70"]
+    assert lines[0][0] == PALETTE[0] and lines[1][0] == PALETTE[1]

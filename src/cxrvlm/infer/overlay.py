@@ -1,6 +1,7 @@
-"""The overlay picture of a reading: the X-ray with masks (semi-transparent, outlined), boxes with label and
-score, the TB saliency map in red when TB is called, and a banner above the image with the TB probability and the
-research-use notice.
+"""The overlay picture of a reading: the X-ray with masks (semi-transparent, outlined) and box outlines in their
+label's colour, the TB saliency map in red when TB is called, and a banner above the image with the TB probability,
+the research-use notice and a legend (each label in its colour with its box's and mask's scores: no text on the
+film, so no two tags can collide at any size).
 
     image = render_overlay(pixels, reading)      # PIL RGB image; pixels: float32 (H, W) in [0, 1]
     image.save("chest.overlay.png")
@@ -76,20 +77,22 @@ def _blend_heat(rgb: np.ndarray, reading: dict[str, Any]) -> np.ndarray:
     return ((1 - alpha) * rgb + alpha * np.array(HEAT_COLOUR, np.float32)).clip(0, 255).astype(np.uint8)
 
 
-def _draw_boxes(draw: ImageDraw.ImageDraw, items: Sequence[dict], colours: dict, scale: float,
-                font: Any, top: int, outline: bool = True) -> None:
-    """Boxes (`outline`) or only their tags (masks, whose outline is drawn already): label + score."""
+def _draw_boxes(draw: ImageDraw.ImageDraw, items: Sequence[dict], colours: dict, scale: float, top: int) -> None:
+    """Box outlines in their label's colour; their names and scores are in the legend, never on the film."""
     for item in items:
         x1, y1, x2, y2 = (float(v) * scale for v in item["box"])
-        colour = colours.get(item["label"], PALETTE[0])
-        if outline:
-            draw.rectangle([x1, y1 + top, x2, y2 + top], outline=colour, width=2)
-        text = f"{item['label']} {float(item['score']):.2f}"
-        # detections tag above the box, masks inside it, so the two tags of one organ do not collide
-        tx, ty = x1 + 2, max(top, y1 + top - font.size - 6) if outline else y1 + top + 4
-        left, upper, right, lower = draw.textbbox((tx, ty), text, font=font)
-        draw.rectangle([left - 2, upper - 2, right + 2, lower + 2], fill=(0, 0, 0))
-        draw.text((tx, ty), text, fill=colour, font=font)
+        draw.rectangle([x1, y1 + top, x2, y2 + top], outline=colours.get(item["label"], PALETTE[0]), width=2)
+
+
+def legend_lines(reading: dict[str, Any], colours: dict) -> list[tuple[tuple[int, int, int], str]]:
+    """(colour, text) per label drawn: its box's score (the probability it is right, when calibrated) and its
+    mask's, so the tags of one organ cannot collide on the film."""
+    out = []
+    for label, colour in colours.items():
+        parts = [f"box {float(d['score']):.2f}" for d in reading.get("detections", []) if d["label"] == label]
+        parts += [f"mask {float(s['score']):.2f}" for s in reading.get("segmentations", []) if s["label"] == label]
+        out.append((colour, f"{label}: {', '.join(parts)}"))
+    return out
 
 
 def banner_lines(reading: dict[str, Any]) -> list[str]:
@@ -123,16 +126,15 @@ def render_overlay(pixels: np.ndarray, reading: dict[str, Any]) -> Image.Image:
     colours = label_colours(reading)
     rgb = _blend_heat(_blend_masks(rgb, reading.get("segmentations", []), colours, scale), reading)
     font = _font(max(12, dw // 45))
-    lines = banner_lines(reading)
+    lines = list(zip(((255, 255, 255), (255, 210, 0)), banner_lines(reading))) + legend_lines(reading, colours)
     line_h = font.size + 8
     top = line_h * len(lines) + 8
     canvas = Image.new("RGB", (dw, dh + top), (20, 20, 20))
     canvas.paste(Image.fromarray(rgb), (0, top))
     draw = ImageDraw.Draw(canvas)
-    for i, (line, colour) in enumerate(zip(lines, ((255, 255, 255), (255, 210, 0)))):
+    for i, (colour, line) in enumerate(lines):
         draw.text((8, 6 + i * line_h), line, fill=colour, font=font)
-    _draw_boxes(draw, reading.get("detections", []), colours, scale, font, top)
-    _draw_boxes(draw, reading.get("segmentations", []), colours, scale, font, top, outline=False)
+    _draw_boxes(draw, reading.get("detections", []), colours, scale, top)
     return canvas
 
 
