@@ -34,11 +34,9 @@ def _font(size: int = 12) -> Any:
         return ImageFont.load_default()
 
 
-def roc_png(y: Sequence[int], score: Sequence[float], path: str | Path, threshold: float | None = None,
-            title: str = "ROC", size: int = 360) -> Path:
-    """ROC curve of scores against 0/1 truth, the chance diagonal, the AUROC, and the operating point
-    (`score >= threshold` positive) as a red dot."""
-    fpr, tpr, _ = roc_curve(y, score)
+def _unit_square(size: int, x_label: str, y_label: str) -> tuple[Image.Image, Any, Any, Any]:
+    """A white picture with the [0, 1] x [0, 1] plot frame, its ticks and axis names: (image, draw, font, xy), xy
+    mapping plot coordinates to pixels."""
     img = Image.new("RGB", (size, size), "white")
     d, font = ImageDraw.Draw(img), _font(12)
     left, top, right, bottom = 48, 44, size - 16, size - 40
@@ -51,6 +49,17 @@ def roc_png(y: Sequence[int], score: Sequence[float], path: str | Path, threshol
         x, yy = xy(v, v)
         d.text((x - 8, bottom + 4), f"{v:.1f}", fill="black", font=font)
         d.text((left - 30, yy - 6), f"{v:.1f}", fill="black", font=font)
+    d.text((left + 60, size - 18), x_label, fill="black", font=font)
+    d.text((8, top - 18), y_label, fill="black", font=font)
+    return img, d, font, xy
+
+
+def roc_png(y: Sequence[int], score: Sequence[float], path: str | Path, threshold: float | None = None,
+            title: str = "ROC", size: int = 360) -> Path:
+    """ROC curve of scores against 0/1 truth, the chance diagonal, the AUROC, and the operating point
+    (`score >= threshold` positive) as a red dot."""
+    fpr, tpr, _ = roc_curve(y, score)
+    img, d, font, xy = _unit_square(size, "1 - specificity", "sensitivity")
     d.line([xy(0, 0), xy(1, 1)], fill=(170, 170, 170), width=1)
     points = [xy(float(a), float(b)) for a, b in zip(fpr, tpr) if math.isfinite(a) and math.isfinite(b)]
     if len(points) >= 2:
@@ -58,8 +67,6 @@ def roc_png(y: Sequence[int], score: Sequence[float], path: str | Path, threshol
     value = auroc(y, score)
     label = f"{title}  AUROC {value:.3f}" if math.isfinite(value) else f"{title}  AUROC undefined (one class)"
     d.text((8, 6), label, fill="black", font=font)
-    d.text((left + 60, size - 18), "1 - specificity", fill="black", font=font)
-    d.text((8, top - 18), "sensitivity", fill="black", font=font)
     if threshold is not None and sum(y) and len(y) - sum(y):
         r = binary_at_threshold(y, score, threshold)
         cx, cy = xy(1 - r["specificity"], r["sensitivity"])
@@ -72,18 +79,7 @@ def reliability_png(y: Sequence[float], p: Sequence[float], path: str | Path, ti
                     size: int = 360) -> Path:
     """Reliability diagram: per bin of predicted probability, the observed share of positives (a bar, its number of
     cases above it) against the diagonal of perfect calibration, and the expected calibration error."""
-    img = Image.new("RGB", (size, size), "white")
-    d, font = ImageDraw.Draw(img), _font(12)
-    left, top, right, bottom = 48, 44, size - 16, size - 40
-
-    def xy(fx: float, fy: float) -> tuple[float, float]:
-        return left + fx * (right - left), bottom - fy * (bottom - top)
-
-    d.rectangle([left, top, right, bottom], outline="black")
-    for v in (0.0, 0.5, 1.0):
-        x, yy = xy(v, v)
-        d.text((x - 8, bottom + 4), f"{v:.1f}", fill="black", font=font)
-        d.text((left - 30, yy - 6), f"{v:.1f}", fill="black", font=font)
+    img, d, font, xy = _unit_square(size, "predicted probability", "observed share")
     for low, high, n, _, share in reliability(y, p):
         x0, y0 = xy(low, share)
         x1, y1 = xy(high, 0.0)
@@ -91,8 +87,6 @@ def reliability_png(y: Sequence[float], p: Sequence[float], path: str | Path, ti
         d.text((x0 + 2, y0 - 14), str(n), fill="black", font=font)
     d.line([xy(0, 0), xy(1, 1)], fill=PRED_COLOUR, width=1)
     d.text((8, 6), f"{title}  ECE {ece(y, p):.3f}", fill="black", font=font)
-    d.text((left + 60, size - 18), "predicted probability", fill="black", font=font)
-    d.text((8, top - 18), "observed share", fill="black", font=font)
     return _save(img, path)
 
 
