@@ -6,13 +6,12 @@ model and `cxrvlm interpret` then gives each detection's score as the probabilit
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from cxrvlm.metrics.calibration import ece, fit_platt, platt
+from cxrvlm.metrics.calibration import ece, fit_platt, fold_of, platt
 from cxrvlm.metrics.detection import box_iou
 from cxrvlm.tasks import _text
 
@@ -41,10 +40,6 @@ def outcomes(records: Sequence[dict[str, Any]]) -> list[tuple[str, float, bool]]
     return out
 
 
-def _fold(study: str) -> int:
-    return int(hashlib.sha1(study.encode()).hexdigest()[:8], 16) % FOLDS
-
-
 def fit(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """{"a", "b", "n", "n_right", "ece_raw", "ece_calibrated"} (calibrated: out of sample), or None when the records
     hold too few right and wrong boxes to fit (fewer than 5 of either)."""
@@ -53,7 +48,7 @@ def fit(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     if len(rows) < 10 or y.sum() < 5 or len(y) - y.sum() < 5:
         return None
     s = np.array([score for _, score, _ in rows])
-    folds = np.array([_fold(study) for study, _, _ in rows])
+    folds = np.array([fold_of(study, FOLDS) for study, _, _ in rows])
     held = np.empty_like(s)
     for k in range(FOLDS):
         train, test = folds != k, folds == k

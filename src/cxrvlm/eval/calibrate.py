@@ -11,7 +11,6 @@ threshold on the calibrated probability. A temperature keeps each label's rankin
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ import numpy as np
 from cxrvlm.data.images import ImageCache
 from cxrvlm.eval.predict import scored
 from cxrvlm.examples import Example
-from cxrvlm.metrics.calibration import ece, fit_temperature, logit
+from cxrvlm.metrics.calibration import ece, fit_temperature, fold_of, logit
 from cxrvlm.tasks import labels
 
 FOLDS = 2
@@ -60,10 +59,6 @@ def fit(rows: Sequence[tuple[str, dict, dict]], names: Sequence[str]) -> list[fl
     return out
 
 
-def _fold(patient: str) -> int:
-    return int(hashlib.sha1(patient.encode()).hexdigest()[:8], 16) % FOLDS
-
-
 def _probs(y_z: tuple[np.ndarray, np.ndarray], t: float) -> tuple[np.ndarray, np.ndarray]:
     return y_z[0], 1 / (1 + np.exp(-y_z[1] / t))
 
@@ -78,9 +73,10 @@ def calibrate(model: Any, examples: Sequence[Example], batch_size: int = 8) -> d
         raise ValueError(f"no {labels.NAME} example in the split: curate with a source that settles image labels")
     before = {"all": ([], []), labels.TB: ([], [])}
     after = {"all": ([], []), labels.TB: ([], [])}
+    folds = [fold_of(patient, FOLDS) for patient, _, _ in rows]
     for k in range(FOLDS):
-        train = [r for r in rows if _fold(r[0]) != k]
-        test = [r for r in rows if _fold(r[0]) == k]
+        train = [r for r, f in zip(rows, folds) if f != k]
+        test = [r for r, f in zip(rows, folds) if f == k]
         temps = dict(zip(names, fit(train, names)))
         for name in names:
             y, p1 = _probs(_pairs(test, name), 1.0)

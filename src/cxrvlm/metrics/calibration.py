@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,6 +47,13 @@ def ece(y: Sequence[float], p: Sequence[float], bins: int = BINS) -> float:
     if not len(y):
         return float("nan")
     return float(sum(n * abs(mean_p - share) for _, _, n, mean_p, share in reliability(y, p, bins)) / len(y))
+
+
+def fold_of(key: str, folds: int) -> int:
+    """A stable cross-validation fold for a patient or study id (the first 8 hex digits of its SHA-1). Not
+    `curate.split.bucket`: the curated splits are cut from that number, so every id of one split lies in one band of
+    it and would fall in one fold."""
+    return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % folds
 
 
 def logit(p: Sequence[float]) -> np.ndarray:

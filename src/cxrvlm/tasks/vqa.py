@@ -249,6 +249,7 @@ _YES_NO_OPENERS = frozenset("is are does do did has have had can could was were 
                             "might must".split())
 _CHOICE_RE = re.compile(re.escape(Q_CHOICE).replace(r"\{a\}", "(?P<a>.+?)").replace(r"\{b\}", "(?P<b>.+?)") + "$",
                         re.IGNORECASE)
+_LABEL_RE = re.compile(re.escape(Q_LABEL).replace(r"\{x\}", "(?P<x>.+)") + "$", re.IGNORECASE)
 _CHANGE_RE = re.compile(re.escape(Q_CHANGE).replace(r"\{prior\}", ".+?") + "$", re.IGNORECASE)
 DEFAULT_QUESTIONS = (Q_NORMAL, Q_LABEL.format(x="tuberculosis"), Q_VIEW, Q_LUNG_SIZE)
 
@@ -317,9 +318,9 @@ def head_answer(question: str, head: Mapping[str, float], tb_threshold: float | 
     q = " ".join(str(question).split()).lower()
     by_phrase = {_text.phrase(k): k for k in head}
     called = labels.called(head, tb_threshold)
-    m = re.fullmatch(re.escape(Q_LABEL.lower()).replace(re.escape("{x}"), "(.+)"), q)
-    if m and m.group(1) in by_phrase:
-        name = by_phrase[m.group(1)]
+    m = _LABEL_RE.match(q)
+    if m and m.group("x") in by_phrase:
+        name = by_phrase[m.group("x")]
         yes, p_yes = name in called, head[name]
     elif q == Q_NORMAL.lower() and _text.NO_FINDING in head:
         yes, p_yes = not [k for k in called if k != _text.NO_FINDING], head[_text.NO_FINDING]
