@@ -141,3 +141,19 @@ def test_dicom_seg_and_sr_for_dicom_inputs_and_a_warning_for_others(tiny_checkpo
         assert hd.seg.segread(written).number_of_segments == len(lines[0]["segmentations"])
     else:
         assert "no DICOM Segmentation: the reading has no lung mask" in lines[0]["warnings"] and not written.exists()
+
+
+def test_a_dicom_export_that_fails_costs_a_warning_not_the_reading(tmp_path: Path, monkeypatch) -> None:
+    import argparse
+
+    from cxrvlm.infer import command, dicom_seg
+
+    film = write_dicom(tmp_path / "film.dcm", np.zeros((64, 64), np.uint16))
+
+    def broken(reading, source, out):
+        raise ValueError(f"{source}: the masks are [128, 96] pixels, the film [64, 64]")
+
+    monkeypatch.setattr(dicom_seg, "write_lung_segmentation", broken)
+    reading = {"warnings": []}
+    command._write_dicom_exports(reading, str(film), "film", argparse.Namespace(dicom_seg=str(tmp_path), dicom_sr=None))
+    assert reading["warnings"] == [f"no DICOM Segmentation: {film}: the masks are [128, 96] pixels, the film [64, 64]"]

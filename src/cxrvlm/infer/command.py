@@ -94,16 +94,20 @@ def _write_outputs(out: Path, stem: str, reading: dict[str, Any], pixels: Any) -
 
 def _write_dicom_exports(reading: dict[str, Any], path: str, stem: str, args: argparse.Namespace) -> None:
     """The reading's DICOM SEG (lung masks) and SR (the reading) of a DICOM input, as asked; a warning in the
-    reading for each that cannot be written."""
-    asked = [("Segmentation", args.dicom_seg, ".seg.dcm", dicom_seg.write_lung_segmentation, "no lung mask"),
-             ("Structured Report", args.dicom_sr, ".sr.dcm", dicom_sr.write_report, "no TB verdict")]
-    for what, folder, suffix, write, missing in asked:
-        if not folder:
-            continue
-        if not dicom_seg.is_dicom(path):
-            reading["warnings"].append(f"no DICOM {what}: the input is not a DICOM file")
-        elif write(reading, path, Path(folder) / f"{stem}{suffix}") is None:
-            reading["warnings"].append(f"no DICOM {what}: the reading has {missing}")
+    reading for each that cannot be written (the reading itself is kept)."""
+    asked = [(what, Path(folder) / f"{stem}{suffix}", write, missing) for what, folder, suffix, write, missing in (
+        ("Segmentation", args.dicom_seg, ".seg.dcm", dicom_seg.write_lung_segmentation, "no lung mask"),
+        ("Structured Report", args.dicom_sr, ".sr.dcm", dicom_sr.write_report, "no TB verdict")) if folder]
+    dicom = bool(asked) and dicom_seg.is_dicom(path)
+    for what, target, write, missing in asked:
+        problem = "the input is not a DICOM file"
+        if dicom:
+            try:
+                problem = f"the reading has {missing}" if write(reading, path, target) is None else ""
+            except (ValueError, OSError) as e:  # e.g. masks of a reduced big film: the export fails, not the reading
+                problem = str(e)
+        if problem:
+            reading["warnings"].append(f"no DICOM {what}: {problem}")
 
 
 def _one(interp: Any, path: str, args: argparse.Namespace, out: Path | None, used: set[str]) -> dict[str, Any]:
