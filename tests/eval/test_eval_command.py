@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cxrvlm.cli import main
+from cxrvlm.models.copy_guard import saved_copy_guard
 from cxrvlm.tasks import get_task
 
 
@@ -62,10 +63,10 @@ def test_report_files_exist_and_link_their_figures(eval_out: Path) -> None:
 
 
 def test_threshold_chosen_on_val_is_applied_to_test(eval_out: Path, curated: Path, tiny_model_dir: Path) -> None:
+    from cxrvlm.data.split import read_split
     from cxrvlm.eval.operating_point import tb_scores
     from cxrvlm.metrics import choose_threshold
     from cxrvlm.models import load_model
-    from cxrvlm.data.split import read_split
 
     doc = json.loads((eval_out / "metrics.json").read_text())
     op = doc["operating_point"]
@@ -152,4 +153,7 @@ def test_memorisation_of_generated_reports_against_the_training_reports(eval_out
     copied = doc["tasks"]["report"]["memorisation"]
     assert copied["n"] == sum(r["task"] == "report" and bool(r.get("generated")) for r in records)
     assert copied["training_documents"] > 0 and 0 <= copied["n_copied"] <= copied["n"]
+    assert copied["before_checks"]["n"] == copied["n"]  # what the model said, before any replacement
     assert "memorisation" not in doc["tasks"]["classify"]
+    guard = saved_copy_guard(eval_out)  # the training split's guard, for `cxrvlm ship` to put beside the model
+    assert guard is not None and len(guard.hashes) > 0

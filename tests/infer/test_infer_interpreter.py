@@ -300,3 +300,32 @@ def test_detection_scores_are_calibrated_with_the_model_s_box_calibration(tiny_c
             assert c["score"] == pytest.approx(float(platt([r["score"]], 2.0, 1.0)[0]), abs=1e-5)
     finally:
         (tiny_checkpoint / "box_calibration.json").unlink()
+
+
+def test_a_report_copying_one_training_patients_text_is_never_given(phantom_png: Path, one_thread: None,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    import torch
+    from infer_fixtures import TINY
+
+    from cxrvlm.metrics.memorisation import CopyGuard, CopyIndex
+    from cxrvlm.models import create_model
+    from cxrvlm.tasks import labels
+
+    copied = ("Findings: a 54 year old man from the night shift with fever since tuesday had a cavity in the right "
+              "upper lobe. Impression: Tuberculosis.")
+    guard = CopyGuard.from_index(CopyIndex([copied, "Findings: Clear lungs. Impression: Normal."]))
+    torch.manual_seed(0)
+    with_head = create_model("cxrvlm-tiny", label_names=list(labels.LABEL_SPACE), **TINY)
+    without_head = create_model("cxrvlm-tiny", **TINY)
+    for model, source in ((with_head, "templated from the reading"), (without_head, "withheld")):
+        interp = Interpreter(model, name="tiny", threshold=0.3)
+        interp.options = dataclasses.replace(interp.options, copy_guard=guard)
+        monkeypatch.setattr(model, "generate", ScriptedGenerate(model, {"Generate a medical report": copied}))
+        reading = interp.interpret(str(phantom_png), tasks=["report"])
+        assert reading["report_source"] == source and "night shift" not in json.dumps(reading)
+        if source == "withheld":
+            assert any("withheld" in w and "copies a run of 12" in w for w in reading["warnings"])
+        else:
+            assert any("copies a run of 12" in c for c in reading["consistency"]["contradictions"])

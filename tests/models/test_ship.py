@@ -7,7 +7,9 @@ import json
 import pytest
 
 from cxrvlm import cli
+from cxrvlm.metrics.memorisation import CopyGuard
 from cxrvlm.models import load_model
+from cxrvlm.models.copy_guard import COPY_GUARD_FILE, saved_copy_guard, write_copy_guard
 from cxrvlm.train.config import StageConfig, TrainConfig
 
 
@@ -73,6 +75,7 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
         "tasks": {"classify": {"n": 2, "n_invalid": 0}}}))
     (again / "operating_point.json").write_text(json.dumps({"threshold": 0.3}))
     (again / "box_calibration.json").write_text(json.dumps({"a": 2.0, "b": -1.0, "n": 40}))
+    write_copy_guard(CopyGuard([7, 3]), again / COPY_GUARD_FILE)
     weights = (dest / "model.safetensors").read_bytes()
     assert cli.main(["ship", str(dest), str(again), str(dest), "--metrics-only"]) == 0
     refreshed = (dest / "MODEL_CARD.md").read_text()
@@ -81,6 +84,7 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
     assert refreshed.split("## Limitations")[1] == card.split("## Limitations")[1]
     assert json.loads((dest / "operating_point.json").read_text())["threshold"] == 0.3
     assert json.loads((dest / "box_calibration.json").read_text())["a"] == 2.0  # copied beside the model
+    assert saved_copy_guard(dest).hashes.tolist() == [3, 7]
     assert (dest / "model.safetensors").read_bytes() == weights
 
 

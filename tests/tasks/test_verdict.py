@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cxrvlm.metrics.memorisation import CopyGuard, CopyIndex
 from cxrvlm.tasks import classify, labels, report, verdict, vqa
 
 
@@ -78,3 +79,16 @@ def test_a_report_of_one_film_may_not_compare_with_a_prior_nobody_gave():
     given, found = report.check_with_head(text, head, 0.36, prior_given=False)
     assert found == ["the text compares with a prior study; none was given"] and "prior" not in given.lower()
     assert report.check_with_head(text, head, 0.36, prior_given=True) == (text, [])
+
+
+def test_a_report_copying_one_training_patients_words_is_replaced_without_repeating_them():
+    patient = ("Findings: a 54 year old man from the night shift with fever since tuesday had a cavity in the right "
+               "upper lobe. Impression: Findings consistent with pulmonary tuberculosis.")
+    guard = CopyGuard.from_index(CopyIndex([patient, "Findings: The lungs are clear. Impression: Normal."]))
+    head = _head(Tuberculosis=0.8)
+    given, found = report.check_with_head(patient, head, 0.36, guard=guard)
+    assert len(found) == 1 and "copies a run of 12" in found[0] and "night shift" not in found[0]
+    assert "night shift" not in given and "tuberculosis" in given.lower()
+    assert report.check_with_head(patient, head, 0.36) == (patient, [])  # no guard: not checked for copies
+    agreeing = "Findings: Appearances are in keeping with pulmonary tuberculosis. Impression: TB."
+    assert report.check_with_head(agreeing, head, 0.36, guard=guard) == (agreeing, [])

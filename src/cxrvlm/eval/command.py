@@ -23,8 +23,10 @@ from cxrvlm.eval.memorisation import training_index
 from cxrvlm.eval.operating_point import OperatingPointError, choose_operating_point
 from cxrvlm.eval.report import write_outputs
 from cxrvlm.eval.runner import EvalOptions, evaluate, select
+from cxrvlm.metrics.memorisation import CopyGuard
 from cxrvlm.models import load_model
 from cxrvlm.models.box_calibration import BOX_CALIBRATION_FILE, write_box_calibration
+from cxrvlm.models.copy_guard import COPY_GUARD_FILE, write_copy_guard
 from cxrvlm.models.operating_point import OPERATING_POINT_FILE, read_operating_point, write_operating_point
 from cxrvlm.tasks import screening_task
 
@@ -117,21 +119,27 @@ def run(args: argparse.Namespace) -> int:
                          f"({args.tasks or 'all'})")
     model = load_model(args.model)
     op = resolve_operating_point(args, model, (args.limit, args.seed))
+    copy_index = training_index(args.data)
+    guard = CopyGuard.from_index(copy_index) if copy_index is not None else None
     options = EvalOptions(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                           threshold=op["threshold"] if op else None, candidate_mode=args.candidate_mode,
                           chain=not args.no_chain, progress=not args.no_progress, fast_metrics=args.fast_metrics,
-                          perturb=args.perturb, refine_masks=not args.no_mask_refiner)
+                          perturb=args.perturb, refine_masks=not args.no_mask_refiner, copy_guard=guard)
     result = evaluate(model, examples, options)
     out = Path(args.out)
     info = {"model": str(args.model), "data": str(args.data), "split": args.split,
             "mask_refiner": not args.no_mask_refiner}
     if args.perturb:
         info["perturb"] = dict(zip(("zoom", "dx", "dy"), args.perturb))
-    doc = write_outputs(result, out, info, op, train_baseline(args.data), training_index(args.data))
+    doc = write_outputs(result, out, info, op, train_baseline(args.data), copy_index)
     if op:
         write_operating_point({**op, "applied_to": args.split}, out / OPERATING_POINT_FILE)
     else:
         (out / OPERATING_POINT_FILE).unlink(missing_ok=True)  # a stale one would describe another run
+    if guard is not None:  # shipped beside the model (`cxrvlm ship`): readings are checked as evaluated
+        write_copy_guard(guard, out / COPY_GUARD_FILE)
+    else:
+        (out / COPY_GUARD_FILE).unlink(missing_ok=True)
     if doc.get("box_calibration") and not args.perturb:
         write_box_calibration({**doc["box_calibration"], "fitted_on": args.split}, out / BOX_CALIBRATION_FILE)
     else:

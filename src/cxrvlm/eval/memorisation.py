@@ -2,9 +2,12 @@
 `metrics.memorisation.RUN` words found in only one training report or case note (patient-specific text).
 
     index = training_index("runs/curated")        # the train split's reference texts (None without a train split)
-    by_task(records, index)                       # {task: {"n", "n_copied", "rate", "examples", ...}}
+    by_task(records, index)                       # {task: {"n", "n_copied", "rate", "examples", ...,
+                                                  #         "before_checks": {the same of what the model said}}}
 
 A reference text is any example target's "report" (the report task's, the findings-then-report chain's step 2).
+`rate` is of the texts given (a report that copied was replaced when the evaluation had a copy guard);
+`before_checks` of what the model generated (`generated_before_check` of a replaced record), the model's own habit.
 """
 from __future__ import annotations
 
@@ -31,8 +34,11 @@ def training_index(data: str | Path) -> CopyIndex | None:
 
 def by_task(records: Sequence[dict[str, Any]], index: CopyIndex) -> dict[str, dict[str, Any]]:
     """Memorisation of each task's generated report texts (records whose target holds a reference report)."""
-    texts: dict[str, list[str]] = defaultdict(list)
+    given: dict[str, list[str]] = defaultdict(list)
+    said: dict[str, list[str]] = defaultdict(list)
     for r in records:
         if "skipped" not in r and (r.get("target") or {}).get("report") and r.get("generated"):
-            texts[r["task"]].append(str(r["generated"]))
-    return {task: memorisation(generated, index) for task, generated in sorted(texts.items())}
+            given[r["task"]].append(str(r["generated"]))
+            said[r["task"]].append(str(r.get("generated_before_check") or r["generated"]))
+    return {task: {**memorisation(texts, index), "before_checks": memorisation(said[task], index, examples=0)}
+            for task, texts in sorted(given.items())}

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from cxrvlm.examples import Example
+from cxrvlm.metrics.memorisation import CopyGuard
 from cxrvlm.tasks import get_task
 from cxrvlm.tokens.loc import quantise
 
@@ -32,9 +33,10 @@ class BatchOutput:
     texts: list[str]
     token_scores: list[list[tuple[str, float]]]
     probs: list[dict[str, float] | None] = field(default_factory=list)
-    # per example, what its generated text contradicted in the label head's calls (`Task.check_with_head`; the
-    # text is then the task's replacement); None when it was not checked
+    # per example, what was wrong with its generated text (`Task.check_with_head`: a call of the label head it
+    # contradicted, a copied run; the text is then the task's replacement); None when it was not checked
     contradictions: list[list[str] | None] = field(default_factory=list)
+    replaced: list[str | None] = field(default_factory=list)  # the generated text a replacement stands for
 
 
 def candidates_of(example: Example) -> list[str]:
@@ -66,12 +68,12 @@ def score_one(model: Any, views: list[np.ndarray], features: Any, prefix: str,
 
 def run_batch(model: Any, examples: Sequence[Example], views: Sequence[list[np.ndarray]], prefixes: Sequence[str],
               max_new_tokens: int, score: bool = True, generate: bool = True,
-              threshold: float | None = None) -> BatchOutput:
+              threshold: float | None = None, copy_guard: CopyGuard | None = None) -> BatchOutput:
     """Encode the batch's views once, generate an answer to each prefix (greedy, kept to its task's answer shape),
     score the candidates of the close-ended examples, or take them from the label head where the model has one and
     the task reads it (`Task.from_head`; an answer the task states from the head, `Task.text_from_head`, with TB
     called at the operating point `threshold`, replaces the generation, and a generation the task checks against
-    the head, `Task.check_with_head`, is replaced when it contradicts it). views: per example, its (H, W) float
+    the head, `Task.check_with_head`, is replaced when it contradicts it or copies a run `copy_guard` holds). views: per example, its (H, W) float
     arrays in [0, 1]."""
     features = model.encode_images([list(v) for v in views])
     heads = model.label_probs(image_features=features) if getattr(model, "label_names", None) else None
@@ -86,10 +88,12 @@ def run_batch(model: Any, examples: Sequence[Example], views: Sequence[list[np.n
         texts = [s if s is not None else t for s, t in zip(stated, said)]
         token_scores = [[] if s is not None else list(ts) for s, ts in zip(stated, scores)]
     checked: list[list[str] | None] = [None] * len(examples)
+    replaced: list[str | None] = [None] * len(examples)
     for i, ex in enumerate(examples):
         check = get_task(ex.task).check_with_head
         if heads and check and generate and stated[i] is None:
-            texts[i], checked[i] = check(texts[i], heads[i], threshold, bool(ex.meta.get("prior_study_id")))
+            given, checked[i] = check(texts[i], heads[i], threshold, bool(ex.meta.get("prior_study_id")), copy_guard)
+            replaced[i], texts[i] = (texts[i] if checked[i] else None), given
     probs: list[dict[str, float] | None] = []
     for i, (ex, prefix) in enumerate(zip(examples, prefixes)):
         from_head = get_task(ex.task).from_head
@@ -99,7 +103,7 @@ def run_batch(model: Any, examples: Sequence[Example], views: Sequence[list[np.n
             continue
         cands = candidates_of(ex) if score else []
         probs.append(score_one(model, views[i], _one(features, i), prefix, cands) if cands else None)
-    return BatchOutput(texts, token_scores, probs, checked)
+    return BatchOutput(texts, token_scores, probs, checked, replaced)
 
 
 def _stated(example: Example, head: dict[str, float], threshold: float | None) -> str | None:

@@ -15,7 +15,8 @@ metrics.json:
                      }}}
 Sources are `by_source.source_key`s; `by_type` is `answer_types.by_type`; `other_disease` is
 `other_disease.summary` (films with another disease and no TB read as TB); `memorisation` is
-`eval.memorisation.by_task` (generated reports that copy a run of words only one training report holds).
+`eval.memorisation.by_task` (generated reports that copy a run of words only one training report holds: of the
+texts given and, in `before_checks`, of what the model said before the copy guard replaced them).
 "box_calibration" (when the detections hold enough right and wrong boxes) is `eval.box_calibration.fit`: the
 Platt scaling of box scores to P(IoU >= 0.5), also written as box_calibration.json.
 """
@@ -85,7 +86,7 @@ def metrics_document(result: EvalResult, info: dict[str, Any], operating_point: 
         **({"box_calibration": boxes} if boxes else {}),
         **info, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "n_examples": sum(r.n for r in result.tasks.values()),
-        "options": dataclasses.asdict(result.options), "operating_point": operating_point,
+        "options": _options(result.options), "operating_point": operating_point,
         "malformed": {t: r.n_invalid for t, r in result.tasks.items()},
         "main": {t: main_metric(t, r["metrics"]) for t, r in tasks.items()},
         "tasks": tasks})
@@ -218,3 +219,11 @@ def render_html(doc: dict[str, Any], parts: dict[str, Any]) -> str:
             body += [f"<h4>{e(t.title)}</h4>", f"<p>{e(t.note)}</p>", _html_table(t.head, t.rows)]
     return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>cxrvlm eval</title><style>{_CSS}</style>"
             f"</head><body>{''.join(body)}</body></html>\n")
+
+
+def _options(options: Any) -> dict[str, Any]:
+    """The evaluation's options as JSON: the copy guard as what it holds (its hashes are in copy_guard.npz)."""
+    guard = options.copy_guard
+    doc = dataclasses.asdict(dataclasses.replace(options, copy_guard=None))
+    doc["copy_guard"] = {"runs": len(guard.hashes), "run_words": guard.n} if guard is not None else None
+    return doc

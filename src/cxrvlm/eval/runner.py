@@ -16,9 +16,10 @@ Conventions (stated because they change the numbers):
   of thought as deployed), not the reference answer the training prompt holds. A model with a label head states
   step 1 from its head (`Task.text_from_head`, TB at the operating point `threshold`) instead of generating it.
 - A model with a label head has its generated reports checked against the head's calls (`Task.check_with_head`): one
-  that contradicts them is replaced by a report templated from them, as `cxrvlm interpret` gives it; the metrics
-  count the contradictions (`head_contradicted` of `head_checked`, `head_contradiction_rate`), each record lists
-  its own (`contradictions`).
+  that contradicts them, or copies a run of words `copy_guard` holds (patient-specific training text), is replaced
+  by a report templated from them, as `cxrvlm interpret` gives it; the metrics count the replacements
+  (`head_contradicted` of `head_checked`, `head_contradiction_rate`), each record lists what was wrong
+  (`contradictions`) and keeps what the model said (`generated_before_check`).
 - `perturb=(zoom, dx, dy)` evaluates on every image zoomed about its centre and shifted by (dx, dy) of its side
   (`data.images.zoom_shift`): how much a reading depends on the framing of the film. Only for tasks whose answers
   hold no coordinates; the TB operating point stays the one chosen on unperturbed images, as deployed.
@@ -52,6 +53,7 @@ from cxrvlm.eval.by_source import MetricsBySource, example_source
 from cxrvlm.examples import Example, Prediction
 from cxrvlm.io.read import read_image
 from cxrvlm.jsonl import clean
+from cxrvlm.metrics.memorisation import CopyGuard
 from cxrvlm.tasks import Task, get_task, screening_task
 from cxrvlm.tokens.rle import rle_encode
 from cxrvlm.tokens.seg_refine import refine_objects
@@ -72,6 +74,7 @@ class EvalOptions:
     fast_metrics: bool = False  # no pycocoevalcap (Java METEOR/PTB) and 200 bootstrap resamples: quick runs, tests
     perturb: tuple[float, float, float] | None = None  # (zoom, dx, dy) applied to every image: a robustness check
     refine_masks: bool = True  # segmentation masks redrawn on the film by the mask refiner (tokens.seg_refine)
+    copy_guard: CopyGuard | None = None  # the training text's patient-specific runs: a report copying one is replaced
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -305,18 +308,20 @@ def _evaluate_task(model: Any, task: str, examples: list[Example], options: Eval
     max_new = options.max_new_tokens or spec.max_new_tokens
     t0 = time.perf_counter()
     for chunk in _batches(examples, options.batch_size):
-        for ex, prefix, out, skip in _run_chunk(model, chunk, chain, cache, max_new, options.threshold):
+        for ex, prefix, out, skip in _run_chunk(model, chunk, chain, cache, max_new, options):
             if skip:
                 result.n_skipped += 1
                 result.skipped_reasons[reason_kind(skip)] += 1
                 records.append({**_ids(ex), "prefix": prefix, "skipped": skip, "target": ex.target})
                 continue
-            text, token_scores, probs, contradicted = out
+            text, token_scores, probs, contradicted, replaced = out
             chain.remember(ex, text)
             records.append(_score(spec, (metric, per_source), ex, prefix, text, token_scores, probs, options,
                                   result))
             if contradicted is not None:
                 records[-1]["contradictions"] = contradicted
+                if replaced is not None:  # what the model said, for the memorisation of the model itself
+                    records[-1]["generated_before_check"] = replaced
                 result.n_checked += 1
                 result.n_contradicted += bool(contradicted)
         bar.update(len(chunk))
@@ -343,9 +348,9 @@ def _batches(examples: list[Example], size: int) -> list[list[Example]]:
 
 
 def _run_chunk(model: Any, chunk: list[Example], chain: _Chain, cache: Any, max_new: int,
-               threshold: float | None) -> list[tuple]:
-    """[(example, prefix, (text, token_scores, probs) or None, skip reason or "")] for a batch; a batch the model
-    refuses is retried one example at a time so only the offending example is skipped."""
+               options: EvalOptions) -> list[tuple]:
+    """[(example, prefix, (text, token_scores, probs, problems, replaced text) or None, skip reason or "")] for a
+    batch; a batch the model refuses is retried one example at a time so only the offending example is skipped."""
     rows, ok = [], []
     for ex in chunk:
         prefix = chain.prefix(ex)
@@ -358,7 +363,7 @@ def _run_chunk(model: Any, chunk: list[Example], chain: _Chain, cache: Any, max_
         group = groups.pop(0)
         try:
             out = predict.run_batch(model, [g[0] for g in group], [g[2] for g in group], [g[1] for g in group],
-                                    max_new, threshold=threshold)
+                                    max_new, threshold=options.threshold, copy_guard=options.copy_guard)
         except (ValueError, RuntimeError) as e:
             if len(group) > 1:
                 groups = [[g] for g in group] + groups
@@ -366,7 +371,8 @@ def _run_chunk(model: Any, chunk: list[Example], chain: _Chain, cache: Any, max_
             rows.append((group[0][0], group[0][1], None, f"model error: {e}"))
             continue
         for i, (ex, prefix, _) in enumerate(group):
-            rows.append((ex, prefix, (out.texts[i], out.token_scores[i], out.probs[i], out.contradictions[i]), ""))
+            rows.append((ex, prefix, (out.texts[i], out.token_scores[i], out.probs[i], out.contradictions[i],
+                                      out.replaced[i]), ""))
     return rows
 
 

@@ -10,7 +10,7 @@ HTTP API publishes). The head and tail keys are the interpreter's; each task fil
      "threshold_source": ...} | null, "findings": [{"label": ..., "probability": p}],
      "saliency": [{"label": ..., "method": ..., "grid": [g, g], "png": "<base64 grey PNG>", "peak": [x, y]}],
      "report": "...",
-     "report_source": "generated" | "templated from the reading" | "",
+     "report_source": "generated" | "templated from the reading" | "withheld" | "",
      "consistency": {"checked_against": "label head", "contradictions": [...]} | null,
      "detections": [{"label": ..., "box": [x1, y1, x2, y2], "score": s}],
      "segmentations": [{"label": ..., "box": [...], "mask": {"size": [h, w], "counts": "<COCO RLE>"}, "score": s}],
@@ -26,9 +26,10 @@ an image with nothing to read (blank, one grey level, tiny) or that the view gat
 radiograph (`cxrvlm.infer.quality`; `quality.view` is what the gate saw, `quality.view_probabilities` its
 probability of each kind) gets `quality.assessable` false with the reasons, and no task runs on it.
 One verdict: with a model that has a label head, the TB probability and the findings are the head's, and the
-generated report is checked against the head's calls (`cxrvlm.tasks.verdict`); a report that contradicts them is
-replaced by one templated from them (`report_source`), and `consistency.contradictions` says what the generated one
-contradicted; a yes/no question about a head label or normality is answered by the head's call (`source`).
+generated report is checked against the head's calls (`cxrvlm.tasks.verdict`) and, when the model ships a
+`copy_guard.npz`, against its training text; a report that contradicts them, or copies a run of words only one
+training patient's text holds, is replaced by one templated from the calls (`report_source`; "withheld" without a
+label head), and `consistency.contradictions` says what was wrong with the generated one; a yes/no question about a head label or normality is answered by the head's call (`source`).
 `saliency` (models with a label head): where TB and each called finding come from on the film
 (`cxrvlm.tasks.saliency`: the head's class activation maps, each scaled to its own range; `peak` in input pixels).
 The numbers: `tb.probability` is P("tuberculosis") among the TB answers, from their likelihoods, and `tb.label` is

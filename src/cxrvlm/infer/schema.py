@@ -59,8 +59,9 @@ class Saliency(_Strict):
 
 class Consistency(_Strict):
     checked_against: str = Field(description="what the generated text was checked against (the label head)")
-    contradictions: list[str] = Field(description="what the generated report contradicted; not empty means the "
-                                      "report given is templated from the reading instead")
+    contradictions: list[str] = Field(description="what was wrong with the generated report (a call it contradicted, "
+                                      "a prior it invented, another patient's words it copied); not empty means "
+                                      "the report given is templated from the reading instead")
 
 
 def _box(value: list[float]) -> list[float]:
@@ -116,7 +117,7 @@ class Reading(_Strict):
     findings: list[Finding]
     saliency: list[Saliency]
     report: str = Field(description="findings and impression; templated when `report_source` says so")
-    report_source: Literal["", "generated", "templated from the reading"]
+    report_source: Literal["", "generated", "templated from the reading", "withheld"]
     consistency: Consistency | None
     detections: list[Detection]
     segmentations: list[Segmentation]

@@ -4,14 +4,19 @@ note holds (patient-specific text), rather than the stock phrases many reports s
     index = CopyIndex(training_texts)            # every RUN-word run of every training document
     index.copied(generated_text)                 # the runs it shares with exactly one training document
     memorisation(generated_texts, index)         # {"n", "n_copied", "rate", "examples"}
+    guard = CopyGuard.from_index(index)          # the same single-document runs, kept only as 64-bit hashes
+    guard.copied(generated_text)                 # as index.copied, without holding any training text
 
 Words are lower-cased runs of letters and digits, so punctuation and spacing do not hide a copy.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+import numpy as np
 
 RUN = 12  # consecutive words: longer than the stock sentences templated and normal reports repeat
 _WORD = re.compile(r"[a-z0-9]+")
@@ -51,3 +56,31 @@ def memorisation(generated: Sequence[str], index: CopyIndex, examples: int = 3) 
     return {"n": len(generated), "n_copied": len(copied), "rate": len(copied) / len(generated) if generated else None,
             "run_words": index.n, "training_documents": index.documents,
             "examples": [{"generated": t[:300], "copied_run": c[0]} for t, c in copied[:examples]]}
+
+
+def run_hash(run: Sequence[str]) -> int:
+    """64 bits of the run's BLAKE2b digest: at ~10^4 runs a false match is ~10^-11 per run looked up."""
+    return int.from_bytes(hashlib.blake2b(" ".join(run).encode(), digest_size=8).digest(), "little")
+
+
+class CopyGuard:
+    """The runs that only one training document holds, as sorted 64-bit hashes: a model can ship it and check its
+    own reports at reading time without carrying any patient's text."""
+
+    def __init__(self, hashes: Iterable[int] | np.ndarray, n: int = RUN) -> None:
+        self.n = int(n)
+        self.hashes = np.unique(np.asarray(list(hashes) if not isinstance(hashes, np.ndarray) else hashes,
+                                           dtype=np.uint64))
+
+    @classmethod
+    def from_index(cls, index: CopyIndex) -> CopyGuard:
+        return cls((run_hash(r) for r, c in index.count.items() if c == 1), index.n)
+
+    def copied(self, text: str) -> list[str]:
+        """The runs of `text` that one training document holds, as text (sorted)."""
+        found = sorted(runs(text, self.n))
+        if not found or not len(self.hashes):
+            return []
+        keys = np.array([run_hash(r) for r in found], dtype=np.uint64)
+        at = np.minimum(np.searchsorted(self.hashes, keys), len(self.hashes) - 1)
+        return [" ".join(r) for r, hit in zip(found, self.hashes[at] == keys) if hit]

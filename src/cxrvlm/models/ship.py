@@ -18,6 +18,7 @@ import torch
 from cxrvlm.about import NOTICE
 from cxrvlm.jsonl import read_jsonl
 from cxrvlm.models.box_calibration import BOX_CALIBRATION_FILE, saved_box_calibration
+from cxrvlm.models.copy_guard import COPY_GUARD_FILE, saved_copy_guard
 from cxrvlm.models.operating_point import OPERATING_POINT_FILE, read_operating_point, write_operating_point
 from cxrvlm.models.registry import load_model
 from cxrvlm.tasks import get_task, list_tasks, screening_task
@@ -185,17 +186,21 @@ def validation_section(metrics: dict[str, Any], unrefined: Path | None = None,
 
 
 def reports_paragraph(metrics: dict[str, Any]) -> list[str]:
-    """Card lines: generated reports that contradicted the label head (and were replaced), and memorisation."""
+    """Card lines: generated reports that contradicted the label head or copied training text (and were replaced),
+    and memorisation before and after the check."""
     lines = []
     for task, t in sorted(metrics.get("tasks", {}).items()):
         m, copied = t.get("metrics", {}), t.get("memorisation")
         if m.get("head_checked"):
             lines.append(f"{task}: {m['head_contradicted']} of {m['head_checked']} generated texts contradicted the "
-                         "label head's TB verdict or findings and were replaced by a text templated from them, as "
-                         "`cxrvlm interpret` gives them; the figures above score what is given.")
+                         "label head's TB verdict or findings, or copied training text, and were replaced by a text "
+                         "templated from them, as `cxrvlm interpret` gives them; the figures above score what is "
+                         "given.")
         if copied and copied.get("n"):
-            lines.append(f"{task}: {copied['n_copied']} of {copied['n']} generated texts copy a run of "
-                         f"{copied['run_words']} words that only one training patient's text holds.")
+            said = copied.get("before_checks") or copied
+            lines.append(f"{task}: {said['n_copied']} of {said['n']} generated texts copy a run of "
+                         f"{copied['run_words']} words that only one training patient's text holds; "
+                         f"{copied['n_copied']} of the texts given do.")
     return [" ".join(lines), ""] if lines else []
 
 
@@ -215,13 +220,15 @@ def refresh_metrics(dest: Path, eval_dir: Path, unrefined: Path | None = None,
 
 
 def _copy_operating_point(eval_dir: Path, dest: Path) -> None:
-    """The evaluation's TB operating point and detection-score calibration, beside the model."""
+    """The evaluation's TB operating point, detection-score calibration and copy guard, beside the model."""
     if (eval_dir / OPERATING_POINT_FILE).is_file():  # read and rewritten: a bad threshold fails here, not in use
         op = read_operating_point(eval_dir / OPERATING_POINT_FILE)
         op.pop("source_file")  # a path on the machine that shipped it
         write_operating_point(op, dest / OPERATING_POINT_FILE)
     if saved_box_calibration(eval_dir) is not None:  # read first: a bad file fails here
         shutil.copyfile(eval_dir / BOX_CALIBRATION_FILE, dest / BOX_CALIBRATION_FILE)
+    if saved_copy_guard(eval_dir) is not None:
+        shutil.copyfile(eval_dir / COPY_GUARD_FILE, dest / COPY_GUARD_FILE)
 
 
 def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "", robustness: list[Path] | None = None,

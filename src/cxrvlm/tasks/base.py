@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cxrvlm.examples import Example, Metric, Prediction
+from cxrvlm.metrics.memorisation import CopyGuard
 from cxrvlm.records import Study
 from cxrvlm.tokens.shape import AnswerShape
 
@@ -37,6 +38,7 @@ class ReadOptions:
     questions: tuple[Any, ...] = ()  # `vqa.Question`s
     refine_masks: bool = True  # redraw decoded masks on the film (`cxrvlm.tokens.seg_refine`)
     box_calibration: tuple[float, float] | None = None  # Platt (a, b): box score -> P(IoU >= 0.5); None: raw
+    copy_guard: CopyGuard | None = None  # the training text's patient-specific runs a report may not copy
 
 
 class ReadContext(Protocol):
@@ -95,9 +97,11 @@ class Task:
     # the example's answer text stated from the label head's outputs and the TB operating point, which the model
     # then says instead of generating it, so the text cannot contradict the head; None: the decoder answers
     text_from_head: Callable[[Example, Mapping[str, float], float | None], str | None] | None = None
-    # the generated text checked against the label head's calls (TB at the operating point) and whether a prior
-    # study was given: (the text to give, what the generated one contradicted); a contradicting text is replaced
-    check_with_head: Callable[[str, Mapping[str, float], float | None, bool], tuple[str, list[str]]] | None = None
+    # the generated text checked against the label head's calls (TB at the operating point), whether a prior study
+    # was given and the copy guard (None: not checked for copies): (the text to give, what was wrong with the
+    # generated one: a contradiction, a prior it invents, a copied run); a text with a problem is replaced
+    check_with_head: Callable[[str, Mapping[str, float], float | None, bool, CopyGuard | None],
+                              tuple[str, list[str]]] | None = None
 
     def budget(self, n_objects: int = 0) -> int:
         """New tokens to allow for an answer naming `n_objects` objects: `max_new_tokens`, or more when the objects

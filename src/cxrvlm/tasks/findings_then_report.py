@@ -4,7 +4,7 @@ step 1: "Which of the following findings are present in this chest X-ray? Option
         (a model with a label head states it from the head, `text_from_head`: the findings it lists, and the report
         that follows them, are the head's calls, so they cannot contradict the reading's TB verdict and findings)
 step 2: step 1's question + "\n" + its answer + "\nBased on the previous conversation, provide a description of
-        the findings."  ->  the report.
+        the findings."  ->  the report (checked as the report task's: `report.check_with_head`).
 
 The options come from fixed families of labels (`FAMILIES`: tuberculosis; the infectious diagnoses; the 13 CheXpert
 observations). A family is offered when every one of its labels is known (1 or 0) for the study, so which options
@@ -29,6 +29,7 @@ from cxrvlm.metrics.report import ReportMetric
 from cxrvlm.records import CHEXPERT_14, LABELS, Study
 from cxrvlm.tasks import _text, labels
 from cxrvlm.tasks.base import Task, register
+from cxrvlm.tasks.report import check_with_head as check_report
 from cxrvlm.tokens.shape import TEXT
 
 log = logging.getLogger(__name__)
@@ -219,4 +220,5 @@ TASK = register(Task(
     headline=("findings_f1", "report_bleu_4"),
     answer_shape=TEXT, coordinates=False,
     parse_hints=("step", "candidates"), keep_together=study_images, chain_prompt=chain_prompt,
-    text_from_head=text_from_head))
+    text_from_head=text_from_head,
+    check_with_head=check_report))  # step 2 (step 1 is stated from the head, not generated)

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cxrvlm.examples import Example, Prediction
+from cxrvlm.metrics.memorisation import CopyGuard
 from cxrvlm.metrics.report import ReportMetric
 from cxrvlm.records import Report, Study, View
 from cxrvlm.tasks import _text, labels, verdict
@@ -135,12 +136,21 @@ def stated_report(called: Sequence[str]) -> str:
 
 
 def check_with_head(text: str, head: Mapping[str, float], tb_threshold: float | None,
-                    prior_given: bool = False) -> tuple[str, list[str]]:
-    """The generated report checked against the label head's calls and the inputs: (it, []) when it contradicts
-    neither, else (the report stated from the calls, what the generated one contradicted: a call, or a prior
-    study it compares with when none was given)."""
+                    prior_given: bool = False, guard: CopyGuard | None = None) -> tuple[str, list[str]]:
+    """The generated report checked against the label head's calls, the inputs and the training text: (it, []) when
+    nothing is wrong with it, else (the report stated from the calls, what was wrong: a call it contradicts, a prior
+    study it compares with when none was given, words it copies from one training patient's text)."""
     found = verdict.contradictions(text, head, tb_threshold) + verdict.prior_problem(text, prior_given)
+    found += copy_problem(text, guard)
     return (text, []) if not found else (stated_report(labels.called(head, tb_threshold)), found)
+
+
+def copy_problem(text: str, guard: CopyGuard | None) -> list[str]:
+    """[the problem] when the text holds a run of words only one training report or case note holds (another
+    patient's history, not a stock phrase), else []. The words themselves are not repeated: they are that patient's."""
+    if guard is None or not guard.copied(text):
+        return []
+    return [f"copies a run of {guard.n} or more words that only one training patient's text holds"]
 
 
 def _reference(study: Study, view: View | None, rng: random.Random) -> Report | None:
@@ -224,7 +234,8 @@ def wants_pair(ctx: ReadContext) -> bool:
 
 def read(ctx: ReadContext) -> dict[str, Any]:
     """The generated report ("" with a warning when the output is malformed), checked against the label head where
-    the model has one: a report that contradicts the head's calls is replaced by one templated from them, and
+    the model has one: a report that contradicts the head's calls, invents a prior or copies one training patient's
+    words (the model folder's copy guard) is replaced by one templated from the calls (withheld without a head), and
     `report_source` says which it is; `consistency` lists what the generated report contradicted."""
     if ctx.second == "prior" and ctx.prior_days is None:
         ctx.warn(f"{NAME}: the prior was not compared (its interval is unknown; give prior_days)")
@@ -236,8 +247,13 @@ def read(ctx: ReadContext) -> dict[str, Any]:
         return {"report": ""}
     head = ctx.labels()
     if not head:
+        copied = copy_problem(pred.text, ctx.options.copy_guard)
+        if copied:  # no head to state a report from instead: withheld
+            ctx.warn(f"{NAME}: withheld, it {copied[0]}")
+            return {"report": "", "report_source": "withheld"}
         return {"report": pred.text, "report_source": "generated"}
-    given, found = check_with_head(pred.text, head, ctx.options.threshold, prior_given=ctx.second == "prior")
+    given, found = check_with_head(pred.text, head, ctx.options.threshold, ctx.second == "prior",
+                                   ctx.options.copy_guard)
     return {"report": given, "report_source": "templated from the reading" if found else "generated",
             "consistency": {"checked_against": "label head", "contradictions": found}}
 
