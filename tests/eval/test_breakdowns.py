@@ -108,6 +108,7 @@ def test_majority_baseline_comes_from_the_given_split_and_flags_constant_answers
     truth = [e.target["answer"] for e in test if e.target.get("template") == "normal"]
     assert normal["n"] == len(truth) and normal["predicted"] == {"yes": len(truth)}
     assert normal["accuracy"] == pytest.approx(truth.count("yes") / len(truth))
+    assert normal["per_answer"] == {a: float(a == "yes") for a in set(truth)}  # right on every "yes", no other
     assert normal["baseline_answer"] == majority["vqa"]["normal"]["answer"]
     assert normal["baseline_accuracy"] == pytest.approx(truth.count(normal["baseline_answer"]) / len(truth))
     assert ("normal" in typed["flagged"]) == (normal["accuracy"] <= normal["baseline_accuracy"])
@@ -120,6 +121,7 @@ def test_an_oracle_beats_every_majority_baseline_it_can(curated: Path) -> None:
     typed = by_type(result.records, majority_answers((e.task, e.target) for e in test), "test")["vqa"]
     for kind, row in typed["types"].items():
         assert row["accuracy"] == 1.0 and row["predicted"] == row["truth"], kind
+        assert set(row["per_answer"]) == set(row["truth"]) and set(row["per_answer"].values()) == {1.0}, kind
         assert (kind in typed["flagged"]) == (row["baseline_accuracy"] == 1.0), kind
 
 

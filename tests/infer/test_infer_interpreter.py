@@ -329,3 +329,31 @@ def test_a_report_copying_one_training_patients_text_is_never_given(phantom_png:
             assert any("withheld" in w and "copies a run of 12" in w for w in reading["warnings"])
         else:
             assert any("copies a run of 12" in c for c in reading["consistency"]["contradictions"])
+
+
+def test_each_closed_answer_says_how_its_question_type_fared_on_validation(phantom_png: Path, one_thread: None,
+                                                                           tiny_checkpoint: Path) -> None:
+    import cxrvlm
+    from cxrvlm.infer.html import render_html
+    from cxrvlm.models.question_types import QUESTION_TYPES_FILE, write_question_types
+
+    figures = {"baseline_split": "train", "types": {
+        "view": {"n": 40, "accuracy": 0.9, "baseline_answer": "pa", "baseline_accuracy": 0.6},
+        "lung_size": {"n": 8, "accuracy": 0.5, "baseline_answer": "left", "baseline_accuracy": 0.5,
+                      "at_or_below_baseline": True}}}
+    write_question_types(figures, "val", tiny_checkpoint / QUESTION_TYPES_FILE)
+    try:
+        interp = cxrvlm.load(tiny_checkpoint, view_gate=None)
+        reading = interp.interpret(str(phantom_png), tasks=["vqa"])
+    finally:
+        (tiny_checkpoint / QUESTION_TYPES_FILE).unlink()
+    check_reading(reading)
+    by_type = {a.get("validation", {}).get("type"): a for a in reading["answers"]}
+    assert by_type["view"]["validation"] == {"type": "view", "n": 40, "accuracy": 0.9, "constant_accuracy": 0.6,
+                                             "no_better_than_constant": False}
+    assert by_type["lung_size"]["validation"]["no_better_than_constant"] is True
+    warned = [w for w in reading["warnings"] if "do not rely" in w]
+    assert len(warned) == 1 and "'lung_size'" in warned[0] and "'left'" in warned[0]
+    page = render_html(reading)
+    assert "0.90 right of 40 view questions (one fixed answer: 0.60)" in page
+    assert "0.50 right of 8 lung_size questions (one fixed answer: 0.50): not better than a fixed answer" in page

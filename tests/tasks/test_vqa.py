@@ -162,3 +162,13 @@ def test_metric_hook_routes_closed_and_open(monkeypatch):
     assert out["open_exact_match"] == 1.0 and out["open_n"] == 1
     views = 2  # pa answered ap (wrong), lateral answered ap (wrong)
     assert out["closed_accuracy"] == pytest.approx((out["closed_n"] - views) / out["closed_n"])
+
+
+def test_every_question_the_task_asks_is_known_by_its_type_at_reading_time():
+    made = [e for s in (covid_study(extent=6.0, prior_extent=2.0), tb_study()) for e in vqa.format(s, random.Random(0))]
+    assert {e.target["template"] for e in made} >= {"change", "extent", "density", "view", "label", "normal"}
+    for e in made:
+        assert vqa.template_of(e.target["question"]) == e.target["template"], e.target["question"]
+        assert vqa.template_of(e.target["question"].upper() + "  ") == e.target["template"]
+    assert vqa.template_of("Which lung is larger on this image, the right or the left?") == "lung_size"
+    assert vqa.template_of("Is there a pneumothorax?") == vqa.template_of("What is this?") == "source"

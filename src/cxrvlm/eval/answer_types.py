@@ -64,8 +64,10 @@ def _row(records: Sequence[Mapping[str, Any]], baseline: Mapping[str, Any] | Non
     truth = [normalize_answer(r["target"]["answer"]) for r in records]
     given = [_given(r) for r in records]
     accuracy = sum(g == t for g, t in zip(given, truth)) / len(truth)
+    truths = Counter(truth)
     row = {"n": len(truth), "accuracy": accuracy, "predicted": dict(Counter(given).most_common()),
-           "truth": dict(Counter(truth).most_common())}
+           "truth": dict(truths.most_common()),
+           "per_answer": {a: sum(g == t == a for g, t in zip(given, truth)) / n for a, n in truths.most_common()}}
     if baseline is not None:
         base = sum(t == baseline["answer"] for t in truth) / len(truth)
         row.update(baseline_answer=baseline["answer"], baseline_share=baseline["share"], baseline_accuracy=base,
@@ -75,7 +77,8 @@ def _row(records: Sequence[Mapping[str, Any]], baseline: Mapping[str, Any] | Non
 
 def by_type(records: Sequence[Mapping[str, Any]], majority: Majority, baseline_split: str) -> dict[str, Any]:
     """Per task with typed close-ended questions: {"baseline_split", "types": {type: {"n", "accuracy",
-    "baseline_answer", "baseline_share", "baseline_accuracy", "at_or_below_baseline", "predicted", "truth"}},
+    "baseline_answer", "baseline_share", "baseline_accuracy", "at_or_below_baseline", "predicted", "truth",
+    "per_answer": {true answer: share of its questions answered right}}},
     "flagged": [types at or below their baseline]}. Skipped records are left out."""
     groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for r in records:

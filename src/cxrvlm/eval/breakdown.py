@@ -57,8 +57,9 @@ def source_table(task: str, entry: dict[str, Any]) -> Table | None:
     return Table(f"{task}: per source", note, ["source", "n", *keys], rows)
 
 
-def _answers(counts: dict[str, int]) -> str:
-    return ", ".join(f"{a} {n}" for a, n in counts.items())
+def _answers(counts: dict[str, int], right: dict[str, float] | None = None) -> str:
+    """"a 3, b 1", or with each answer's accuracy "a 3 (0.67), b 1 (0.00)"."""
+    return ", ".join(f"{a} {n}" + (f" ({fmt(right[a])})" if right and a in right else "") for a, n in counts.items())
 
 
 def type_table(task: str, entry: dict[str, Any]) -> Table | None:
@@ -68,9 +69,9 @@ def type_table(task: str, entry: dict[str, Any]) -> Table | None:
         return None
     rows = [[kind, str(t["n"]), fmt(t["accuracy"]), f"{t.get('baseline_answer', '–')} ({fmt(t.get('baseline_share'))})",
              fmt(t.get("baseline_accuracy")), "AT OR BELOW" if t.get("at_or_below_baseline") else "above",
-             _answers(t["predicted"]), _answers(t["truth"])] for kind, t in typed["types"].items()]
+             _answers(t["predicted"]), _answers(t["truth"], t.get("per_answer"))] for kind, t in typed["types"].items()]
     head = ["type", "n", "accuracy", "majority answer (share)", "majority accuracy", "vs majority", "predicted",
-            "truth"]
+            "truth (accuracy per true answer)"]
     note = f"Majority answer of each type in the {typed['baseline_split']} split."
     return Table(f"{task}: close-ended answers per question type", note, head, rows)
 

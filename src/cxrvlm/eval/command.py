@@ -28,6 +28,7 @@ from cxrvlm.models import load_model
 from cxrvlm.models.box_calibration import BOX_CALIBRATION_FILE, write_box_calibration
 from cxrvlm.models.copy_guard import COPY_GUARD_FILE, write_copy_guard
 from cxrvlm.models.operating_point import OPERATING_POINT_FILE, read_operating_point, write_operating_point
+from cxrvlm.models.question_types import QUESTION_TYPES_FILE, write_question_types
 from cxrvlm.tasks import screening_task
 
 
@@ -136,6 +137,11 @@ def run(args: argparse.Namespace) -> int:
         write_operating_point({**op, "applied_to": args.split}, out / OPERATING_POINT_FILE)
     else:
         (out / OPERATING_POINT_FILE).unlink(missing_ok=True)  # a stale one would describe another run
+    typed = doc["tasks"].get("vqa", {}).get("by_type")
+    if typed and not args.perturb:  # shipped beside the model: each answer says how its type fared here
+        write_question_types(typed, args.split, out / QUESTION_TYPES_FILE)
+    else:
+        (out / QUESTION_TYPES_FILE).unlink(missing_ok=True)
     if guard is not None:  # shipped beside the model (`cxrvlm ship`): readings are checked as evaluated
         write_copy_guard(guard, out / COPY_GUARD_FILE)
     else:

@@ -110,9 +110,10 @@ def _sections(reading: dict[str, Any]) -> str:
         "<h2>Segmentations</h2>", _table(["label", "box (px)", "area (px)", "score"],
                                          [[s["label"], s["box"], _mask_area(s), s["score"]]
                                           for s in reading.get("segmentations", [])]),
-        "<h2>Questions</h2>", _table(["question", "answer", "probability", "kind"],
+        "<h2>Questions</h2>", _table(["question", "answer", "probability", "kind", "on validation"],
                                      [[a["question"], a["answer"], a["probability"],
-                                       "closed" if a.get("closed") else "open"] for a in reading.get("answers", [])]),
+                                       "closed" if a.get("closed") else "open", answer_record(a)]
+                                      for a in reading.get("answers", [])]),
     ]
     warnings = reading.get("warnings") or []
     if warnings:
@@ -121,6 +122,17 @@ def _sections(reading: dict[str, Any]) -> str:
     timing = reading.get("timing_ms") or {}
     parts.append("<p><small>time (ms): " + escape(", ".join(f"{k} {v:g}" for k, v in timing.items())) + "</small></p>")
     return "\n".join(parts)
+
+
+def answer_record(answer: dict[str, Any]) -> str:
+    """How the answer's question type fared on validation, in words ("" when the model did not say)."""
+    v = answer.get("validation")
+    if not v:
+        return ""
+    record = f"{v['accuracy']:.2f} right of {v['n']} {v['type']} questions"
+    if v.get("constant_accuracy") is not None:
+        record += f" (one fixed answer: {v['constant_accuracy']:.2f})"
+    return record + (": not better than a fixed answer, do not rely on it" if v["no_better_than_constant"] else "")
 
 
 def render_html(reading: dict[str, Any], overlay: Any = None) -> str:

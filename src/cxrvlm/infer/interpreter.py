@@ -31,6 +31,7 @@ from cxrvlm.models import load_model, registry
 from cxrvlm.models.box_calibration import saved_box_calibration
 from cxrvlm.models.copy_guard import saved_copy_guard
 from cxrvlm.models.operating_point import OPERATING_POINT_FILE, saved_threshold
+from cxrvlm.models.question_types import saved_question_types
 from cxrvlm.models.view_gate import ViewGate
 from cxrvlm.tasks import ReadOptions, Task, get_task
 from cxrvlm.tasks.base import DEFAULT_THRESHOLD
@@ -112,8 +113,9 @@ class _Study:
 
 class Interpreter:
     """Runs every readable task of a model on a study. `threshold` overrides the TB operating point; `model_dir` is
-    the model's folder, read for `operating_point.json`, `box_calibration.json` and `copy_guard.npz`; `refine_masks`
-    redraws the decoded masks on the film with the mask refiner (`cxrvlm.tokens.seg_refine`)."""
+    the model's folder, read for `operating_point.json`, `box_calibration.json`, `copy_guard.npz` and
+    `question_types.json`; `refine_masks` redraws the decoded masks on the film with the mask refiner
+    (`cxrvlm.tokens.seg_refine`)."""
 
     def __init__(self, model: Any, name: str | None = None, threshold: float | None = None,
                  model_dir: str | os.PathLike | None = None, detect_labels: Sequence[str] = DETECT_LABELS,
@@ -126,6 +128,7 @@ class Interpreter:
         self.options = ReadOptions(threshold=value, threshold_source=source,
                                    box_calibration=saved_box_calibration(model_dir),
                                    copy_guard=saved_copy_guard(model_dir),
+                                   question_types=saved_question_types(model_dir),
                                    detect_labels=_labels(detect_labels, "detect_labels"),
                                    segment_labels=_labels(segment_labels, "segment_labels"),
                                    refine_masks=bool(refine_masks))
@@ -292,7 +295,7 @@ def _check_days(days: Any) -> None:
 
 def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, **kwargs: Any) -> Interpreter:
     """An Interpreter over `load_model(name_or_path)` with the shipped view gate; the model's folder is read for its
-    TB operating point, box calibration and copy guard. Keyword arguments go to `Interpreter` (threshold, detect_labels, segment_labels,
+    TB operating point, box calibration, copy guard and question-type figures. Keyword arguments go to `Interpreter` (threshold, detect_labels, segment_labels,
     refine_masks, view_gate: None reads every image the content rules let through)."""
     model = load_model(name_or_path)
     kwargs.setdefault("view_gate", ViewGate.default())

@@ -14,7 +14,8 @@ HTTP API publishes). The head and tail keys are the interpreter's; each task fil
      "consistency": {"checked_against": "label head", "contradictions": [...]} | null,
      "detections": [{"label": ..., "box": [x1, y1, x2, y2], "score": s}],
      "segmentations": [{"label": ..., "box": [...], "mask": {"size": [h, w], "counts": "<COCO RLE>"}, "score": s}],
-     "answers": [{"question": ..., "answer": ..., "probability": p, "closed": bool, ("source": "label head")}],
+     "answers": [{"question": ..., "answer": ..., "probability": p, "closed": bool, ("source": "label head"),
+                  ("validation": {"type", "n", "accuracy", "constant_accuracy", "no_better_than_constant"})}],
      "tasks": [...], "warnings": [...], "timing_ms": {stage: ms}}
 
 Coordinates, one convention throughout: a box is [x1, y1, x2, y2] in pixels of the input image (x to the right, y
@@ -39,7 +40,10 @@ detection's score is the probability that the box is right (IoU >= 0.5 with the 
 on validation when the model ships a `box_calibration.json` (the built-in model does; `cxrvlm eval` fits it), else
 the geometric mean of the probabilities of its four <loc> tokens; a segmentation's score is the geometric mean over
 its four <loc> and sixteen <seg> tokens (not calibrated); a closed answer's probability is its share of the
-candidates' likelihood (or the label head's probability, `source`), an open one's its tokens' mean confidence.
+candidates' likelihood (or the label head's probability, `source`), an open one's its tokens' mean confidence; a
+closed answer's `validation` (when the model ships a `question_types.json`, as `cxrvlm eval` writes it) is how
+questions of its type were answered on validation patients, beside what one fixed answer scored there: an answer
+whose type did no better than that does not follow the film, and the reading warns about it.
 """
 from __future__ import annotations
 

@@ -93,6 +93,16 @@ class Segmentation(_Strict):
     _check_box = field_validator("box")(_box)
 
 
+class AnswerValidation(_Strict):
+    type: str = Field(description="the question type (view, lung_size, normal, label, choice, extent, density, "
+                      "change; source: any other question, as clinicians' own questions in the training data)")
+    n: int = Field(gt=0, description="validation questions of this type")
+    accuracy: float = Field(ge=0, le=1, description="share answered right")
+    constant_accuracy: float | None = Field(None, ge=0, le=1, description="the share one fixed answer (the "
+                                            "commonest in training) gets right")
+    no_better_than_constant: bool = Field(description="true: the answer does not follow the film; do not rely on it")
+
+
 class Answer(_Strict):
     question: str
     answer: str
@@ -101,6 +111,8 @@ class Answer(_Strict):
                                             "confidence; null when not answered")
     closed: bool
     source: Literal["label head"] | None = Field(None, description="set when the label head's call answered it")
+    validation: AnswerValidation | None = Field(None, description="how this model answered questions of this type "
+                                                "on validation patients (when the model ships question_types.json)")
 
 
 class Reading(_Strict):

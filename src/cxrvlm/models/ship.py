@@ -20,6 +20,7 @@ from cxrvlm.jsonl import read_jsonl
 from cxrvlm.models.box_calibration import BOX_CALIBRATION_FILE, saved_box_calibration
 from cxrvlm.models.copy_guard import COPY_GUARD_FILE, saved_copy_guard
 from cxrvlm.models.operating_point import OPERATING_POINT_FILE, read_operating_point, write_operating_point
+from cxrvlm.models.question_types import QUESTION_TYPES_FILE, saved_question_types
 from cxrvlm.models.registry import load_model
 from cxrvlm.tasks import get_task, list_tasks, screening_task
 
@@ -220,7 +221,8 @@ def refresh_metrics(dest: Path, eval_dir: Path, unrefined: Path | None = None,
 
 
 def _copy_operating_point(eval_dir: Path, dest: Path) -> None:
-    """The evaluation's TB operating point, detection-score calibration and copy guard, beside the model."""
+    """The evaluation's TB operating point, detection-score calibration, copy guard and answers' figures per
+    question type, beside the model."""
     if (eval_dir / OPERATING_POINT_FILE).is_file():  # read and rewritten: a bad threshold fails here, not in use
         op = read_operating_point(eval_dir / OPERATING_POINT_FILE)
         op.pop("source_file")  # a path on the machine that shipped it
@@ -229,6 +231,8 @@ def _copy_operating_point(eval_dir: Path, dest: Path) -> None:
         shutil.copyfile(eval_dir / BOX_CALIBRATION_FILE, dest / BOX_CALIBRATION_FILE)
     if saved_copy_guard(eval_dir) is not None:
         shutil.copyfile(eval_dir / COPY_GUARD_FILE, dest / COPY_GUARD_FILE)
+    if saved_question_types(eval_dir):
+        shutil.copyfile(eval_dir / QUESTION_TYPES_FILE, dest / QUESTION_TYPES_FILE)
 
 
 def write_card(dest: Path, run: Path, eval_dir: Path, note: str = "", robustness: list[Path] | None = None,

@@ -55,6 +55,7 @@ Q_CHOICE = "Which of these findings is present in this X-ray: {a} or {b}?"
 Q_VIEW = "What is the projection of this radiograph?"
 Q_LUNG_SIZE = "Which lung is larger on this image, the right or the left?"
 Q_SEVERITY = {"extent": "How extensive is the lung opacity?", "density": "How dense is the lung opacity?"}
+SOURCE_TEMPLATE = "source"  # the type of a question the source dataset asks (and of any question not ours)
 Q_CHANGE = "Compared with {prior}, has the lung opacity worsened, improved, or stayed the same?"
 _SCORE_OF = {"extent": "geographic_extent", "density": "opacity"}
 
@@ -170,9 +171,9 @@ def _source_questions(study: Study) -> list[Example]:
 def _source_example(study: Study, view: View, qa: QA, question: str, answer: str) -> Example:
     candidates = list(YES_NO) if answer in YES_NO else []
     target = {"answer": answer, "closed": bool(qa.closed), "candidates": candidates, "question": question,
-              "template": "source"}
+              "template": SOURCE_TEMPLATE}
     return _text.make_example(NAME, study, [view], prompt(question), qa.answer.strip(), target,
-                              {**qa.meta, "template": "source"})
+                              {**qa.meta, "template": SOURCE_TEMPLATE})
 
 
 def format(study: Study, rng: random.Random) -> list[Example]:
@@ -285,6 +286,34 @@ def closed_candidates(question: str) -> list[str]:
     return list(YES_NO) if words and words[0] in _YES_NO_OPENERS else []
 
 
+def template_of(question: str) -> str:
+    """The question type (the `template` of its examples) of one of this task's own questions; any other question
+    is a `SOURCE_TEMPLATE` one, as clinicians' own questions (VQA-RAD) are."""
+    q = " ".join(str(question).split()).lower()
+    fixed = {Q_VIEW: "view", Q_LUNG_SIZE: "lung_size", Q_NORMAL: "normal",
+             **{text: kind for kind, text in Q_SEVERITY.items()}}
+    kind = next((k for text, k in fixed.items() if q == text.lower()), None)
+    patterns = (("change", _CHANGE_RE), ("choice", _CHOICE_RE), ("label", _LABEL_RE))
+    return kind or next((k for k, pattern in patterns if pattern.match(q)), SOURCE_TEMPLATE)
+
+
+def _with_validation(ctx: ReadContext, answer: dict[str, Any]) -> dict[str, Any]:
+    """The answer with how its question type fared on validation (`ReadOptions.question_types`), and a warning
+    when that was no better than always giving one answer: such an answer does not follow the film."""
+    kind = template_of(answer["question"])
+    seen = ctx.options.question_types.get(kind) if answer["closed"] else None  # the figures are of closed answers
+    if not seen or not answer["answer"]:
+        return answer
+    answer["validation"] = {"type": kind, "n": seen["n"], "accuracy": round(float(seen["accuracy"]), 4),
+                            "constant_accuracy": seen.get("constant_accuracy"),
+                            "no_better_than_constant": seen["no_better_than_constant"]}
+    if seen["no_better_than_constant"]:
+        ctx.warn(f"{NAME}: {answer['question']!r}: on validation this model answered {kind!r} questions no better "
+                 f"than always answering {seen.get('constant_answer')!r} ({seen['accuracy']:.2f} vs "
+                 f"{seen.get('constant_accuracy') or 0:.2f}, n={seen['n']}); do not rely on this answer")
+    return answer
+
+
 def make_question(item: str | dict | Question) -> Question:
     """A question string, a {"question": ..., "candidates": [...]} dict or a Question -> Question."""
     if isinstance(item, Question):
@@ -351,15 +380,16 @@ def _answer(ctx: ReadContext, q: Question, pair: bool) -> dict[str, Any]:
 
 def read(ctx: ReadContext) -> dict[str, Any]:
     """An answer per question (closed: the likeliest candidate and its share; open: the generated text and its
-    mean token confidence; a yes/no question the label head settles: the head's call, `head_answer`). A change
-    question without a prior gets an empty answer and a warning."""
+    mean token confidence; a yes/no question the label head settles: the head's call, `head_answer`), with its
+    question type's validation figures when the model has them (`_with_validation`). A change question without a
+    prior gets an empty answer and a warning."""
     answers = []
     for q in ctx.options.questions:
         if q.needs_prior and ctx.second != "prior":
             ctx.warn(f"{NAME}: {q.text!r} compares with a prior study, but none was given")
             answers.append({"question": q.text, "answer": "", "probability": None, "closed": q.closed})
             continue
-        answers.append(_answer(ctx, q, pair=q.needs_prior))
+        answers.append(_with_validation(ctx, _answer(ctx, q, pair=q.needs_prior)))
     return {"answers": answers}
 
 
