@@ -4,9 +4,10 @@
 
 - `GET /`: the web page (no script, font or stylesheet from elsewhere). Its script (`page.js`, inline) reads one or
   several films one after another through `/interpret`, a row each with its status and verdict, the chosen one's
-  reading below (verdict first, findings with a legend, report, overlay, JSON and PNG downloads) and the batch as
-  CSV; without JavaScript the form posts one film to `/interpret?format=html` and the reading page
-  (`cxrvlm.infer.html`) shows in the frame.
+  reading below (verdict first, findings with a legend, report, the overlay's layers stacked with a checkbox each
+  for boxes, masks and heatmap, JSON and overlay PNG downloads) and the batch as CSV through `/readings.csv`;
+  without JavaScript the form posts one film to `/interpret?format=html` and the reading page (`cxrvlm.infer.html`)
+  shows in the frame.
 - `POST /interpret` (multipart): `file` (PNG/JPEG/TIFF/DICOM), optional `prior` and `prior_days`, `tasks` (comma-
   separated or repeated; default all), `question` (repeatable), `overlay=true` to add the overlay PNG as base64
   (`overlay_png`), `overlay_layers=true` to add its layers (`cxrvlm.infer.overlay.overlay_layers`) as
@@ -320,6 +321,11 @@ iframe{width:100%;height:80vh;border:1px solid #ccc}button{font-size:1em;padding
 #batch{border-collapse:collapse;margin:.8em 0}#batch td,#batch th{border:1px solid #ddd;padding:.25em .6em}
 #batch tr.failed{color:#a00}#batch tr[tabindex]{cursor:pointer}.legend{font-size:.85em;color:#555}
 #detail img{max-width:100%;border:1px solid #ccc}.error{color:#a00}.report{overflow-wrap:anywhere}
+#overlay{position:relative;display:inline-block;max-width:100%;border:1px solid #ccc}
+#overlay img{position:absolute;inset:0;width:100%;height:100%;border:0}
+#overlay img[data-layer=film]{position:static;display:block;height:auto}
+.toggles{display:flex;gap:1.2em;margin:.5em 0}.toggles label{flex-direction:row;align-items:center}
+.toggles label:has(:disabled){color:#888}
 """
 _PAGE_SCRIPT = (Path(__file__).with_name("page.js")).read_text()  # the batch reader (no CDN, nothing fetched)
 
@@ -342,7 +348,8 @@ def _form_page(model: str) -> str:
             "<button type='submit'>Read</button></form>"
             "<div id='drop' tabindex='0'>or drop films here</div>"
             "<table id='batch'><thead><tr><th>film</th><th>status</th><th>TB probability</th></tr></thead>"
-            "<tbody></tbody></table><button type='button' id='csv'>download the batch (CSV)</button>"
+            "<tbody></tbody></table><button type='button' id='csv'>download the batch (CSV)</button> "
+            "<span id='csv-status' class='error' role='status'></span>"
             "<div id='detail' aria-live='polite'></div>"
             f"<iframe name='reading' title='the reading'></iframe><script>{_PAGE_SCRIPT}</script></body></html>\n")
 
