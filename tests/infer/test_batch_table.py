@@ -17,6 +17,7 @@ def test_rows_and_summary():
     assert rows[0]["findings_called"] == "pneumonia; edema" and rows[0]["ms"] == 210
     assert rows[1]["quality"] == "not assessable: a lateral view" and rows[1]["view"] == "lateral"
     assert rows[2]["error"] and rows[2]["quality"] == ""
+    assert batch.row(read, None)["ms"] == ""  # not measured (a reading sent to `cxrvlm serve` without its time)
     assert batch.summary(rows) == "4 film(s): 2 read, 1 not assessable, 1 failed; median 210 ms a film"
     text = io.StringIO()
     batch.write_csv(rows, text)

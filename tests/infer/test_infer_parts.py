@@ -1,21 +1,36 @@
 """The pieces around the interpreter: question kinds, token-score alignment, overlay, HTML page, the phantom."""
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 import pytest
 from infer_fixtures import token_scores
-from PIL import Image
+from PIL import Image, ImageDraw
+from scipy import ndimage
 
 from cxrvlm import NOTICE
 from cxrvlm.infer.html import render_html
 from cxrvlm.infer.inputs import collect_files
-from cxrvlm.infer.overlay import MASK_ALPHA, PALETTE, render_overlay
+from cxrvlm.infer.overlay import (
+    HEAT_ALPHA,
+    HEAT_COLOUR,
+    LAYERS,
+    MASK_ALPHA,
+    PALETTE,
+    is_drawn,
+    label_colours,
+    overlay_layers,
+    png_base64,
+    render_overlay,
+)
 from cxrvlm.infer.phantom import PHANTOM_PNG, example_image, render_phantom
 from cxrvlm.tasks import vqa
 from cxrvlm.tasks._reading import box_tokens, geometric_mean, object_scores
 from cxrvlm.tasks.vqa import closed_candidates, make_question
 from cxrvlm.tokens.loc import encode_box
-from cxrvlm.tokens.rle import rle_encode
+from cxrvlm.tokens.rle import rle_decode_resized, rle_encode
 
 
 @pytest.mark.parametrize("question, expected", [
@@ -85,6 +100,60 @@ def test_overlay_draws_masks_boxes_and_banner() -> None:
     assert tuple(edge) == PALETTE[1]
     assert rgb[:top].mean() < 60  # dark banner with light text
     assert rgb[:top].max() == 255
+
+
+def _reading_with_overlaps(h: int, w: int) -> dict:
+    """Two masks that overlap, a box across both, and TB called with its map hot on the right half."""
+    reading, _ = _reading_with_mask(h, w)
+    left = np.zeros((h, w), bool)
+    left[20:50, 24:60] = True
+    reading["segmentations"].append({"label": "left lung", "box": [24, 20, 60, 50], "mask": rle_encode(left),
+                                     "score": 0.8})
+    reading["detections"].append({"label": "heart", "box": [12, 30, 50, 60], "score": 0.4})
+    reading["tb"]["label"] = "tuberculosis"
+    cells = np.tile(np.linspace(0, 255, 8).astype(np.uint8), (8, 1))
+    reading["saliency"] = [{"label": "tuberculosis", "png": png_base64(Image.fromarray(cells))}]
+    return reading
+
+
+def _drawn_in_place(film: Image.Image, reading: dict, top: int, scale: float) -> np.ndarray:
+    """The overlay as it was drawn before it had layers: on the film itself, each mask blended in turn and outlined,
+    then the TB map blended, then the boxes drawn."""
+    rgb = np.asarray(film.convert("RGB")).astype(np.float32)
+    below = rgb[top:]
+    colours = label_colours(reading)
+    for seg in reading["segmentations"]:
+        mask = rle_decode_resized(seg["mask"], below.shape[:2])
+        colour = np.array(colours[seg["label"]], np.float32)
+        below[mask] = (1 - MASK_ALPHA) * below[mask] + MASK_ALPHA * colour
+        below[mask & ~ndimage.binary_erosion(mask, iterations=2)] = colour
+    cells = Image.open(io.BytesIO(base64.b64decode(reading["saliency"][0]["png"]))).convert("L")
+    heat = np.asarray(cells.resize(below.shape[1::-1], Image.Resampling.BILINEAR), np.float32) / 255
+    alpha = (HEAT_ALPHA * np.clip((heat - 0.5) * 2, 0, 1))[:, :, None]
+    rgb[top:] = (1 - alpha) * below + alpha * np.array(HEAT_COLOUR, np.float32)
+    picture = Image.fromarray(np.rint(rgb).astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    for det in reading["detections"]:
+        x1, y1, x2, y2 = (v * scale for v in det["box"])
+        draw.rectangle([x1, y1 + top, x2, y2 + top], outline=colours[det["label"]], width=2)
+    return np.asarray(picture).astype(int)
+
+
+def test_the_overlay_is_its_layers_stacked_and_the_same_picture_as_drawn_in_place() -> None:
+    h, w = 64, 64
+    reading = _reading_with_overlaps(h, w)
+    pixels = np.tile(np.linspace(0, 1, w, dtype=np.float32), (h, 1))
+    layers = overlay_layers(pixels, reading)
+    assert tuple(layers) == LAYERS and {(im.mode, im.size) for im in layers.values()} == {("RGBA", (512, 620))}
+    top = layers["film"].height - 512  # the banner and the legend
+    assert np.asarray(layers["film"])[:, :, 3].min() == 255  # the film hides what is under it
+    for name in LAYERS[1:]:  # the others are transparent above the film and wherever they draw nothing
+        alpha = np.asarray(layers[name])[:, :, 3]
+        assert alpha[:top].max() == 0 and 0 < (alpha > 0).mean() < 0.5, name
+    picture = np.asarray(render_overlay(pixels, reading)).astype(int)
+    assert np.abs(picture - _drawn_in_place(layers["film"], reading, top, 512 / 64)).max() <= 2
+    reading["tb"]["label"] = "normal"  # no map for a call not made
+    assert not is_drawn(overlay_layers(pixels, reading)["heatmap"]) and is_drawn(layers["heatmap"])
 
 
 def test_html_is_self_contained_and_escaped() -> None:

@@ -24,3 +24,9 @@ def test_a_reading_passes_and_each_broken_field_is_named(tiny_model) -> None:
     assert any(p.startswith("extra_field") for p in problems)
     assert check_reading({"image": "x"})[0] == "missing key 'model'"
     assert check_reading(Interpreter(tiny_model).interpret(np.zeros((80, 80), np.float32))) == []  # not assessable
+
+
+def test_a_failed_input_is_checked_as_one() -> None:
+    assert check_reading({"image": "a.png", "error": "a.png: not an image"}) == []
+    assert check_reading({"image": "a.png", "error": 3, "tb": None}) == [
+        "error: Input should be a valid string", "tb: Extra inputs are not permitted"]

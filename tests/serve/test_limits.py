@@ -221,16 +221,18 @@ def test_the_overlay_is_drawn_in_the_readings_turn(client, png, monkeypatch) -> 
     from cxrvlm.serve import app as app_module
 
     drawn = []
-    real = app_module.render_overlay
 
-    def checked(pixels, reading):
-        drawn.append(client.app.state.gate._turn.locked())
-        return real(pixels, reading)
+    def checked(draw):
+        def drawing(pixels, reading):
+            drawn.append((draw.__name__, client.app.state.gate._turn.locked()))
+            return draw(pixels, reading)
+        return drawing
 
-    monkeypatch.setattr(app_module, "render_overlay", checked)
-    assert _post(client, {"file": ("chest.png", png)}, overlay="true").status_code == 200
+    for name in ("render_overlay", "overlay_layers"):  # the reading page's picture; the JSON's overlay and layers
+        monkeypatch.setattr(app_module, name, checked(getattr(app_module, name)))
+    assert _post(client, {"file": ("chest.png", png)}, overlay="true", overlay_layers="true").status_code == 200
     assert client.post("/interpret?format=html", files={"file": ("chest.png", png)}).status_code == 200
-    assert drawn == [True, True]
+    assert drawn == [("overlay_layers", True), ("render_overlay", True)]
 
 
 def test_bad_limits_are_refused_naming_the_limit() -> None:

@@ -1,18 +1,25 @@
 """The web page in a real browser (the system Chromium, driven by Playwright; no browser is downloaded), offline: a
-film is uploaded and its reading appears with the verdict and the overlay; a file that is not an image shows its
-error; a batch of three gives three rows and downloads as CSV. Screenshots go to $CXRVLM_ARTIFACTS (default: the
-test's temporary folder) to be looked at."""
+film is uploaded and its reading appears with the verdict and the overlay; the boxes, masks and heatmap of a reading
+that has them are hidden by unticking their checkboxes (and the checkbox of one that has none is disabled); a file
+that is not an image shows its error; a batch of three gives three rows and downloads as the CSV of
+`cxrvlm interpret --csv`. Screenshots go to $CXRVLM_ARTIFACTS (default: the test's temporary folder) to be looked
+at."""
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from fixtures_images import gradient, write_png
+
+from cxrvlm.infer import batch
 
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
@@ -21,8 +28,9 @@ CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (make setup installs Debian's)")
 
 
-@pytest.fixture(scope="module")
-def server(interpreter):
+@contextmanager
+def _serving(interpreter) -> Iterator[str]:
+    """`cxrvlm serve` of `interpreter` on a free local port, in a thread: its URL."""
     from cxrvlm.serve.app import create_app
 
     with socket.socket() as s:
@@ -40,12 +48,28 @@ def server(interpreter):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def server(interpreter):
+    with _serving(interpreter) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def drawing_server():
+    """The built-in model calling TB at any probability: its reading of the phantom has boxes, masks and the TB
+    heatmap (the tiny random model draws none of them)."""
+    from cxrvlm.infer import load
+
+    with _serving(load(threshold=0.0)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(server, drawing_server):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         tab = browser.new_page(viewport={"width": 1280, "height": 900})
-        tab.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server)
-                  else route.abort())  # offline: anything not from this server fails
+        tab.route("**/*", lambda route: route.continue_() if route.request.url.startswith((server, drawing_server))
+                  else route.abort())  # offline: anything not from these servers fails
         yield tab
         browser.close()
 
@@ -65,7 +89,38 @@ def test_a_film_is_read_and_its_overlay_shown(page, server, tmp_path) -> None:
     page.wait_for_selector("#detail #verdict", timeout=30_000)
     assert page.locator("#batch tbody tr").count() == 1 and page.locator("#detail #overlay").is_visible()
     assert "Research use only" in page.inner_text("#detail") and "TB probability" in page.inner_text("#detail")
+    # the tiny random model draws no masks and calls no TB: their checkboxes are disabled, saying why
+    for layer in ("masks", "heatmap"):
+        box = page.locator(f"#detail input[data-layer={layer}]")
+        assert box.is_disabled() and box.get_attribute("title")
+    assert "only when TB is called" in page.locator("#detail input[data-layer=heatmap]").get_attribute("title")
     page.screenshot(path=str(_artifacts(tmp_path) / "page-reading.png"), full_page=True)
+
+
+def _layer(page, name: str):
+    return page.locator(f"#overlay img[data-layer={name}]")
+
+
+def test_boxes_masks_and_heatmap_are_hidden_by_unticking_them(page, drawing_server, tmp_path) -> None:
+    from cxrvlm.infer import example_image
+
+    page.goto(drawing_server + "/")
+    page.set_input_files("input[name=file]", str(example_image()))
+    page.click("button[type=submit]")
+    page.wait_for_selector("#detail #verdict", timeout=60_000)
+    assert "Verdict: tuberculosis" in page.inner_text("#detail")
+    for name in ("boxes", "masks", "heatmap"):
+        box = page.get_by_role("checkbox", name=name)
+        assert box.is_enabled() and box.is_checked() and _layer(page, name).is_visible()
+        assert _layer(page, name).bounding_box() == _layer(page, "film").bounding_box()  # stacked on the film
+        box.uncheck()
+        assert not _layer(page, name).is_visible() and _layer(page, "film").is_visible()
+        box.focus()  # and back, from the keyboard
+        page.keyboard.press("Space")
+        assert box.is_checked() and _layer(page, name).is_visible()
+    page.get_by_role("checkbox", name="masks").uncheck()
+    assert page.locator("#detail a[download$='.overlay.png']").is_visible()  # the download stays the whole overlay
+    page.screenshot(path=str(_artifacts(tmp_path) / "page-layers-masks-off.png"), full_page=True)
 
 
 def test_a_file_that_is_not_an_image_shows_its_error(page, server, tmp_path) -> None:
@@ -95,7 +150,10 @@ def test_a_batch_of_three_gives_three_rows_and_downloads_as_csv(page, server, tm
     assert page.locator("#detail #overlay").is_visible() and "Research use only" in page.inner_text("#detail")
     with page.expect_download() as download:
         page.click("#csv")
-    lines = Path(download.value.path()).read_text().splitlines()
-    assert len(lines) == 4 and lines[0].startswith("file,verdict,tb_probability")
-    assert '"broken.png"' in lines[2] and "not an image" in lines[2]
+    assert download.value.suggested_filename == "readings.csv"
+    with open(download.value.path(), newline="") as f:
+        table = list(csv.DictReader(f))
+    assert tuple(table[0]) == batch.COLUMNS and [r["file"] for r in table] == ["film0.png", "broken.png", "film1.png"]
+    assert "not an image" in table[1]["error"] and table[1]["quality"] == ""
+    assert all(r["ms"].isdigit() for r in table) and not table[0]["error"]
     page.screenshot(path=str(_artifacts(tmp_path) / "page-batch.png"), full_page=True)

@@ -4,6 +4,7 @@ A tiny random model reads; its answers are garbage, the contract is what is test
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures_images import gradient, write_dicom, write_png
+from PIL import Image
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
@@ -44,7 +46,7 @@ def test_health_names_the_model_and_the_notice(client) -> None:
     assert body["status"] == "ok" and body["model"] == "tiny"
     assert "Not a diagnosis" in body["notice"] and "classify" in body["tasks"]
     schema = client.get("/openapi.json").json()
-    assert "/interpret" in schema["paths"]
+    assert "/interpret" in schema["paths"] and "/readings.csv" in schema["paths"]
     reading = schema["components"]["schemas"]["Reading"]  # every field of the reading, documented
     assert {"quality", "verdict", "tb", "saliency", "report_source", "detections"} <= set(reading["properties"])
     assert "[x1, y1, x2, y2]" in schema["components"]["schemas"]["Detection"]["properties"]["box"]["description"]
@@ -84,6 +86,88 @@ def test_overlay_questions_and_repeated_task_fields(client, png) -> None:
     assert [a["question"] for a in reading["answers"]] == ["Is this chest X-ray normal?"]
     picture = Image.open(io.BytesIO(base64.b64decode(reading["overlay_png"])))
     assert picture.format == "PNG" and picture.size[1] >= 80
+
+
+def _picture(b64: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(b64)))
+
+
+def test_the_overlay_layers_stack_to_the_overlay(client, png) -> None:
+    """`overlay_layers` gives each layer as a PNG of the overlay's size (null when nothing is drawn on it); stacked in
+    their order they are the overlay."""
+    from cxrvlm.infer.overlay import LAYERS, compose
+
+    reading = _post(client, "chest.png", png, overlay="true", overlay_layers="true").json()
+    overlay = _picture(reading["overlay_png"])
+    layers = reading["overlay_layers"]
+    assert tuple(layers) == LAYERS and layers["film"] is not None
+    pictures = {name: _picture(b64).convert("RGBA") if b64 else Image.new("RGBA", overlay.size, (0, 0, 0, 0))
+                for name, b64 in layers.items()}
+    assert {p.size for p in pictures.values()} == {overlay.size}
+    assert np.array_equal(np.asarray(compose(pictures)), np.asarray(overlay.convert("RGB")))
+    assert layers["masks"] is None  # not asked for; the tiny model's boxes may be none too
+    assert (layers["boxes"] is None) == (not reading["detections"])
+    assert (layers["heatmap"] is None) == (reading["tb"]["label"] != "tuberculosis" or not reading["saliency"])
+    alone = _post(client, "chest.png", png, overlay_layers="true").json()
+    assert "overlay_png" not in alone and tuple(alone["overlay_layers"]) == LAYERS
+
+
+def _readings_csv(client, body):
+    return client.post("/readings.csv", json=body)
+
+
+def test_the_readings_csv_is_the_table_of_the_command(client, png) -> None:
+    """POST /readings.csv tables readings (and films that failed) as `cxrvlm interpret --csv` does, a row each."""
+    from cxrvlm.infer import batch
+
+    read = _post(client, "chest.png", png).json()
+    failed = _post(client, "broken.png", b"not an image").json()
+    items = [{"reading": read, "ms": 231.6}, {"reading": failed, "ms": 3}, {"reading": read}]
+    response = _readings_csv(client, items)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    assert response.headers["content-disposition"] == "attachment; filename=readings.csv"
+    table = list(csv.DictReader(io.StringIO(response.text)))
+    assert tuple(table[0]) == batch.COLUMNS and len(table) == 3
+    expected = io.StringIO()
+    batch.write_csv([batch.row(item["reading"], item.get("ms")) for item in items], expected)
+    assert response.text == expected.getvalue()
+    assert [r["ms"] for r in table] == ["232", "3", ""] and table[1]["error"] == failed["error"]
+    # the page's batch of 100 films fits in the body limit (0.5 MB here; a reading of the built-in model of a
+    # 3000 x 2500 film is about 7 kB, so 100 are under 1 MB of the 64 MB default)
+    assert _readings_csv(client, [{"reading": read, "ms": 5}] * 100).text.count("\n") == 101
+    assert _readings_csv(client, []).text.splitlines() == [",".join(batch.COLUMNS)]
+
+
+@pytest.mark.parametrize("body, error", [
+    ({"reading": {}}, "the body must be a JSON list of {\"reading\": "),
+    (["chest"], "item 2 of 2: must be {\"reading\": "),
+    ([{"ms": 3}], "item 2 of 2: must be {"),
+    ([{"reading": {"image": "a.png", "error": "x"}, "when": 1}], "item 2 of 2: must be {"),
+    ([{"reading": {"image": "a.png", "error": "x"}, "ms": -1}], ("item 2 of 2 (a.png): ms must be a finite number of "
+                                                                 "milliseconds, 0 or more, got -1")),
+    ([{"reading": {"image": "a.png", "error": "x"}, "ms": "5"}], "item 2 of 2 (a.png): ms must be a finite number"),
+    ([{"reading": {"image": "a.png", "error": "x"}, "ms": True}], "item 2 of 2 (a.png): ms must be a finite number"),
+    ([{"reading": {"image": "a.png", "verdict": "TB"}}], "item 2 of 2 (a.png): not a reading: missing key 'model'"),
+])
+def test_a_bad_readings_csv_body_is_a_422_naming_the_item(client, png, body, error) -> None:
+    good = {"reading": {"image": "first.png", "error": "first.png: not an image"}}
+    response = _readings_csv(client, [good, *body] if isinstance(body, list) else body)
+    assert response.status_code == 422 and response.json()["error"].startswith(error), response.json()
+
+
+def test_a_readings_csv_reading_is_checked_against_the_schema(client, png) -> None:
+    reading = _post(client, "chest.png", png, overlay="true").json()
+    response = _readings_csv(client, [{"reading": reading}])  # its picture is not part of the reading
+    assert response.status_code == 422
+    assert response.json() == {"image": "chest.png", "error": "item 1 of 1 (chest.png): not a reading: "
+                                                              "overlay_png: Extra inputs are not permitted"}
+    del reading["overlay_png"]
+    reading["tb"]["probability"] = 1.5
+    error = _readings_csv(client, [{"reading": reading}]).json()["error"]
+    assert error == "item 1 of 1 (chest.png): not a reading: tb.probability: Input should be less than or equal to 1"
+    not_json = client.post("/readings.csv", content=b"file,verdict", headers={"content-type": "application/json"})
+    assert not_json.status_code == 422 and not_json.json()["error"].startswith("the body is not JSON")
 
 
 def test_a_dicom_upload_and_a_prior(client, png, tmp_path) -> None:

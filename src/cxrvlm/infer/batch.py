@@ -14,9 +14,10 @@ from typing import Any, TextIO
 COLUMNS = ("file", "verdict", "tb_probability", "tb_label", "findings_called", "quality", "view", "error", "ms")
 
 
-def row(reading: dict[str, Any], ms: float) -> dict[str, Any]:
+def row(reading: dict[str, Any], ms: float | None) -> dict[str, Any]:
     """One film's row: its verdict and TB reading, the findings called ("; "-joined), whether it was assessable
-    (and why not), the view the gate saw, its error if it failed, and the milliseconds it took."""
+    (and why not), the view the gate saw, its error if it failed, and the milliseconds it took (empty: not
+    measured)."""
     quality = reading.get("quality") or {}
     tb = reading.get("tb") or {}
     verdict = reading.get("verdict") or {}
@@ -26,7 +27,8 @@ def row(reading: dict[str, Any], ms: float) -> dict[str, Any]:
             "findings_called": "; ".join(verdict.get("called", [])),
             "quality": "" if "error" in reading else "assessable" if assessable else
             "not assessable: " + "; ".join(quality.get("reasons", [])),
-            "view": quality.get("view") or "", "error": reading.get("error", ""), "ms": round(ms)}
+            "view": quality.get("view") or "", "error": reading.get("error", ""),
+            "ms": "" if ms is None else round(ms)}
 
 
 def write_csv(rows: Sequence[dict[str, Any]], target: str | Path | TextIO) -> None:

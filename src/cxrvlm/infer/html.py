@@ -2,12 +2,11 @@
 boxes, masks, answers, warnings, timings and the research-use notice. Every model text is escaped."""
 from __future__ import annotations
 
-import base64
-import io
 from html import escape
 from typing import Any
 
 from cxrvlm.about import NOTICE
+from cxrvlm.infer.overlay import png_base64
 from cxrvlm.tokens.rle import rle_area
 
 _STYLE = """
@@ -139,10 +138,7 @@ def render_html(reading: dict[str, Any], overlay: Any = None) -> str:
     """The page as a string; `overlay` is a PIL image (embedded as a base64 PNG) or None."""
     img = ""
     if overlay is not None:
-        buf = io.BytesIO()
-        overlay.save(buf, format="PNG", optimize=True)
-        data = base64.b64encode(buf.getvalue()).decode("ascii")
-        img = f"<img alt='overlay of the reading' src='data:image/png;base64,{data}'>"
+        img = f"<img alt='overlay of the reading' src='data:image/png;base64,{png_base64(overlay)}'>"
     name = escape(str(reading.get("image", "")))
     size = reading.get("image_size") or []
     meta = f"model {escape(str(reading.get('model', '')))}"

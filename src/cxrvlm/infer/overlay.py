@@ -3,8 +3,14 @@ label's colour, the TB saliency map in red when TB is called, and a banner above
 the research-use notice and a legend (each label in its colour with its box's and mask's scores: no text on the
 film, so no two tags can collide at any size).
 
+It is drawn once, in layers of the overlay's size (`LAYERS`, bottom to top): "film" (the banner, the legend and the
+grey film, opaque), then "masks", "heatmap" and "boxes" (transparent where they draw nothing). The picture is the
+layers stacked; the web page of `cxrvlm serve` stacks them itself, with a checkbox to hide each of the three.
+
     image = render_overlay(pixels, reading)      # PIL RGB image; pixels: float32 (H, W) in [0, 1]
     image.save("chest.overlay.png")
+    layers = overlay_layers(pixels, reading)     # {"film": RGBA image, "masks": ..., "heatmap": ..., "boxes": ...}
+    compose(layers)                              # == render_overlay(pixels, reading)
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ MASK_ALPHA = 0.35
 HEAT_ALPHA = 0.45  # at the map's hottest cell; cells below half of its range are not tinted
 HEAT_COLOUR = (220, 30, 30)
 MIN_SIDE, MAX_SIDE = 512, 1024  # the picture is scaled so text stays readable and files stay small
+LAYERS = ("film", "masks", "heatmap", "boxes")  # bottom to top
 
 
 def display_scale(height: int, width: int) -> float:
@@ -51,37 +58,49 @@ def label_colours(reading: dict[str, Any]) -> dict[str, tuple[int, int, int]]:
     return {lab: PALETTE[i % len(PALETTE)] for i, lab in enumerate(dict.fromkeys(labels))}
 
 
-def _blend_masks(rgb: np.ndarray, segmentations: Sequence[dict], colours: dict, scale: float) -> np.ndarray:
-    """Masks read from RLE at the display size (a big mask is never decoded whole), tinted, with a solid outline."""
-    h, w = rgb.shape[:2]
-    out = rgb.astype(np.float32)
+def _tint(colour: Sequence[int], alpha: np.ndarray) -> Image.Image:
+    """An RGBA image of one colour with `alpha` (float, [0, 1]) as its opacity, pixel by pixel."""
+    rgba = np.empty((*alpha.shape, 4), np.uint8)
+    rgba[:, :, :3] = colour
+    rgba[:, :, 3] = np.rint(np.clip(alpha, 0.0, 1.0) * 255)
+    return Image.fromarray(rgba, "RGBA")
+
+
+def _mask_layer(segmentations: Sequence[dict], colours: dict, size: tuple[int, int]) -> Image.Image:
+    """Masks read from RLE at the film's size (`size`: width, height; a big mask is never decoded whole), tinted with
+    a solid outline, each laid over the ones before it."""
+    w, h = size
+    layer = Image.new("RGBA", size, (0, 0, 0, 0))
     for seg in segmentations:
         mask = rle_decode_resized(seg["mask"], (h, w))
-        colour = np.array(colours.get(seg["label"], PALETTE[0]), np.float32)
-        out[mask] = (1 - MASK_ALPHA) * out[mask] + MASK_ALPHA * colour
-        out[mask & ~ndimage.binary_erosion(mask, iterations=2)] = colour
-    return out.clip(0, 255).astype(np.uint8)
+        alpha = np.where(mask, MASK_ALPHA, 0.0)
+        alpha[mask & ~ndimage.binary_erosion(mask, iterations=2)] = 1.0
+        layer = Image.alpha_composite(layer, _tint(colours.get(seg["label"], PALETTE[0]), alpha))
+    return layer
 
 
-def _blend_heat(rgb: np.ndarray, reading: dict[str, Any]) -> np.ndarray:
+def _heat_layer(reading: dict[str, Any], size: tuple[int, int]) -> Image.Image:
     """The TB saliency map (`saliency`, a small grey PNG) stretched over the film and tinted red where it is in the
-    upper half of its range; only when the reading calls TB (a map of a negative film would show evidence for a
+    upper half of its range; empty unless the reading calls TB (a map of a negative film would show evidence for a
     call not made)."""
     tb = reading.get("tb") or {}
     entry = next((s for s in reading.get("saliency", []) if s.get("label") == "tuberculosis"), None)
     if tb.get("label") != "tuberculosis" or entry is None:
-        return rgb
+        return Image.new("RGBA", size, (0, 0, 0, 0))
     cells = Image.open(io.BytesIO(base64.b64decode(entry["png"]))).convert("L")
-    heat = np.asarray(cells.resize((rgb.shape[1], rgb.shape[0]), Image.Resampling.BILINEAR), np.float32) / 255.0
-    alpha = (HEAT_ALPHA * np.clip((heat - 0.5) * 2.0, 0.0, 1.0))[:, :, None]
-    return ((1 - alpha) * rgb + alpha * np.array(HEAT_COLOUR, np.float32)).clip(0, 255).astype(np.uint8)
+    heat = np.asarray(cells.resize(size, Image.Resampling.BILINEAR), np.float32) / 255.0
+    return _tint(HEAT_COLOUR, HEAT_ALPHA * np.clip((heat - 0.5) * 2.0, 0.0, 1.0))
 
 
-def _draw_boxes(draw: ImageDraw.ImageDraw, items: Sequence[dict], colours: dict, scale: float, top: int) -> None:
-    """Box outlines in their label's colour; their names and scores are in the legend, never on the film."""
+def _box_layer(items: Sequence[dict], colours: dict, scale: float, size: tuple[int, int], top: int) -> Image.Image:
+    """Box outlines in their label's colour on the whole overlay (`size`), the film beginning at row `top`; their
+    names and scores are in the legend, never on the film."""
+    layer = Image.new("RGBA", size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
     for item in items:
         x1, y1, x2, y2 = (float(v) * scale for v in item["box"])
         draw.rectangle([x1, y1 + top, x2, y2 + top], outline=colours.get(item["label"], PALETTE[0]), width=2)
+    return layer
 
 
 def legend_lines(reading: dict[str, Any], colours: dict) -> list[tuple[tuple[int, int, int], str]]:
@@ -115,27 +134,69 @@ def _input_size(pixels: np.ndarray, reading: dict[str, Any]) -> tuple[int, int]:
     return int(pixels.shape[0]), int(pixels.shape[1])
 
 
-def render_overlay(pixels: np.ndarray, reading: dict[str, Any]) -> Image.Image:
-    """The X-ray (float32 (H, W) in [0, 1], the view the reading's boxes refer to, at the input's size or reduced)
-    with the reading drawn on it, scaled to the display size."""
-    h, w = _input_size(pixels, reading)
-    scale = display_scale(h, w)
-    dw, dh = max(1, round(w * scale)), max(1, round(h * scale))
-    gray = Image.fromarray(to_uint8(pixels)).resize((dw, dh), Image.Resampling.BILINEAR)
-    rgb = np.repeat(np.asarray(gray)[:, :, None], 3, axis=2)
-    colours = label_colours(reading)
-    rgb = _blend_heat(_blend_masks(rgb, reading.get("segmentations", []), colours, scale), reading)
-    font = _font(max(12, dw // 45))
+def _film_layer(pixels: np.ndarray, reading: dict[str, Any], colours: dict, size: tuple[int, int]
+                ) -> tuple[Image.Image, int]:
+    """The banner (`banner_lines`) with the legend under it, and the grey film (`size`: width, height) below them,
+    opaque; and the row where the film begins."""
+    font = _font(max(12, size[0] // 45))
     lines = list(zip(((255, 255, 255), (255, 210, 0)), banner_lines(reading))) + legend_lines(reading, colours)
     line_h = font.size + 8
     top = line_h * len(lines) + 8
-    canvas = Image.new("RGB", (dw, dh + top), (20, 20, 20))
-    canvas.paste(Image.fromarray(rgb), (0, top))
+    canvas = Image.new("RGB", (size[0], size[1] + top), (20, 20, 20))
+    canvas.paste(Image.fromarray(to_uint8(pixels)).resize(size, Image.Resampling.BILINEAR), (0, top))
     draw = ImageDraw.Draw(canvas)
     for i, (colour, line) in enumerate(lines):
         draw.text((8, 6 + i * line_h), line, fill=colour, font=font)
-    _draw_boxes(draw, reading.get("detections", []), colours, scale, top)
+    return canvas.convert("RGBA"), top
+
+
+def _below_banner(layer: Image.Image, size: tuple[int, int], top: int) -> Image.Image:
+    """A layer of the film's size placed on a transparent overlay of `size`, its top at row `top`."""
+    canvas = Image.new("RGBA", size, (0, 0, 0, 0))
+    canvas.paste(layer, (0, top))
     return canvas
+
+
+def overlay_layers(pixels: np.ndarray, reading: dict[str, Any]) -> dict[str, Image.Image]:
+    """The overlay's layers in `LAYERS` order, bottom to top, each an RGBA image of the overlay's size, transparent
+    where it draws nothing: "film" (the banner, the legend and the grey film; opaque), "masks", "heatmap" (empty
+    unless TB is called) and "boxes". `pixels` as for `render_overlay`."""
+    h, w = _input_size(pixels, reading)
+    scale = display_scale(h, w)
+    film_size = max(1, round(w * scale)), max(1, round(h * scale))
+    colours = label_colours(reading)
+    film, top = _film_layer(pixels, reading, colours, film_size)
+    return {"film": film,
+            "masks": _below_banner(_mask_layer(reading.get("segmentations", []), colours, film_size), film.size, top),
+            "heatmap": _below_banner(_heat_layer(reading, film_size), film.size, top),
+            "boxes": _box_layer(reading.get("detections", []), colours, scale, film.size, top)}
+
+
+def compose(layers: dict[str, Image.Image]) -> Image.Image:
+    """The layers stacked in `LAYERS` order: the overlay picture (RGB)."""
+    picture = layers[LAYERS[0]]
+    for name in LAYERS[1:]:
+        picture = Image.alpha_composite(picture, layers[name])
+    return picture.convert("RGB")
+
+
+def render_overlay(pixels: np.ndarray, reading: dict[str, Any]) -> Image.Image:
+    """The X-ray (float32 (H, W) in [0, 1], the view the reading's boxes refer to, at the input's size or reduced)
+    with the reading drawn on it, scaled to the display size: its layers, stacked."""
+    return compose(overlay_layers(pixels, reading))
+
+
+def is_drawn(layer: Image.Image) -> bool:
+    """Whether a layer has anything on it (a transparent one has not)."""
+    return layer.getchannel("A").getbbox() is not None
+
+
+def png_base64(picture: Image.Image, optimize: bool = True) -> str:
+    """A picture as a base64 PNG, for JSON and data: URLs; `optimize` makes it a tenth smaller and ten times slower
+    to write."""
+    buf = io.BytesIO()
+    picture.save(buf, format="PNG", optimize=optimize)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def save_overlay(pixels: np.ndarray, reading: dict[str, Any], path: Any) -> None:

@@ -75,12 +75,14 @@ def new_reading(image: str, model: str, image_size: list[int], tasks: list[str],
 
 def check_reading(d: dict[str, Any]) -> list[str]:
     """What is wrong with a reading dict (e.g. one parsed back from JSON), as a list of problems ([] = valid): the
-    keys in their order, and every field as `schema.Reading` defines it."""
-    problems = [f"missing key {k!r}" for k in KEYS if k not in d]
+    keys in their order, and every field as `schema.Reading` defines it; an input that failed, {"image", "error"}
+    (a line of `cxrvlm interpret` too), as `schema.ReadingError` does."""
+    failed = "error" in d
+    problems = [] if failed else [f"missing key {k!r}" for k in KEYS if k not in d]
     if problems:
         return problems
     try:
-        schema.Reading.model_validate(d)
+        (schema.ReadingError if failed else schema.Reading).model_validate(d)
     except pydantic.ValidationError as e:
         return [f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
     return []

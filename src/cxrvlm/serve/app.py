@@ -4,14 +4,23 @@
 
 - `GET /`: the web page (no script, font or stylesheet from elsewhere). Its script (`page.js`, inline) reads one or
   several films one after another through `/interpret`, a row each with its status and verdict, the chosen one's
-  reading below (verdict first, findings with a legend, report, overlay, JSON and PNG downloads) and the batch as
-  CSV; without JavaScript the form posts one film to `/interpret?format=html` and the reading page
-  (`cxrvlm.infer.html`) shows in the frame.
+  reading below (verdict first, findings with a legend, report, the overlay's layers stacked with a checkbox each
+  for boxes, masks and heatmap, JSON and overlay PNG downloads) and the batch as CSV through `/readings.csv`;
+  without JavaScript the form posts one film to `/interpret?format=html` and the reading page (`cxrvlm.infer.html`)
+  shows in the frame.
 - `POST /interpret` (multipart): `file` (PNG/JPEG/TIFF/DICOM), optional `prior` and `prior_days`, `tasks` (comma-
-  separated or repeated; default all), `question` (repeatable), `overlay=true` to add the overlay PNG as base64.
-  Returns the reading JSON of `cxrvlm interpret` (`format=html`: the reading page). A refused request is
+  separated or repeated; default all), `question` (repeatable), `overlay=true` to add the overlay PNG as base64
+  (`overlay_png`), `overlay_layers=true` to add its layers (`cxrvlm.infer.overlay.overlay_layers`) as
+  {"film", "masks", "heatmap", "boxes"}: base64 PNGs of the overlay's size to stack in that order, null for a layer
+  with nothing on it. Neither is part of the reading (`cxrvlm.infer.schema.Reading`). Returns the reading JSON of
+  `cxrvlm interpret` (`format=html`: the reading page). A refused request is
   {"image": the file's name or "", "error": reason}: 400 an unreadable file or a bad task, 413 a body over the
   limit, 422 a bad field (a question too long, a negative interval), 503 (with Retry-After) the server busy.
+- `POST /readings.csv` (JSON): a list of {"reading": a reading, or the {"image", "error"} of a film that failed,
+  "ms": the milliseconds it took, optional} -> the CSV table of `cxrvlm interpret --csv` (`cxrvlm.infer.batch`), a
+  row each, as an attachment `readings.csv`; a reading is checked against the schema, and a bad item is a 422
+  naming it. The body limit holds here too: a reading is a few kB (masks are RLE, saliency maps small PNGs), so a
+  batch of hundreds fits the default.
 - `GET /health`: the model, its tasks, the limits and the notice; `GET /openapi.json`: the API's schema, and
   `GET /docs` / `GET /redoc` its pages, offline (their scripts come from the fastapi-offline package).
 
@@ -21,11 +30,11 @@ then read (by the interpreter, as `cxrvlm interpret` reads them), interpreted an
 """
 # No `from __future__ import annotations`: FastAPI reads the endpoint's annotations, whose types come from the
 # guarded fastapi module inside create_app (FastAPI is optional), so they must be evaluated where they are defined.
-import base64
 import dataclasses
 import importlib
 import io
 import logging
+import math
 import shutil
 import tempfile
 import time
@@ -37,11 +46,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from cxrvlm.about import NOTICE
+from cxrvlm.infer import batch
 from cxrvlm.infer.html import render_html
 from cxrvlm.infer.inputs import IMAGE_EXTENSIONS, is_interval
 from cxrvlm.infer.interpreter import parse_tasks
-from cxrvlm.infer.overlay import render_overlay
-from cxrvlm.infer.result import TASKS
+from cxrvlm.infer.overlay import compose, is_drawn, overlay_layers, png_base64, render_overlay
+from cxrvlm.infer.result import TASKS, check_reading
 from cxrvlm.infer.schema import Reading
 from cxrvlm.io import ImageReadError, probe_image
 from cxrvlm.serve.limits import BodyLimit, Gate, Limits, UploadError
@@ -172,17 +182,52 @@ def _blame(message: str, uploads: list[_Upload]) -> tuple[str, str]:
 
 
 def _respond(interpreter: Any, uploads: list[_Upload], form: _Form, limits: Limits, page: bool,
-             overlay: bool) -> Any:
-    """The reading JSON, with the overlay when asked, or the reading page. Runs in the reading's turn: the image
-    and the overlay at its size are the memory-heavy part."""
+             overlay: bool, layers: bool) -> Any:
+    """The reading JSON, with the overlay and its layers when asked, or the reading page. Runs in the reading's
+    turn: the image and the overlay at its size are the memory-heavy part."""
     reading, pixels = _interpret(interpreter, uploads, form)
     if page:
         return render_html(reading, render_overlay(pixels, reading))
-    if overlay:
-        buf = io.BytesIO()
-        render_overlay(pixels, reading).save(buf, format="PNG", optimize=True)
-        reading["overlay_png"] = base64.b64encode(buf.getvalue()).decode("ascii")
+    if overlay or layers:
+        drawn = overlay_layers(pixels, reading)  # drawn once for both
+        if overlay:
+            reading["overlay_png"] = png_base64(compose(drawn))
+        if layers:  # shown, not kept: written fast; a layer with nothing on it is null (its checkbox is disabled)
+            reading["overlay_layers"] = {name: png_base64(im, optimize=False) if is_drawn(im) else None
+                                         for name, im in drawn.items()}
     return reading
+
+
+_CSV_ITEM = '{"reading": a reading (or {"image", "error"} of a film that failed), "ms": milliseconds (optional)}'
+
+
+def _csv_table(body: Any) -> str:
+    """The body of `POST /readings.csv`, a list of `_CSV_ITEM`, as the table `cxrvlm interpret --csv` writes (a row
+    per reading, `infer.batch`). A bad item is a 422 naming it."""
+    if not isinstance(body, list):
+        raise UploadError(f"the body must be a JSON list of {_CSV_ITEM}, not {type(body).__name__}", 422)
+    table = io.StringIO()
+    batch.write_csv([batch.row(*_csv_item(item, f"item {i} of {len(body)}")) for i, item in enumerate(body, 1)],
+                    table)
+    return table.getvalue()
+
+
+def _csv_item(item: Any, where: str) -> tuple[dict[str, Any], float | None]:
+    """One item's reading and milliseconds, checked (the reading against the schema, so every row can be built);
+    `where` names the item in the 422 of a bad one, with its film's name."""
+    if not isinstance(item, dict) or not isinstance(item.get("reading"), dict) or set(item) - {"reading", "ms"}:
+        raise UploadError(f"{where}: must be {_CSV_ITEM}", 422)
+    reading, ms = item["reading"], item.get("ms")
+    image = str(reading.get("image") or "")[:_NAME_CHARS]
+    where += f" ({image})" if image else ""
+    if ms is not None and (isinstance(ms, bool) or not isinstance(ms, (int, float)) or not math.isfinite(ms)
+                           or ms < 0):
+        raise UploadError(f"{where}: ms must be a finite number of milliseconds, 0 or more, got {ms!r}", 422, image)
+    problems = check_reading(reading)
+    if problems:
+        raise UploadError(f"{where}: not a reading: {'; '.join(problems[:3])}"
+                          + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""), 422, image)
+    return reading, ms
 
 
 def create_app(interpreter: Any, limits: Limits | None = None) -> Any:
@@ -221,7 +266,11 @@ def create_app(interpreter: Any, limits: Limits | None = None) -> Any:
     def interpret(file: UploadFile = File(..., description="the X-ray: PNG, JPEG, TIFF or DICOM"),
                   prior: UploadFile | None = File(None, description="an earlier X-ray of the same patient"),
                   prior_days: float | None = Form(None), tasks: list[str] = Form([]),
-                  question: list[str] = Form([]), overlay: bool = Form(False),
+                  question: list[str] = Form([]),
+                  overlay: bool = Form(False, description="true: add `overlay_png`, the overlay as a base64 PNG"),
+                  layers: bool = Form(False, alias="overlay_layers", description="true: add `overlay_layers`, "
+                                      "{film, masks, heatmap, boxes}: the overlay's layers as base64 PNGs of its size, "
+                                      "to stack in that order (transparent but the film; null: nothing to draw)"),
                   format: str = Query("json", pattern="^(json|html)$")) -> Any:
         since = time.monotonic()
         form = _check_form(limits, tasks, question, prior_days)
@@ -232,8 +281,23 @@ def create_app(interpreter: Any, limits: Limits | None = None) -> Any:
             for upload in uploads:  # a bad file is refused before it waits for the model
                 _probe(upload, limits.max_pixels)
             with gate.turn(since):
-                result = _respond(interpreter, uploads, form, limits, format == "html", overlay)
+                result = _respond(interpreter, uploads, form, limits, format == "html", overlay, layers)
         return HTMLResponse(result) if format == "html" else result
+
+    # async: no model, and the body is a list of small readings (a few kB each), read and tabled at once
+    @app.post("/readings.csv", response_class=responses.Response,
+              responses={200: {"content": {"text/csv": {}}, "description": "the table of `cxrvlm interpret --csv`"}},
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {}},
+                                             "description": f"a JSON list of {_CSV_ITEM}"}})
+    async def readings_csv(request: Request) -> Any:
+        """The readings as the CSV table `cxrvlm interpret --csv` writes, a row each, in the body's order: the web
+        page's batch download. A body that is not such a list is a 422 naming the bad item."""
+        try:
+            body = await request.json()
+        except ValueError as e:
+            raise UploadError(f"the body is not JSON: {e}", 422) from None
+        return responses.Response(_csv_table(body), media_type="text/csv",
+                                  headers={"Content-Disposition": "attachment; filename=readings.csv"})
 
     return app
 
@@ -257,6 +321,11 @@ iframe{width:100%;height:80vh;border:1px solid #ccc}button{font-size:1em;padding
 #batch{border-collapse:collapse;margin:.8em 0}#batch td,#batch th{border:1px solid #ddd;padding:.25em .6em}
 #batch tr.failed{color:#a00}#batch tr[tabindex]{cursor:pointer}.legend{font-size:.85em;color:#555}
 #detail img{max-width:100%;border:1px solid #ccc}.error{color:#a00}.report{overflow-wrap:anywhere}
+#overlay{position:relative;display:inline-block;max-width:100%;border:1px solid #ccc}
+#overlay img{position:absolute;inset:0;width:100%;height:100%;border:0}
+#overlay img[data-layer=film]{position:static;display:block;height:auto}
+.toggles{display:flex;gap:1.2em;margin:.5em 0}.toggles label{flex-direction:row;align-items:center}
+.toggles label:has(:disabled){color:#888}
 """
 _PAGE_SCRIPT = (Path(__file__).with_name("page.js")).read_text()  # the batch reader (no CDN, nothing fetched)
 
@@ -279,7 +348,8 @@ def _form_page(model: str) -> str:
             "<button type='submit'>Read</button></form>"
             "<div id='drop' tabindex='0'>or drop films here</div>"
             "<table id='batch'><thead><tr><th>film</th><th>status</th><th>TB probability</th></tr></thead>"
-            "<tbody></tbody></table><button type='button' id='csv'>download the batch (CSV)</button>"
+            "<tbody></tbody></table><button type='button' id='csv'>download the batch (CSV)</button> "
+            "<span id='csv-status' class='error' role='status'></span>"
             "<div id='detail' aria-live='polite'></div>"
             f"<iframe name='reading' title='the reading'></iframe><script>{_PAGE_SCRIPT}</script></body></html>\n")
 

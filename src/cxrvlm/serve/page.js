@@ -1,14 +1,33 @@
 // The page's batch reader (served inline, nothing from elsewhere): several films are read one after another through
 // POST /interpret, each with a row that says where it is (waiting, reading, its verdict or its error); a row shows
-// its reading below; the batch downloads as CSV. Without JavaScript the form posts one film to the reading frame.
+// its reading below, the overlay as its layers stacked (the film, then masks, heatmap and boxes, each with a checkbox
+// to hide it); the batch downloads as the CSV of `cxrvlm interpret --csv`, which POST /readings.csv makes from the
+// readings kept here (without their pictures). Without JavaScript the form posts one film to the reading frame.
 (function () {
   const form = document.querySelector("form");
   const rows = document.querySelector("#batch tbody");
   const detail = document.getElementById("detail");
   const frame = document.querySelector("iframe");
-  const readings = [];
+  const readings = [];  // {reading, ms} per film, in the order read: the body of POST /readings.csv
+  // the layers over the film, their checkboxes in this order, and why one can be empty (null from the server)
+  const EMPTY = {boxes: "no boxes in this reading: detect found none, or was not asked for",
+                 masks: "no masks in this reading: segment found none, or was not asked for",
+                 heatmap: "the TB heatmap is drawn only when TB is called (by a model with a label head)"};
+  const ALT = {film: "the film, with the TB probability and the legend above it", masks: "the masks",
+               heatmap: "the TB heatmap", boxes: "the boxes"};
   const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
   const cell = (tr, text) => { const td = tr.insertCell(); td.textContent = text; return td; };
+  const withoutPictures = ({overlay_png, overlay_layers, ...reading}) => reading;
+
+  function overlay(layers) {
+    const pictures = ["film", "masks", "heatmap", "boxes"].filter((n) => layers[n]).map((n) =>
+      `<img data-layer="${n}" alt="${ALT[n]}" src="data:image/png;base64,${layers[n]}">`).join("");
+    const checks = Object.entries(EMPTY).map(([n, why]) => layers[n]
+      ? `<label><input type="checkbox" data-layer="${n}" checked>${n}</label>`
+      : `<label title="${esc(why)}"><input type="checkbox" data-layer="${n}" disabled title="${esc(why)}">${n}</label>`);
+    return `<fieldset class="toggles"><legend>show on the film</legend>${checks.join("")}</fieldset>` +
+      `<div id="overlay">${pictures}</div>`;
+  }
 
   function show(r) {
     if (r.error) { detail.innerHTML = `<h2>${esc(r.image)}: not read</h2><p class="error">${esc(r.error)}</p>`; return; }
@@ -23,9 +42,9 @@
       html += `<table><tr><th>finding</th><th>probability</th></tr>${(r.findings || []).slice(0, 8).map((f) => `<tr><td>${esc(f.label)}</td><td>${f.probability.toFixed(3)}</td></tr>`).join("")}</table>`;
       html += `<p class="legend">A probability is the model's estimate that the finding is on the film (a label head's are checked for calibration on validation patients); the verdict calls TB at the threshold above and other findings at 0.5.</p>`;
       if (r.report) html += `<h3>Report</h3><p class="report">${esc(r.report)}</p><p><small>${esc(r.report_source)}</small></p>`;
-      if (r.overlay_png) html += `<img id="overlay" alt="the film with boxes, masks and the TB map" src="data:image/png;base64,${r.overlay_png}">`;
+      if (r.overlay_layers) html += overlay(r.overlay_layers);
     }
-    const blob = URL.createObjectURL(new Blob([JSON.stringify(r, null, 1)], {type: "application/json"}));
+    const blob = URL.createObjectURL(new Blob([JSON.stringify(withoutPictures(r), null, 1)], {type: "application/json"}));
     html += `<p><a download="${esc(r.image)}.json" href="${blob}">download the reading (JSON)</a>` +
       (r.overlay_png ? ` · <a download="${esc(r.image)}.overlay.png" href="data:image/png;base64,${r.overlay_png}">the overlay (PNG)</a>` : "") + "</p>";
     detail.innerHTML = html;
@@ -36,13 +55,16 @@
     const data = new FormData(form);
     data.set("file", file);
     data.set("overlay", "true");
+    data.set("overlay_layers", "true");
+    const start = performance.now();
     let r;
     try {
       const response = await fetch("/interpret?format=json", {method: "POST", body: data});
       r = await response.json();
-    } catch (e) { r = {image: file.name, error: String(e)}; }
+      if (!response.ok && !r.error) r = {error: `the server answered ${response.status}: ${JSON.stringify(r)}`};
+    } catch (e) { r = {error: String(e)}; }
     r.image = file.name;
-    readings.push(r);
+    readings.push({reading: withoutPictures(r), ms: performance.now() - start});
     const q = r.quality || {};
     tr.cells[1].textContent = r.error ? "error: " + r.error : !q.assessable ? "not assessable" : (r.verdict || {}).label || "read";
     tr.cells[2].textContent = r.tb ? r.tb.probability.toFixed(3) : "";
@@ -65,18 +87,25 @@
     for (let i = 0; i < files.length; i++) await readOne(files[i], pending[i]);
   });
 
-  document.getElementById("csv").addEventListener("click", () => {
-    const quote = (s) => '"' + String(s ?? "").replace(/"/g, '""') + '"';
-    const lines = [["file", "verdict", "tb_probability", "tb_label", "findings_called", "quality", "error"].join(",")];
-    for (const r of readings) {
-      const q = r.quality || {}, v = r.verdict || {}, tb = r.tb || {};
-      lines.push([r.image, v.label, tb.probability, tb.label, (v.called || []).join("; "),
-        r.error ? "" : q.assessable ? "assessable" : "not assessable: " + (q.reasons || []).join("; "), r.error].map(quote).join(","));
-    }
-    const a = document.createElement("a");
-    a.href = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], {type: "text/csv"}));
-    a.download = "readings.csv";
-    document.body.appendChild(a); a.click(); a.remove();
+  detail.addEventListener("change", (e) => {  // a layer's checkbox shows or hides it
+    const layer = e.target.dataset.layer;
+    const picture = layer && detail.querySelector(`#overlay img[data-layer="${layer}"]`);
+    if (picture) picture.hidden = !e.target.checked;
+  });
+
+  // the server tables the batch (infer.batch, as `cxrvlm interpret --csv` does): the columns are its, not the page's
+  document.getElementById("csv").addEventListener("click", async () => {
+    const status = document.getElementById("csv-status");
+    status.textContent = "";
+    try {
+      const response = await fetch("/readings.csv", {method: "POST", headers: {"Content-Type": "application/json"},
+                                                     body: JSON.stringify(readings)});
+      if (!response.ok) throw new Error((await response.json()).error || response.statusText);
+      const a = document.createElement("a");
+      a.href = URL.createObjectURL(await response.blob());
+      a.download = "readings.csv";
+      document.body.appendChild(a); a.click(); a.remove();
+    } catch (e) { status.textContent = "the CSV could not be made: " + e.message; }
   });
 
   const drop = document.getElementById("drop");
