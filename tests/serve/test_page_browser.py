@@ -118,6 +118,10 @@ def test_boxes_masks_and_heatmap_are_hidden_by_unticking_them(page, drawing_serv
         box.focus()  # and back, from the keyboard
         page.keyboard.press("Space")
         assert box.is_checked() and _layer(page, name).is_visible()
+    # the answers, each with its question type's validation record; the warnings under them
+    answers = page.inner_text("#detail #answers")
+    assert "What is the projection of this radiograph?" in answers and " right of " in answers
+    assert "one fixed answer" in answers
     page.get_by_role("checkbox", name="masks").uncheck()
     assert page.locator("#detail a[download$='.overlay.png']").is_visible()  # the download stays the whole overlay
     page.screenshot(path=str(_artifacts(tmp_path) / "page-layers-masks-off.png"), full_page=True)

@@ -321,6 +321,7 @@ iframe{width:100%;height:80vh;border:1px solid #ccc}button{font-size:1em;padding
 #batch{border-collapse:collapse;margin:.8em 0}#batch td,#batch th{border:1px solid #ddd;padding:.25em .6em}
 #batch tr.failed{color:#a00}#batch tr[tabindex]{cursor:pointer}.legend{font-size:.85em;color:#555}
 #detail img{max-width:100%;border:1px solid #ccc}.error{color:#a00}.report{overflow-wrap:anywhere}
+.warn{color:#7a4b00}#answers td,#answers th{padding:.15em .6em;text-align:left}
 #overlay{position:relative;display:inline-block;max-width:100%;border:1px solid #ccc}
 #overlay img{position:absolute;inset:0;width:100%;height:100%;border:0}
 #overlay img[data-layer=film]{position:static;display:block;height:auto}

@@ -29,6 +29,16 @@
       `<div id="overlay">${pictures}</div>`;
   }
 
+  // each closed answer with how its question type fared on validation (`validation`), beside one fixed answer
+  function answers(list) {
+    const record = (v) => !v ? "" : `${v.accuracy.toFixed(2)} right of ${v.n}` +
+      (v.constant_accuracy == null ? "" : ` (one fixed answer: ${v.constant_accuracy.toFixed(2)})`) +
+      (v.no_better_than_constant ? " — no better than a fixed answer: do not rely on it" : "");
+    return `<h3>Questions</h3><table id="answers"><tr><th>question</th><th>answer</th><th>probability</th><th>on validation</th></tr>` +
+      list.map((a) => `<tr><td>${esc(a.question)}</td><td>${esc(a.answer)}</td><td>${a.probability == null ? "" : a.probability.toFixed(3)}</td>` +
+        `<td${a.validation && a.validation.no_better_than_constant ? ' class="error"' : ""}>${esc(record(a.validation))}</td></tr>`).join("") + "</table>";
+  }
+
   function show(r) {
     if (r.error) { detail.innerHTML = `<h2>${esc(r.image)}: not read</h2><p class="error">${esc(r.error)}</p>`; return; }
     const q = r.quality || {};
@@ -41,9 +51,13 @@
       if (r.tb) html += `<p>TB probability ${r.tb.probability.toFixed(3)} (called at ${r.tb.threshold.toFixed(3)}, ${esc(r.tb.threshold_source)})</p>`;
       html += `<table><tr><th>finding</th><th>probability</th></tr>${(r.findings || []).slice(0, 8).map((f) => `<tr><td>${esc(f.label)}</td><td>${f.probability.toFixed(3)}</td></tr>`).join("")}</table>`;
       html += `<p class="legend">A probability is the model's estimate that the finding is on the film (a label head's are checked for calibration on validation patients); the verdict calls TB at the threshold above and other findings at 0.5.</p>`;
-      if (r.report) html += `<h3>Report</h3><p class="report">${esc(r.report)}</p><p><small>${esc(r.report_source)}</small></p>`;
+      const replaced = ((r.consistency || {}).contradictions || []);
+      if (r.report) html += `<h3>Report</h3><p class="report">${esc(r.report)}</p><p><small>${esc(r.report_source)}` +
+        (replaced.length ? `: the generated report ${esc(replaced.join("; "))}` : "") + "</small></p>";
+      if ((r.answers || []).length) html += answers(r.answers);
       if (r.overlay_layers) html += overlay(r.overlay_layers);
     }
+    if ((r.warnings || []).length) html += `<h3>Warnings</h3><ul class="warn">${r.warnings.map((w) => `<li>${esc(w)}</li>`).join("")}</ul>`;
     const blob = URL.createObjectURL(new Blob([JSON.stringify(withoutPictures(r), null, 1)], {type: "application/json"}));
     html += `<p><a download="${esc(r.image)}.json" href="${blob}">download the reading (JSON)</a>` +
       (r.overlay_png ? ` · <a download="${esc(r.image)}.overlay.png" href="data:image/png;base64,${r.overlay_png}">the overlay (PNG)</a>` : "") + "</p>";
