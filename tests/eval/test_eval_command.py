@@ -157,6 +157,7 @@ def test_memorisation_of_generated_reports_against_the_training_reports(eval_out
     assert copied["before_checks"]["n"] == copied["n"]  # what the model said, before any replacement
     assert "memorisation" not in doc["tasks"]["classify"]
     types = saved_question_types(eval_out)  # the answers' figures per question type, for `cxrvlm ship`
-    assert types and all(t["n"] == doc["tasks"]["vqa"]["by_type"]["types"][k]["n"] for k, t in types.items())
+    assert types["vqa"] and all(t["n"] == doc["tasks"]["vqa"]["by_type"]["types"][k]["n"]
+                                for k, t in types["vqa"].items())
     guard = saved_copy_guard(eval_out)  # the training split's guard, for `cxrvlm ship` to put beside the model
     assert guard is not None and len(guard.hashes) > 0

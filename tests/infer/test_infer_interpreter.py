@@ -341,7 +341,7 @@ def test_each_closed_answer_says_how_its_question_type_fared_on_validation(phant
         "view": {"n": 40, "accuracy": 0.9, "baseline_answer": "pa", "baseline_accuracy": 0.6},
         "lung_size": {"n": 8, "accuracy": 0.5, "baseline_answer": "left", "baseline_accuracy": 0.5,
                       "at_or_below_baseline": True}}}
-    write_question_types(figures, "val", tiny_checkpoint / QUESTION_TYPES_FILE)
+    write_question_types({"vqa": figures}, "val", tiny_checkpoint / QUESTION_TYPES_FILE)
     try:
         interp = cxrvlm.load(tiny_checkpoint, view_gate=None)
         reading = interp.interpret(str(phantom_png), tasks=["vqa"])

@@ -15,8 +15,8 @@ BY_TYPE = {"baseline_split": "train", "types": {
 
 
 def test_the_summary_reads_back_with_what_a_reading_needs(tmp_path) -> None:
-    write_question_types(BY_TYPE, "val", tmp_path / QUESTION_TYPES_FILE)
-    types = saved_question_types(tmp_path)
+    write_question_types({"vqa": BY_TYPE}, "val", tmp_path / QUESTION_TYPES_FILE)
+    types = saved_question_types(tmp_path)["vqa"]
     assert types["change"] == {"n": 2, "accuracy": 0.0, "constant_answer": "worsened", "constant_accuracy": 0.5,
                                "no_better_than_constant": True}
     assert types["view"]["no_better_than_constant"] is False
@@ -25,7 +25,8 @@ def test_the_summary_reads_back_with_what_a_reading_needs(tmp_path) -> None:
 
 
 def test_a_file_without_the_numbers_is_a_clear_error(tmp_path) -> None:
-    (tmp_path / QUESTION_TYPES_FILE).write_text(json.dumps({"types": {"view": {"n": 0, "accuracy": 0.5}}}))
+    (tmp_path / QUESTION_TYPES_FILE).write_text(json.dumps({"tasks": {"vqa": {"types": {"view": {
+        "n": 0, "accuracy": 0.5, "no_better_than_constant": False}}}}}))
     with pytest.raises(ValueError, match=f"{QUESTION_TYPES_FILE}: not a question-type summary"):
         saved_question_types(tmp_path)
     (tmp_path / QUESTION_TYPES_FILE).write_text("{")

@@ -77,8 +77,8 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
     (again / "operating_point.json").write_text(json.dumps({"threshold": 0.3}))
     (again / "box_calibration.json").write_text(json.dumps({"a": 2.0, "b": -1.0, "n": 40}))
     write_copy_guard(CopyGuard([7, 3]), again / COPY_GUARD_FILE)
-    (again / QUESTION_TYPES_FILE).write_text(json.dumps({"types": {"view": {
-        "n": 4, "accuracy": 0.75, "no_better_than_constant": False}}}))
+    (again / QUESTION_TYPES_FILE).write_text(json.dumps({"tasks": {"vqa": {"types": {"view": {
+        "n": 4, "accuracy": 0.75, "no_better_than_constant": False}}}}}))
     weights = (dest / "model.safetensors").read_bytes()
     assert cli.main(["ship", str(dest), str(again), str(dest), "--metrics-only"]) == 0
     refreshed = (dest / "MODEL_CARD.md").read_text()
@@ -88,7 +88,7 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
     assert json.loads((dest / "operating_point.json").read_text())["threshold"] == 0.3
     assert json.loads((dest / "box_calibration.json").read_text())["a"] == 2.0  # copied beside the model
     assert saved_copy_guard(dest).hashes.tolist() == [3, 7]
-    assert saved_question_types(dest)["view"]["accuracy"] == 0.75
+    assert saved_question_types(dest)["vqa"]["view"]["accuracy"] == 0.75
     assert (dest / "model.safetensors").read_bytes() == weights
 
 

@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         write_operating_point({**op, "applied_to": args.split}, out / OPERATING_POINT_FILE)
     else:
         (out / OPERATING_POINT_FILE).unlink(missing_ok=True)  # a stale one would describe another run
-    typed = doc["tasks"].get("vqa", {}).get("by_type")
+    typed = {task: t["by_type"] for task, t in doc["tasks"].items() if t.get("by_type")}
     if typed and not args.perturb:  # shipped beside the model: each answer says how its type fared here
         write_question_types(typed, args.split, out / QUESTION_TYPES_FILE)
     else:

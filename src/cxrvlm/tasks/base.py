@@ -39,8 +39,9 @@ class ReadOptions:
     refine_masks: bool = True  # redraw decoded masks on the film (`cxrvlm.tokens.seg_refine`)
     box_calibration: tuple[float, float] | None = None  # Platt (a, b): box score -> P(IoU >= 0.5); None: raw
     copy_guard: CopyGuard | None = None  # the training text's patient-specific runs a report may not copy
-    # close-ended answers' validation figures per question type (`models.question_types`): each answer says its own
-    question_types: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # close-ended answers' validation figures per task and question type (`models.question_types`): each answer
+    # says its own
+    question_types: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
 
 
 class ReadContext(Protocol):

@@ -301,7 +301,8 @@ def _with_validation(ctx: ReadContext, answer: dict[str, Any]) -> dict[str, Any]
     """The answer with how its question type fared on validation (`ReadOptions.question_types`), and a warning
     when that was no better than always giving one answer: such an answer does not follow the film."""
     kind = template_of(answer["question"])
-    seen = ctx.options.question_types.get(kind) if answer["closed"] else None  # the figures are of closed answers
+    mine = ctx.options.question_types.get(NAME, {})
+    seen = mine.get(kind) if answer["closed"] else None  # the figures are of closed answers
     if not seen or not answer["answer"]:
         return answer
     answer["validation"] = {"type": kind, "n": seen["n"], "accuracy": round(float(seen["accuracy"]), 4),
