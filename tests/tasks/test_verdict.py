@@ -61,6 +61,13 @@ def test_yes_no_questions_the_head_settles_are_answered_as_the_verdict_is():
     assert vqa.head_answer("Is this chest X-ray normal?", head, 0.5)["answer"] == "yes"
     assert vqa.head_answer("Is there evidence of edema in this X-ray?", head, 0.36)["probability"] == 0.98
     assert vqa.head_answer("What is the projection of this radiograph?", head, 0.36) is None
+    # the same facts asked in other words get the same answers
+    for asked in ("Is there a pleural effusion?", "are there any signs of pleural effusion on this film?",
+                  "Is there evidence of pleural effusion in the chest X-ray"):
+        assert vqa.head_answer(asked, head, 0.36)["answer"] == "no", asked
+    assert vqa.head_answer("Is there tuberculosis?", head, 0.36)["answer"] == "yes"
+    assert vqa.head_answer("Is there a mass in the left apex?", head, 0.36) is None  # a place the head cannot tell
+    assert vqa.head_answer("Is there no finding?", head, 0.36) is None
 
 
 def test_the_one_line_verdict_says_abnormal_not_tb():

@@ -111,8 +111,9 @@ class Answer(_Strict):
                                             "confidence; null when not answered")
     closed: bool
     source: Literal["label head"] | None = Field(None, description="set when the label head's call answered it")
-    validation: AnswerValidation | None = Field(None, description="how this model answered questions of this type "
-                                                "on validation patients (when the model ships question_types.json)")
+    validation: AnswerValidation | None = Field(None, description="how the decoder answered questions of this "
+                                                "type on validation patients (when the model ships "
+                                                "question_types.json); none for an answer the label head gives")
 
 
 class Reading(_Strict):

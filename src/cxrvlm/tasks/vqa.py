@@ -251,6 +251,9 @@ _YES_NO_OPENERS = frozenset("is are does do did has have had can could was were 
 _CHOICE_RE = re.compile(re.escape(Q_CHOICE).replace(r"\{a\}", "(?P<a>.+?)").replace(r"\{b\}", "(?P<b>.+?)") + "$",
                         re.IGNORECASE)
 _LABEL_RE = re.compile(re.escape(Q_LABEL).replace(r"\{x\}", "(?P<x>.+)") + "$", re.IGNORECASE)
+# "Is there a pleural effusion?" / "Are there any signs of pneumonia on this film?": a head label asked about
+_ASKS_LABEL_RE = re.compile(r"^(?:is|are) there (?:any |an? )?(?:(?:evidence|signs?) of )?(?P<x>.+?)"
+                            r"(?: (?:in|on) (?:this|the) (?:chest )?(?:x-ray|xray|film|image|radiograph))?\??$")
 _CHANGE_RE = re.compile(re.escape(Q_CHANGE).replace(r"\{prior\}", ".+?") + "$", re.IGNORECASE)
 DEFAULT_QUESTIONS = (Q_NORMAL, Q_LABEL.format(x="tuberculosis"), Q_VIEW, Q_LUNG_SIZE)
 
@@ -298,11 +301,13 @@ def template_of(question: str) -> str:
 
 
 def _with_validation(ctx: ReadContext, answer: dict[str, Any]) -> dict[str, Any]:
-    """The answer with how its question type fared on validation (`ReadOptions.question_types`), and a warning
-    when that was no better than always giving one answer: such an answer does not follow the film."""
+    """The decoder's closed answer with how its question type fared on validation (`ReadOptions.question_types`),
+    and a warning when that was no better than always giving one answer: such an answer does not follow the film."""
     kind = template_of(answer["question"])
-    mine = ctx.options.question_types.get(NAME, {})
-    seen = mine.get(kind) if answer["closed"] else None  # the figures are of closed answers
+    # the figures are of the decoder's closed answers: an answer the label head gives is the head's call, whose
+    # validation is the label head's (the image_labels task's AUROC per label)
+    decoder = answer["closed"] and answer.get("source") != "label head"
+    seen = ctx.options.question_types.get(NAME, {}).get(kind) if decoder else None
     if not seen or not answer["answer"]:
         return answer
     answer["validation"] = {"type": kind, "n": seen["n"], "accuracy": round(float(seen["accuracy"]), 4),
@@ -342,15 +347,16 @@ def wants_pair(ctx: ReadContext) -> bool:
 
 def head_answer(question: str, head: Mapping[str, float], tb_threshold: float | None) -> dict[str, Any] | None:
     """The answer of a yes/no question the label head settles, given as the reading's verdict gives it (so they
-    agree): "Is there evidence of X in this X-ray?" for a head label X (TB at the operating point), "Is this chest
-    X-ray normal?" (yes when the head calls no finding). `probability` is the head's probability of the answer
-    given; None for any other question."""
+    agree): "Is there evidence of X in this X-ray?" for a head label X (TB at the operating point), and the same
+    asked in other words ("Is there a pleural effusion?", "Are there signs of pneumonia on this film?"); "Is this
+    chest X-ray normal?" (yes when the head calls no finding). `probability` is the head's probability of the
+    answer given; None for any other question."""
     q = " ".join(str(question).split()).lower()
-    by_phrase = {_text.phrase(k): k for k in head}
+    by_phrase = {_text.phrase(k): k for k in head if k != _text.NO_FINDING}
     called = labels.called(head, tb_threshold)
-    m = _LABEL_RE.match(q)
-    if m and m.group("x") in by_phrase:
-        name = by_phrase[m.group("x")]
+    m = _LABEL_RE.match(q) or _ASKS_LABEL_RE.match(q)
+    if m and m.group("x").strip() in by_phrase:
+        name = by_phrase[m.group("x").strip()]
         yes, p_yes = name in called, head[name]
     elif q == Q_NORMAL.lower() and _text.NO_FINDING in head:
         yes, p_yes = not [k for k in called if k != _text.NO_FINDING], head[_text.NO_FINDING]
