@@ -16,7 +16,7 @@ body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1100px;color:#
 img{max-width:100%;border:1px solid #ccc}table{border-collapse:collapse;margin:.4em 0}
 td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}th{background:#f4f4f4}
 .report{white-space:pre-wrap;background:#f8f8f8;padding:.6em;border-left:3px solid #888}
-.warn{color:#8a4b00}small{color:#666}
+.warn{color:#8a4b00}small{color:#666}.legend{font-size:.85em;color:#555}
 """
 
 
@@ -109,6 +109,9 @@ def _sections(reading: dict[str, Any]) -> str:
         "<h2>Segmentations</h2>", _table(["label", "box (px)", "area (px)", "score"],
                                          [[s["label"], s["box"], _mask_area(s), s["score"]]
                                           for s in reading.get("segmentations", [])]),
+        "<p class='legend'>A box's score is the probability that it is right (overlaps the true box by IoU 0.5 or "
+        "more) when the model ships a validation calibration (the built-in model does), else its tokens' confidence; "
+        "a mask's score is its tokens' confidence, not a probability.</p>",
         "<h2>Questions</h2>", _table(["question", "answer", "probability", "kind", "on validation"],
                                      [[a["question"], a["answer"], a["probability"],
                                        "closed" if a.get("closed") else "open", answer_record(a)]
