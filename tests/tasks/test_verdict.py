@@ -99,3 +99,19 @@ def test_a_report_copying_one_training_patients_words_is_replaced_without_repeat
     assert report.check_with_head(patient, head, 0.36) == (patient, [])  # no guard: not checked for copies
     agreeing = "Findings: Appearances are in keeping with pulmonary tuberculosis. Impression: TB."
     assert report.check_with_head(agreeing, head, 0.36, guard=guard) == (agreeing, [])
+
+
+def test_evaluation_answers_the_questions_the_head_settles_as_a_reading_does():
+    from cxrvlm.examples import Example
+
+    def asked(question: str, candidates=("yes", "no")) -> Example:
+        return Example("vqa", ["f.png"], question, "yes", "s", "p", "nih",
+                       {"question": question, "candidates": list(candidates), "closed": True, "answer": "yes"})
+
+    head = _head(Tuberculosis=0.4, **{"Pleural_Effusion": 0.7})
+    assert vqa.from_head(asked("Is there evidence of tuberculosis in this X-ray?"), head, 0.36) == {"yes": 1.0,
+                                                                                                     "no": 0.0}
+    assert vqa.from_head(asked("Is there evidence of tuberculosis in this X-ray?"), head, 0.5)["no"] == 1.0
+    assert vqa.from_head(asked("Is there a pleural effusion?"), head, 0.36)["yes"] == 1.0
+    assert vqa.from_head(asked("Is there a mass in the left apex?"), head, 0.36) is None  # the decoder answers
+    assert vqa.from_head(asked("What is the projection of this radiograph?", ("pa", "ap")), head, 0.36) is None

@@ -97,7 +97,7 @@ def run_batch(model: Any, examples: Sequence[Example], views: Sequence[list[np.n
     probs: list[dict[str, float] | None] = []
     for i, (ex, prefix) in enumerate(zip(examples, prefixes)):
         from_head = get_task(ex.task).from_head
-        answer = from_head(ex, heads[i]) if heads and from_head else None
+        answer = from_head(ex, heads[i], threshold) if heads and from_head else None
         if answer is not None:
             probs.append(answer)
             continue

@@ -41,9 +41,9 @@ on validation when the model ships a `box_calibration.json` (the built-in model 
 the geometric mean of the probabilities of its four <loc> tokens; a segmentation's score is the geometric mean over
 its four <loc> and sixteen <seg> tokens (not calibrated); a closed answer's probability is its share of the
 candidates' likelihood (or the label head's probability, `source`), an open one's its tokens' mean confidence; a
-closed answer the decoder gives carries `validation` (when the model ships a `question_types.json`, as `cxrvlm eval`
-writes it): how the decoder answered questions of its type on validation patients, beside what one fixed answer
-scored there; an answer whose type did no better than that does not follow the film, and the reading warns.
+closed answer carries `validation` (when the model ships a `question_types.json`, as `cxrvlm eval` writes it): how
+questions of its type were answered on validation patients (as a reading answers them), beside what one fixed
+answer scored there; an answer whose type did no better than that does not follow the film, and the reading warns.
 """
 from __future__ import annotations
 

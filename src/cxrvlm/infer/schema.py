@@ -111,9 +111,8 @@ class Answer(_Strict):
                                             "confidence; null when not answered")
     closed: bool
     source: Literal["label head"] | None = Field(None, description="set when the label head's call answered it")
-    validation: AnswerValidation | None = Field(None, description="how the decoder answered questions of this "
-                                                "type on validation patients (when the model ships "
-                                                "question_types.json); none for an answer the label head gives")
+    validation: AnswerValidation | None = Field(None, description="how questions of this type were answered on "
+                                                "validation patients (when the model ships question_types.json)")
 
 
 class Reading(_Strict):

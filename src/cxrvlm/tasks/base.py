@@ -94,9 +94,10 @@ class Task:
     read: Callable[[ReadContext], dict[str, Any]] | None = None  # inference: fills the `reading` fields
     wants_pair: Callable[[ReadContext], bool] | None = None  # whether `read` uses the second view
     by_head: bool = False  # answered by the model's label head, not as text: the decoder never learns it
-    # the example's candidate probabilities from the label head's outputs, when the head answers it (a model with a
-    # label head reads these instead of the decoder's likelihoods); None: the decoder answers
-    from_head: Callable[[Example, Mapping[str, float]], dict[str, float] | None] | None = None
+    # the example's candidate probabilities from the label head's outputs and the TB operating point, when the head
+    # answers it (a model with a label head reads these instead of the decoder's likelihoods, as a reading does);
+    # None: the decoder answers
+    from_head: Callable[[Example, Mapping[str, float], float | None], dict[str, float] | None] | None = None
     # the example's answer text stated from the label head's outputs and the TB operating point, which the model
     # then says instead of generating it, so the text cannot contradict the head; None: the decoder answers
     text_from_head: Callable[[Example, Mapping[str, float], float | None], str | None] | None = None

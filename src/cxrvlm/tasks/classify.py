@@ -204,9 +204,10 @@ def _tb_from_head(head: Mapping[str, float]) -> dict[str, float] | None:
     return None if p is None or not math.isfinite(p) else {"normal": 1.0 - float(p), TB_POSITIVE: float(p)}
 
 
-def from_head(example: Example, head: Mapping[str, float]) -> dict[str, float] | None:
-    """TB questions (screening cases and the other-disease films) from the label head's TB output; the finding
-    question stays with the decoder (its answer set is exclusive, the head's labels are not)."""
+def from_head(example: Example, head: Mapping[str, float], tb_threshold: float | None = None) -> dict[str, float] | None:
+    """TB questions (screening cases and the other-disease films) from the label head's TB output (the evaluation
+    calls it at the operating point itself); the finding question stays with the decoder (its answer set is
+    exclusive, the head's labels are not)."""
     if example.target.get("kind") in (TB_KIND, OTHER_DISEASE_KIND):
         return _tb_from_head(head)
     return None

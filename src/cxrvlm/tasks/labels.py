@@ -77,8 +77,8 @@ def parse(text: str, image_size: tuple[int, int] | None = None) -> Prediction:
                       text=text if isinstance(text, str) else "")
 
 
-def from_head(example: Example, head: Mapping[str, float]) -> dict[str, float]:
-    """The head answers every label example with all its outputs."""
+def from_head(example: Example, head: Mapping[str, float], tb_threshold: float | None = None) -> dict[str, float]:
+    """The head answers every label example with all its outputs (the metric ranks them: no operating point)."""
     return {k: float(v) for k, v in head.items()}
 
 

@@ -301,13 +301,11 @@ def template_of(question: str) -> str:
 
 
 def _with_validation(ctx: ReadContext, answer: dict[str, Any]) -> dict[str, Any]:
-    """The decoder's closed answer with how its question type fared on validation (`ReadOptions.question_types`),
-    and a warning when that was no better than always giving one answer: such an answer does not follow the film."""
+    """The closed answer with how its question type fared on validation (`ReadOptions.question_types`; evaluation
+    answers as a reading does, the head settling what it can), and a warning when that was no better than always
+    giving one answer: such an answer does not follow the film."""
     kind = template_of(answer["question"])
-    # the figures are of the decoder's closed answers: an answer the label head gives is the head's call, whose
-    # validation is the label head's (the image_labels task's AUROC per label)
-    decoder = answer["closed"] and answer.get("source") != "label head"
-    seen = ctx.options.question_types.get(NAME, {}).get(kind) if decoder else None
+    seen = ctx.options.question_types.get(NAME, {}).get(kind) if answer["closed"] else None
     if not seen or not answer["answer"]:
         return answer
     answer["validation"] = {"type": kind, "n": seen["n"], "accuracy": round(float(seen["accuracy"]), 4),
@@ -366,6 +364,17 @@ def head_answer(question: str, head: Mapping[str, float], tb_threshold: float | 
             "probability": round(float(p_yes if yes else 1.0 - p_yes), 6), "closed": True, "source": "label head"}
 
 
+def from_head(example: Example, head: Mapping[str, float], tb_threshold: float | None = None) -> dict[str, float] | None:
+    """A yes/no question the label head settles (`head_answer`), answered in evaluation as a reading answers it:
+    the head's call, given all the weight (the VQA metric scores answers, not their ranking); None: the decoder."""
+    if candidates(example) != list(YES_NO):
+        return None
+    settled = head_answer(str(example.target.get("question") or example.prefix), head, tb_threshold)
+    if settled is None:
+        return None
+    return {answer: float(answer == settled["answer"]) for answer in YES_NO}
+
+
 def _answer(ctx: ReadContext, q: Question, pair: bool) -> dict[str, Any]:
     head = ctx.labels() if q.candidates == list(YES_NO) else None
     settled = head_answer(q.text, head, ctx.options.threshold) if head else None
@@ -406,5 +415,5 @@ TASK = register(Task(
     headline=("closed_accuracy", "open_token_f1", "open_exact_match"),
     answer_shape=TEXT,  # plain text: greedy decoding never writes a <loc> or <seg> token
     coordinates=False,  # left/right words survive small shifts, turns and zooms
-    parse_hints=("candidates",), candidates=candidates,
+    parse_hints=("candidates",), candidates=candidates, from_head=from_head,
     reading={"answers": []}, read=read, wants_pair=wants_pair))
