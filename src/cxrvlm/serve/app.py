@@ -314,7 +314,7 @@ def _refusal(scope: dict[str, Any], exc: UploadError) -> Any:
 _PAGE_STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1250px;color:#222;padding:0 1em}
 .notice{background:#fff3cd;border:1px solid #e0b000;padding:.6em 1em;font-weight:600}
-form{display:flex;flex-wrap:wrap;gap:.8em 1.6em;align-items:flex-end;margin:1em 0}
+form{display:flex;flex-wrap:wrap;gap:.8em 1.6em;align-items:flex-start;margin:1em 0}
 label{display:flex;flex-direction:column;gap:.25em;font-size:.9em}fieldset{border:1px solid #ccc}
 iframe{width:100%;height:80vh;border:1px solid #ccc}button{font-size:1em;padding:.4em 1.2em}
 #drop{border:2px dashed #999;padding:1em;text-align:center;margin:.5em 0}#drop.over{background:#eef}
