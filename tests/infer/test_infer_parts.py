@@ -154,6 +154,11 @@ def test_the_overlay_is_its_layers_stacked_and_the_same_picture_as_drawn_in_plac
     assert np.abs(picture - _drawn_in_place(layers["film"], reading, top, 512 / 64)).max() <= 2
     reading["tb"]["label"] = "normal"  # no map for a call not made
     assert not is_drawn(overlay_layers(pixels, reading)["heatmap"]) and is_drawn(layers["heatmap"])
+    # a called finding's map, drawn as TB's would be, for the page to show in the heatmap's place
+    reading["saliency"].append({**reading["saliency"][0], "label": "covid-19"})
+    findings = overlay_layers(pixels, reading, findings=True)["finding_heatmaps"]
+    assert list(findings) == ["covid-19"]
+    assert np.array_equal(np.asarray(findings["covid-19"]), np.asarray(layers["heatmap"]))
 
 
 def test_html_is_self_contained_and_escaped() -> None:

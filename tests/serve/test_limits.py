@@ -223,9 +223,9 @@ def test_the_overlay_is_drawn_in_the_readings_turn(client, png, monkeypatch) -> 
     drawn = []
 
     def checked(draw):
-        def drawing(pixels, reading):
+        def drawing(pixels, reading, **options):
             drawn.append((draw.__name__, client.app.state.gate._turn.locked()))
-            return draw(pixels, reading)
+            return draw(pixels, reading, **options)
         return drawing
 
     for name in ("render_overlay", "overlay_layers"):  # the reading page's picture; the JSON's overlay and layers

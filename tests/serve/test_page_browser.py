@@ -93,7 +93,8 @@ def test_a_film_is_read_and_its_overlay_shown(page, server, tmp_path) -> None:
     for layer in ("masks", "heatmap"):
         box = page.locator(f"#detail input[data-layer={layer}]")
         assert box.is_disabled() and box.get_attribute("title")
-    assert "only when TB is called" in page.locator("#detail input[data-layer=heatmap]").get_attribute("title")
+    assert "only for TB or a finding the reading calls" in page.locator(
+        "#detail input[data-layer=heatmap]").get_attribute("title")
     page.screenshot(path=str(_artifacts(tmp_path) / "page-reading.png"), full_page=True)
 
 
@@ -161,3 +162,36 @@ def test_a_batch_of_three_gives_three_rows_and_downloads_as_csv(page, server, tm
     assert "not an image" in table[1]["error"] and table[1]["quality"] == ""
     assert all(r["ms"].isdigit() for r in table) and not table[0]["error"]
     page.screenshot(path=str(_artifacts(tmp_path) / "page-batch.png"), full_page=True)
+
+
+def test_the_heatmap_shows_tb_or_any_called_findings_map(page, drawing_server, tmp_path) -> None:
+    """The built-in model calls no finding on the phantom, so the page's fetch of the reading adds one more map (the
+    masks layer, a picture the page can tell apart) as a called finding's: the select swaps it into the heatmap."""
+    from cxrvlm.infer import example_image
+
+    tab = page.context.browser.new_page()  # its own tab: the script below stays out of the other tests
+    tab.add_init_script("""
+        const fetched = window.fetch;
+        window.fetch = async (url, options) => {
+          const response = await fetched(url, options);
+          if (!String(url).startsWith("/interpret")) return response;
+          const reading = await response.json();
+          reading.overlay_layers.finding_heatmaps = {"covid-19": reading.overlay_layers.masks};
+          return new Response(JSON.stringify(reading), {headers: {"Content-Type": "application/json"}});
+        };""")
+    try:
+        tab.goto(drawing_server + "/")
+        tab.set_input_files("input[name=file]", str(example_image()))
+        tab.click("button[type=submit]")
+        tab.wait_for_selector("#detail #verdict", timeout=60_000)
+        heat = _layer(tab, "heatmap")
+        tb_map = heat.get_attribute("src")
+        choose = tab.get_by_label("heatmap of")
+        assert choose.input_value() == "tuberculosis"
+        choose.select_option("covid-19")
+        assert heat.get_attribute("src") == _layer(tab, "masks").get_attribute("src") != tb_map
+        tab.screenshot(path=str(_artifacts(tmp_path) / "page-heatmap-of-a-finding.png"), full_page=True)
+        choose.select_option("tuberculosis")
+        assert heat.get_attribute("src") == tb_map
+    finally:
+        tab.close()

@@ -35,6 +35,7 @@ HEAT_ALPHA = 0.45  # at the map's hottest cell; cells below half of its range ar
 HEAT_COLOUR = (220, 30, 30)
 MIN_SIDE, MAX_SIDE = 512, 1024  # the picture is scaled so text stays readable and files stay small
 LAYERS = ("film", "masks", "heatmap", "boxes")  # bottom to top
+TB = "tuberculosis"  # the label whose map the overlay's "heatmap" draws, when the reading calls it
 
 
 def display_scale(height: int, width: int) -> float:
@@ -80,13 +81,18 @@ def _mask_layer(segmentations: Sequence[dict], colours: dict, size: tuple[int, i
 
 
 def _heat_layer(reading: dict[str, Any], size: tuple[int, int]) -> Image.Image:
-    """The TB saliency map (`saliency`, a small grey PNG) stretched over the film and tinted red where it is in the
-    upper half of its range; empty unless the reading calls TB (a map of a negative film would show evidence for a
-    call not made)."""
+    """The TB saliency map stretched over the film (`_heat`); empty unless the reading calls TB (a map of a negative
+    film would show evidence for a call not made)."""
     tb = reading.get("tb") or {}
-    entry = next((s for s in reading.get("saliency", []) if s.get("label") == "tuberculosis"), None)
-    if tb.get("label") != "tuberculosis" or entry is None:
+    entry = next((s for s in reading.get("saliency", []) if s.get("label") == TB), None)
+    if tb.get("label") != TB or entry is None:
         return Image.new("RGBA", size, (0, 0, 0, 0))
+    return _heat(entry, size)
+
+
+def _heat(entry: dict[str, Any], size: tuple[int, int]) -> Image.Image:
+    """A saliency map (a small grey PNG) stretched over the film (`size`: width, height) and tinted red where it is
+    in the upper half of its range."""
     cells = Image.open(io.BytesIO(base64.b64decode(entry["png"]))).convert("L")
     heat = np.asarray(cells.resize(size, Image.Resampling.BILINEAR), np.float32) / 255.0
     return _tint(HEAT_COLOUR, HEAT_ALPHA * np.clip((heat - 0.5) * 2.0, 0.0, 1.0))
@@ -158,19 +164,26 @@ def _below_banner(layer: Image.Image, size: tuple[int, int], top: int) -> Image.
     return canvas
 
 
-def overlay_layers(pixels: np.ndarray, reading: dict[str, Any]) -> dict[str, Image.Image]:
+def overlay_layers(pixels: np.ndarray, reading: dict[str, Any], findings: bool = False) -> dict[str, Any]:
     """The overlay's layers in `LAYERS` order, bottom to top, each an RGBA image of the overlay's size, transparent
     where it draws nothing: "film" (the banner, the legend and the grey film; opaque), "masks", "heatmap" (empty
-    unless TB is called) and "boxes". `pixels` as for `render_overlay`."""
+    unless TB is called) and "boxes"; with `findings`, also "finding_heatmaps": {finding: a layer like "heatmap",
+    of its map} for every called finding the reading has a saliency map of, to show in the heatmap's place.
+    `pixels` as for `render_overlay`."""
     h, w = _input_size(pixels, reading)
     scale = display_scale(h, w)
     film_size = max(1, round(w * scale)), max(1, round(h * scale))
     colours = label_colours(reading)
     film, top = _film_layer(pixels, reading, colours, film_size)
-    return {"film": film,
-            "masks": _below_banner(_mask_layer(reading.get("segmentations", []), colours, film_size), film.size, top),
-            "heatmap": _below_banner(_heat_layer(reading, film_size), film.size, top),
-            "boxes": _box_layer(reading.get("detections", []), colours, scale, film.size, top)}
+    layers: dict[str, Any] = {
+        "film": film,
+        "masks": _below_banner(_mask_layer(reading.get("segmentations", []), colours, film_size), film.size, top),
+        "heatmap": _below_banner(_heat_layer(reading, film_size), film.size, top),
+        "boxes": _box_layer(reading.get("detections", []), colours, scale, film.size, top)}
+    if findings:  # the saliency maps besides TB's are of called findings (`tasks.saliency`)
+        layers["finding_heatmaps"] = {s["label"]: _below_banner(_heat(s, film_size), film.size, top)
+                                      for s in reading.get("saliency", []) if s.get("label") != TB}
+    return layers
 
 
 def compose(layers: dict[str, Image.Image]) -> Image.Image:

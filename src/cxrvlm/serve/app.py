@@ -12,7 +12,7 @@
   separated or repeated; default all), `question` (repeatable), `overlay=true` to add the overlay PNG as base64
   (`overlay_png`), `overlay_layers=true` to add its layers (`cxrvlm.infer.overlay.overlay_layers`) as
   {"film", "masks", "heatmap", "boxes"}: base64 PNGs of the overlay's size to stack in that order, null for a layer
-  with nothing on it. Neither is part of the reading (`cxrvlm.infer.schema.Reading`). Returns the reading JSON of
+  with nothing on it, and "finding_heatmaps": {finding: a PNG like "heatmap"} for each called finding's map. Neither is part of the reading (`cxrvlm.infer.schema.Reading`). Returns the reading JSON of
   `cxrvlm interpret` (`format=html`: the reading page). A refused request is
   {"image": the file's name or "", "error": reason}: 400 an unreadable file or a bad task, 413 a body over the
   limit, 422 a bad field (a question too long, a negative interval), 503 (with Retry-After) the server busy.
@@ -50,7 +50,7 @@ from cxrvlm.infer import batch
 from cxrvlm.infer.html import render_html
 from cxrvlm.infer.inputs import IMAGE_EXTENSIONS, is_interval
 from cxrvlm.infer.interpreter import parse_tasks
-from cxrvlm.infer.overlay import compose, is_drawn, overlay_layers, png_base64, render_overlay
+from cxrvlm.infer.overlay import LAYERS, compose, is_drawn, overlay_layers, png_base64, render_overlay
 from cxrvlm.infer.result import TASKS, check_reading
 from cxrvlm.infer.schema import Reading
 from cxrvlm.io import ImageReadError, probe_image
@@ -189,12 +189,15 @@ def _respond(interpreter: Any, uploads: list[_Upload], form: _Form, limits: Limi
     if page:
         return render_html(reading, render_overlay(pixels, reading))
     if overlay or layers:
-        drawn = overlay_layers(pixels, reading)  # drawn once for both
+        drawn = overlay_layers(pixels, reading, findings=layers)  # drawn once for both
         if overlay:
             reading["overlay_png"] = png_base64(compose(drawn))
         if layers:  # shown, not kept: written fast; a layer with nothing on it is null (its checkbox is disabled)
-            reading["overlay_layers"] = {name: png_base64(im, optimize=False) if is_drawn(im) else None
-                                         for name, im in drawn.items()}
+            fast = {name: png_base64(drawn[name], optimize=False) if is_drawn(drawn[name]) else None
+                    for name in LAYERS}
+            fast["finding_heatmaps"] = {label: png_base64(im, optimize=False)
+                                        for label, im in drawn["finding_heatmaps"].items()}
+            reading["overlay_layers"] = fast
     return reading
 
 
@@ -270,7 +273,8 @@ def create_app(interpreter: Any, limits: Limits | None = None) -> Any:
                   overlay: bool = Form(False, description="true: add `overlay_png`, the overlay as a base64 PNG"),
                   layers: bool = Form(False, alias="overlay_layers", description="true: add `overlay_layers`, "
                                       "{film, masks, heatmap, boxes}: the overlay's layers as base64 PNGs of its size, "
-                                      "to stack in that order (transparent but the film; null: nothing to draw)"),
+                                      "to stack in that order (transparent but the film; null: nothing to draw), and "
+                                      "finding_heatmaps: {finding: a layer like heatmap, of that called finding}"),
                   format: str = Query("json", pattern="^(json|html)$")) -> Any:
         since = time.monotonic()
         form = _check_form(limits, tasks, question, prior_days)

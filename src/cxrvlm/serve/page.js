@@ -9,23 +9,31 @@
   const detail = document.getElementById("detail");
   const frame = document.querySelector("iframe");
   const readings = [];  // {reading, ms} per film, in the order read: the body of POST /readings.csv
+  let heatmaps = {};  // the shown reading's maps by label (base64 PNG layers)
   // the layers over the film, their checkboxes in this order, and why one can be empty (null from the server)
   const EMPTY = {boxes: "no boxes in this reading: detect found none, or was not asked for",
                  masks: "no masks in this reading: segment found none, or was not asked for",
-                 heatmap: "the TB heatmap is drawn only when TB is called (by a model with a label head)"};
+                 heatmap: "a heatmap is drawn only for TB or a finding the reading calls (by a model with a label head)"};
   const ALT = {film: "the film, with the TB probability and the legend above it", masks: "the masks",
-               heatmap: "the TB heatmap", boxes: "the boxes"};
+               heatmap: "the heatmap of TB or the finding chosen", boxes: "the boxes"};
   const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
   const cell = (tr, text) => { const td = tr.insertCell(); td.textContent = text; return td; };
   const withoutPictures = ({overlay_png, overlay_layers, ...reading}) => reading;
 
+  // the heatmap layer shows one map at a time: TB's when TB is called, else the first called finding's; a select
+  // swaps in any called finding's (`finding_heatmaps`)
   function overlay(layers) {
-    const pictures = ["film", "masks", "heatmap", "boxes"].filter((n) => layers[n]).map((n) =>
-      `<img data-layer="${n}" alt="${ALT[n]}" src="data:image/png;base64,${layers[n]}">`).join("");
-    const checks = Object.entries(EMPTY).map(([n, why]) => layers[n]
+    heatmaps = {...(layers.heatmap ? {tuberculosis: layers.heatmap} : {}), ...(layers.finding_heatmaps || {})};
+    const shown = {...layers, heatmap: Object.values(heatmaps)[0]};
+    const pictures = ["film", "masks", "heatmap", "boxes"].filter((n) => shown[n]).map((n) =>
+      `<img data-layer="${n}" alt="${ALT[n]}" src="data:image/png;base64,${shown[n]}">`).join("");
+    const checks = Object.entries(EMPTY).map(([n, why]) => shown[n]
       ? `<label><input type="checkbox" data-layer="${n}" checked>${n}</label>`
       : `<label title="${esc(why)}"><input type="checkbox" data-layer="${n}" disabled title="${esc(why)}">${n}</label>`);
-    return `<fieldset class="toggles"><legend>show on the film</legend>${checks.join("")}</fieldset>` +
+    const names = Object.keys(heatmaps);
+    const choose = names.length > 1 ? `<label>heatmap of <select id="heatmap-of">${names.map((n) =>
+      `<option>${esc(n)}</option>`).join("")}</select></label>` : names.length ? `<span>heatmap of ${esc(names[0])}</span>` : "";
+    return `<fieldset class="toggles"><legend>show on the film</legend>${checks.join("")}${choose}</fieldset>` +
       `<div id="overlay">${pictures}</div>`;
   }
 
@@ -101,7 +109,11 @@
     for (let i = 0; i < files.length; i++) await readOne(files[i], pending[i]);
   });
 
-  detail.addEventListener("change", (e) => {  // a layer's checkbox shows or hides it
+  detail.addEventListener("change", (e) => {  // a layer's checkbox shows or hides it; the select picks the map
+    if (e.target.id === "heatmap-of") {
+      detail.querySelector('#overlay img[data-layer="heatmap"]').src = "data:image/png;base64," + heatmaps[e.target.value];
+      return;
+    }
     const layer = e.target.dataset.layer;
     const picture = layer && detail.querySelector(`#overlay img[data-layer="${layer}"]`);
     if (picture) picture.hidden = !e.target.checked;
