@@ -227,6 +227,8 @@ def test_masks_are_redrawn_on_the_film_unless_asked_not_to(interp: Interpreter,
 
 
 def test_a_label_head_gives_the_tb_probability_and_every_finding(phantom_png: Path, one_thread: None) -> None:
+    import dataclasses
+
     import torch
     from infer_fixtures import TINY
 
@@ -257,6 +259,15 @@ def test_a_label_head_gives_the_tb_probability_and_every_finding(phantom_png: Pa
     tb_answer = next(a for a in asked["answers"] if "tuberculosis" in a["question"])
     assert tb_answer["source"] == "label head"
     assert tb_answer["answer"] == ("yes" if asked["tb"]["label"] == "tuberculosis" else "no")
+    # a label question in other words is the head's call, and carries the head-answered label questions' figures
+    figures = {"n": 9, "accuracy": 0.9, "constant_accuracy": 0.5, "no_better_than_constant": False}
+    interp.options = dataclasses.replace(interp.options, question_types={"vqa": {"label": figures, "source": {
+        **figures, "accuracy": 0.3, "no_better_than_constant": True}}})
+    effusion = interp.interpret(str(phantom_png), tasks=["classify", "vqa"], questions=["Is there a pleural effusion?"])
+    answer = effusion["answers"][0]
+    called = "pleural effusion" in effusion["verdict"]["called"]
+    assert answer["source"] == "label head" and answer["answer"] == ("yes" if called else "no")
+    assert answer["validation"]["type"] == "label" and not effusion["warnings"]
 
 
 def interp_pixels(path: Path) -> np.ndarray:

@@ -305,6 +305,8 @@ def _with_validation(ctx: ReadContext, answer: dict[str, Any]) -> dict[str, Any]
     answers as a reading does, the head settling what it can), and a warning when that was no better than always
     giving one answer: such an answer does not follow the film."""
     kind = template_of(answer["question"])
+    if kind == SOURCE_TEMPLATE and answer.get("source") == "label head":  # a label question in other words
+        kind = "label"
     seen = ctx.options.question_types.get(NAME, {}).get(kind) if answer["closed"] else None
     if not seen or not answer["answer"]:
         return answer
