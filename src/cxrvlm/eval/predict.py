@@ -73,8 +73,8 @@ def run_batch(model: Any, examples: Sequence[Example], views: Sequence[list[np.n
     score the candidates of the close-ended examples, or take them from the label head where the model has one and
     the task reads it (`Task.from_head`; an answer the task states from the head, `Task.text_from_head`, with TB
     called at the operating point `threshold`, replaces the generation, and a generation the task checks against
-    the head, `Task.check_with_head`, is replaced when it contradicts it or copies a run `copy_guard` holds). views: per example, its (H, W) float
-    arrays in [0, 1]."""
+    the head, `Task.check_with_head`, is replaced when it contradicts it or copies a run `copy_guard` holds).
+    views: per example, its (H, W) float arrays in [0, 1]."""
     features = model.encode_images([list(v) for v in views])
     heads = model.label_probs(image_features=features) if getattr(model, "label_names", None) else None
     stated = [_stated(ex, heads[i], threshold) if heads else None for i, ex in enumerate(examples)]

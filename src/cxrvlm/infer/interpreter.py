@@ -295,8 +295,9 @@ def _check_days(days: Any) -> None:
 
 def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, **kwargs: Any) -> Interpreter:
     """An Interpreter over `load_model(name_or_path)` with the shipped view gate; the model's folder is read for its
-    TB operating point, box calibration, copy guard and question-type figures. Keyword arguments go to `Interpreter` (threshold, detect_labels, segment_labels,
-    refine_masks, view_gate: None reads every image the content rules let through)."""
+    TB operating point, box calibration, copy guard and question-type figures. Keyword arguments go to
+    `Interpreter` (threshold, detect_labels, segment_labels, refine_masks, view_gate: None reads every image the
+    content rules let through)."""
     model = load_model(name_or_path)
     kwargs.setdefault("view_gate", ViewGate.default())
     return Interpreter(model, name=str(name_or_path), model_dir=_checkpoint_folder(name_or_path), **kwargs)

@@ -6,8 +6,9 @@ HTTP API publishes). The head and tail keys are the interpreter's; each task fil
     {"image": ..., "model": ..., "notice": "Research use only. Not a diagnosis.", "image_size": [h, w],
      "prior": ... | null, "quality": {"assessable": bool, "view": ... | null, "reasons": [...]},
      "verdict": {"label": "tuberculosis" | "abnormal, not tuberculosis" | "no finding called" | "not tuberculosis",
-                 "called": [...], "source": "label head" | "decoder"} | null, "tb": {"probability": p, "label": "tuberculosis"|"normal", "threshold": t,
-     "threshold_source": ...} | null, "findings": [{"label": ..., "probability": p}],
+                 "called": [...], "source": "label head" | "decoder"} | null,
+     "tb": {"probability": p, "label": "tuberculosis"|"normal", "threshold": t, "threshold_source": ...} | null,
+     "findings": [{"label": ..., "probability": p}],
      "saliency": [{"label": ..., "method": ..., "grid": [g, g], "png": "<base64 grey PNG>", "peak": [x, y]}],
      "report": "...",
      "report_source": "generated" | "templated from the reading" | "withheld" | "",
@@ -30,7 +31,8 @@ One verdict: with a model that has a label head, the TB probability and the find
 generated report is checked against the head's calls (`cxrvlm.tasks.verdict`) and, when the model ships a
 `copy_guard.npz`, against its training text; a report that contradicts them, or copies a run of words only one
 training patient's text holds, is replaced by one templated from the calls (`report_source`; "withheld" without a
-label head), and `consistency.contradictions` says what was wrong with the generated one; a yes/no question about a head label or normality is answered by the head's call (`source`).
+label head), and `consistency.contradictions` says what was wrong with the generated one; a yes/no question about
+a head label or normality is answered by the head's call (`source`).
 `saliency` (models with a label head): where TB and each called finding come from on the film
 (`cxrvlm.tasks.saliency`: the head's class activation maps, each scaled to its own range; `peak` in input pixels).
 The numbers: `tb.probability` is P("tuberculosis") among the TB answers, from their likelihoods, and `tb.label` is

@@ -12,8 +12,9 @@
   separated or repeated; default all), `question` (repeatable), `overlay=true` to add the overlay PNG as base64
   (`overlay_png`), `overlay_layers=true` to add its layers (`cxrvlm.infer.overlay.overlay_layers`) as
   {"film", "masks", "heatmap", "boxes"}: base64 PNGs of the overlay's size to stack in that order, null for a layer
-  with nothing on it, and "finding_heatmaps": {finding: a PNG like "heatmap"} for each called finding's map. Neither is part of the reading (`cxrvlm.infer.schema.Reading`). Returns the reading JSON of
-  `cxrvlm interpret` (`format=html`: the reading page). A refused request is
+  with nothing on it, and "finding_heatmaps": {finding: a PNG like "heatmap"} for each called finding's map.
+  Neither is part of the reading (`cxrvlm.infer.schema.Reading`). Returns the reading JSON of `cxrvlm interpret`
+  (`format=html`: the reading page). A refused request is
   {"image": the file's name or "", "error": reason}: 400 an unreadable file or a bad task, 413 a body over the
   limit, 422 a bad field (a question too long, a negative interval), 503 (with Retry-After) the server busy.
 - `POST /readings.csv` (JSON): a list of {"reading": a reading, or the {"image", "error"} of a film that failed,

@@ -204,7 +204,8 @@ def _tb_from_head(head: Mapping[str, float]) -> dict[str, float] | None:
     return None if p is None or not math.isfinite(p) else {"normal": 1.0 - float(p), TB_POSITIVE: float(p)}
 
 
-def from_head(example: Example, head: Mapping[str, float], tb_threshold: float | None = None) -> dict[str, float] | None:
+def from_head(example: Example, head: Mapping[str, float],
+              tb_threshold: float | None = None) -> dict[str, float] | None:
     """TB questions (screening cases and the other-disease films) from the label head's TB output (the evaluation
     calls it at the operating point itself); the finding question stays with the decoder (its answer set is
     exclusive, the head's labels are not)."""
@@ -229,9 +230,9 @@ def verdict(head: Mapping[str, float] | None, tb_label: str, tb_threshold: float
 
 
 def read(ctx: ReadContext) -> dict[str, Any]:
-    """The verdict (`verdict`), the TB screening probability and label at the operating point, and the finding probabilities, most likely
-    first: from the label head when the model has one (every label of its space, each its own probability), else
-    from the decoder's likelihood of each answer."""
+    """The verdict (`verdict`), the TB screening probability and label at the operating point, and the finding
+    probabilities, most likely first: from the label head when the model has one (every label of its space, each its
+    own probability), else from the decoder's likelihood of each answer."""
     head = ctx.labels()
     probs = _tb_from_head(head) if head else None
     if probs is None:

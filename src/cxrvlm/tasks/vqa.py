@@ -366,7 +366,8 @@ def head_answer(question: str, head: Mapping[str, float], tb_threshold: float | 
             "probability": round(float(p_yes if yes else 1.0 - p_yes), 6), "closed": True, "source": "label head"}
 
 
-def from_head(example: Example, head: Mapping[str, float], tb_threshold: float | None = None) -> dict[str, float] | None:
+def from_head(example: Example, head: Mapping[str, float],
+              tb_threshold: float | None = None) -> dict[str, float] | None:
     """A yes/no question the label head settles (`head_answer`), answered in evaluation as a reading answers it:
     the head's call, given all the weight (the VQA metric scores answers, not their ranking); None: the decoder."""
     if candidates(example) != list(YES_NO):
