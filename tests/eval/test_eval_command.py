@@ -156,6 +156,9 @@ def test_memorisation_of_generated_reports_against_the_training_reports(eval_out
     assert copied["training_documents"] > 0 and 0 <= copied["n_copied"] <= copied["n"]
     assert copied["before_checks"]["n"] == copied["n"]  # what the model said, before any replacement
     assert "memorisation" not in doc["tasks"]["classify"]
+    md = (eval_out / "report.md").read_text()
+    assert "### report: copies of one training patient's text" in md
+    assert f"| given | {copied['n']} | {copied['n_copied']} |" in md
     types = saved_question_types(eval_out)  # the answers' figures per question type, for `cxrvlm ship`
     assert types["vqa"] and all(t["n"] == doc["tasks"]["vqa"]["by_type"]["types"][k]["n"]
                                 for k, t in types["vqa"].items())

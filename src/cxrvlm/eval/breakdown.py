@@ -1,5 +1,6 @@
 """The report's breakdown tables, from metrics.json: each task's headline metric per source, the close-ended
-answers per question type against their majority baseline, and the films with another disease read as TB.
+answers per question type against their majority baseline, the films with another disease read as TB, and the
+generated texts that copy one training patient's text.
 
 Each table is a `Table` (title, note, head, rows of strings) that report.md and report.html render alike.
 """
@@ -89,6 +90,22 @@ def other_disease_table(entry: dict[str, Any]) -> Table | None:
                  ["source", "films", f"read as {od['positive']}", "rate", f"mean P({od['positive']})"], rows)
 
 
+def memorisation_table(task: str, entry: dict[str, Any]) -> Table | None:
+    """Generated texts that copy patient-specific training text: as the model said them, and as given (after the
+    copy guard replaced them)."""
+    copied = entry.get("memorisation")
+    if not copied or not copied.get("n"):
+        return None
+    said = copied.get("before_checks") or copied
+    rows = [[name, str(m["n"]), str(m["n_copied"]), fmt(m["rate"])] for name, m in
+            (("generated", said), ("given", copied))]
+    note = (f"Texts holding a run of {copied['run_words']} words that only one of the "
+            f"{copied['training_documents']} training reports or case notes holds.")
+    return Table(f"{task}: copies of one training patient's text", note, ["texts", "n", "copying", "rate"], rows)
+
+
 def tables(task: str, entry: dict[str, Any]) -> list[Table]:
     """The breakdown tables of one task's metrics.json entry."""
-    return [t for t in (source_table(task, entry), type_table(task, entry), other_disease_table(entry)) if t]
+    made = (source_table(task, entry), type_table(task, entry), other_disease_table(entry),
+            memorisation_table(task, entry))
+    return [t for t in made if t]
