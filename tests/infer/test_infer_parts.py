@@ -19,6 +19,7 @@ from cxrvlm.infer.overlay import (
     LAYERS,
     MASK_ALPHA,
     PALETTE,
+    heat_line,
     is_drawn,
     label_colours,
     overlay_layers,
@@ -144,7 +145,7 @@ def test_the_overlay_is_its_layers_stacked_and_the_same_picture_as_drawn_in_plac
     reading = _reading_with_overlaps(h, w)
     pixels = np.tile(np.linspace(0, 1, w, dtype=np.float32), (h, 1))
     layers = overlay_layers(pixels, reading)
-    assert tuple(layers) == LAYERS and {(im.mode, im.size) for im in layers.values()} == {("RGBA", (512, 620))}
+    assert tuple(layers) == LAYERS and {(im.mode, im.size) for im in layers.values()} == {("RGBA", (512, 640))}
     top = layers["film"].height - 512  # the banner and the legend
     assert np.asarray(layers["film"])[:, :, 3].min() == 255  # the film hides what is under it
     for name in LAYERS[1:]:  # the others are transparent above the film and wherever they draw nothing
@@ -152,13 +153,16 @@ def test_the_overlay_is_its_layers_stacked_and_the_same_picture_as_drawn_in_plac
         assert alpha[:top].max() == 0 and 0 < (alpha > 0).mean() < 0.5, name
     picture = np.asarray(render_overlay(pixels, reading)).astype(int)
     assert np.abs(picture - _drawn_in_place(layers["film"], reading, top, 512 / 64)).max() <= 2
+    assert list(overlay_layers(pixels, reading, findings=True)["heatmaps"]) == ["tuberculosis"]
     reading["tb"]["label"] = "normal"  # no map for a call not made
     assert not is_drawn(overlay_layers(pixels, reading)["heatmap"]) and is_drawn(layers["heatmap"])
-    # a called finding's map, drawn as TB's would be, for the page to show in the heatmap's place
+    # a called finding's map, drawn as TB's would be: in the overlay when TB is not called, and on the page's choice
     reading["saliency"].append({**reading["saliency"][0], "label": "covid-19"})
-    findings = overlay_layers(pixels, reading, findings=True)["finding_heatmaps"]
-    assert list(findings) == ["covid-19"]
-    assert np.array_equal(np.asarray(findings["covid-19"]), np.asarray(layers["heatmap"]))
+    shown = overlay_layers(pixels, reading, findings=True)
+    assert list(shown["heatmaps"]) == ["covid-19"]
+    assert np.array_equal(np.asarray(shown["heatmaps"]["covid-19"]), np.asarray(layers["heatmap"]))
+    assert np.array_equal(np.asarray(shown["heatmap"]), np.asarray(layers["heatmap"]))
+    assert [text for _, text in heat_line(reading)] == ["red: where the covid-19 score comes from (saliency)"]
 
 
 def test_html_is_self_contained_and_escaped() -> None:

@@ -176,7 +176,7 @@ def test_the_heatmap_shows_tb_or_any_called_findings_map(page, drawing_server, t
           const response = await fetched(url, options);
           if (!String(url).startsWith("/interpret")) return response;
           const reading = await response.json();
-          reading.overlay_layers.finding_heatmaps = {"covid-19": reading.overlay_layers.masks};
+          reading.overlay_layers.heatmaps["covid-19"] = reading.overlay_layers.masks;
           return new Response(JSON.stringify(reading), {headers: {"Content-Type": "application/json"}});
         };""")
     try:

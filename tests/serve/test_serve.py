@@ -100,7 +100,7 @@ def test_the_overlay_layers_stack_to_the_overlay(client, png) -> None:
     reading = _post(client, "chest.png", png, overlay="true", overlay_layers="true").json()
     overlay = _picture(reading["overlay_png"])
     layers = dict(reading["overlay_layers"])
-    assert layers.pop("finding_heatmaps") == {}  # the tiny model has no label head: no maps
+    assert layers.pop("heatmaps") == {}  # the tiny model has no label head: no maps
     assert tuple(layers) == LAYERS and layers["film"] is not None
     pictures = {name: _picture(b64).convert("RGBA") if b64 else Image.new("RGBA", overlay.size, (0, 0, 0, 0))
                 for name, b64 in layers.items()}
@@ -110,7 +110,7 @@ def test_the_overlay_layers_stack_to_the_overlay(client, png) -> None:
     assert (layers["boxes"] is None) == (not reading["detections"])
     assert (layers["heatmap"] is None) == (reading["tb"]["label"] != "tuberculosis" or not reading["saliency"])
     alone = _post(client, "chest.png", png, overlay_layers="true").json()
-    assert "overlay_png" not in alone and tuple(alone["overlay_layers"]) == (*LAYERS, "finding_heatmaps")
+    assert "overlay_png" not in alone and tuple(alone["overlay_layers"]) == (*LAYERS, "heatmaps")
 
 
 def _readings_csv(client, body):

@@ -1,7 +1,8 @@
 """The overlay picture of a reading: the X-ray with masks (semi-transparent, outlined) and box outlines in their
-label's colour, the TB saliency map in red when TB is called, and a banner above the image with the TB probability,
-the research-use notice and a legend (each label in its colour with its box's score and whether a mask is drawn:
-no text on the film, so no two tags can collide at any size).
+label's colour, a saliency map in red (TB's when TB is called, else the first called finding's), and a banner above
+the image with the TB probability, the research-use notice and a legend (each label in its colour with its box's
+score and whether a mask is drawn, and which call the red map is of: no text on the film, so no two tags can collide
+at any size).
 
 It is drawn once, in layers of the overlay's size (`LAYERS`, bottom to top): "film" (the banner, the legend and the
 grey film, opaque), then "masks", "heatmap" and "boxes" (transparent where they draw nothing). The picture is the
@@ -35,7 +36,7 @@ HEAT_ALPHA = 0.45  # at the map's hottest cell; cells below half of its range ar
 HEAT_COLOUR = (220, 30, 30)
 MIN_SIDE, MAX_SIDE = 512, 1024  # the picture is scaled so text stays readable and files stay small
 LAYERS = ("film", "masks", "heatmap", "boxes")  # bottom to top
-TB = "tuberculosis"  # the label whose map the overlay's "heatmap" draws, when the reading calls it
+TB = "tuberculosis"  # its map is drawn only when the reading calls TB (the other maps are of called findings)
 
 
 def display_scale(height: int, width: int) -> float:
@@ -80,14 +81,18 @@ def _mask_layer(segmentations: Sequence[dict], colours: dict, size: tuple[int, i
     return layer
 
 
+def heat_maps(reading: dict[str, Any]) -> list[dict[str, Any]]:
+    """The saliency maps of calls the reading makes, the one the overlay draws first: TB's when TB is called, then
+    each called finding's (the reading's maps besides TB's are of called findings, `tasks.saliency`). A map of a
+    call not made would show evidence for it, so TB's map of a film read negative is left out."""
+    tb_called = (reading.get("tb") or {}).get("label") == TB
+    return [s for s in reading.get("saliency", []) if s.get("label") != TB or tb_called]
+
+
 def _heat_layer(reading: dict[str, Any], size: tuple[int, int]) -> Image.Image:
-    """The TB saliency map stretched over the film (`_heat`); empty unless the reading calls TB (a map of a negative
-    film would show evidence for a call not made)."""
-    tb = reading.get("tb") or {}
-    entry = next((s for s in reading.get("saliency", []) if s.get("label") == TB), None)
-    if tb.get("label") != TB or entry is None:
-        return Image.new("RGBA", size, (0, 0, 0, 0))
-    return _heat(entry, size)
+    """The first of `heat_maps` stretched over the film (`_heat`); empty when the reading calls nothing with a map."""
+    maps = heat_maps(reading)
+    return _heat(maps[0], size) if maps else Image.new("RGBA", size, (0, 0, 0, 0))
 
 
 def _heat(entry: dict[str, Any], size: tuple[int, int]) -> Image.Image:
@@ -121,6 +126,12 @@ def legend_lines(reading: dict[str, Any], colours: dict) -> list[tuple[tuple[int
     return out
 
 
+def heat_line(reading: dict[str, Any]) -> list[tuple[tuple[int, int, int], str]]:
+    """The legend's line for the heatmap, in its colour: which call's map it is ([] when none is drawn)."""
+    maps = heat_maps(reading)
+    return [(HEAT_COLOUR, f"red: where the {maps[0]['label']} score comes from (saliency)")] if maps else []
+
+
 def banner_lines(reading: dict[str, Any]) -> list[str]:
     """The banner's text: TB probability (or why there is none), then the notice."""
     tb = reading.get("tb")
@@ -147,6 +158,7 @@ def _film_layer(pixels: np.ndarray, reading: dict[str, Any], colours: dict, size
     opaque; and the row where the film begins."""
     font = _font(max(12, size[0] // 45))
     lines = list(zip(((255, 255, 255), (255, 210, 0)), banner_lines(reading))) + legend_lines(reading, colours)
+    lines += heat_line(reading)
     line_h = font.size + 8
     top = line_h * len(lines) + 8
     canvas = Image.new("RGB", (size[0], size[1] + top), (20, 20, 20))
@@ -167,9 +179,9 @@ def _below_banner(layer: Image.Image, size: tuple[int, int], top: int) -> Image.
 def overlay_layers(pixels: np.ndarray, reading: dict[str, Any], findings: bool = False) -> dict[str, Any]:
     """The overlay's layers in `LAYERS` order, bottom to top, each an RGBA image of the overlay's size, transparent
     where it draws nothing: "film" (the banner, the legend and the grey film; opaque), "masks", "heatmap" (empty
-    unless TB is called) and "boxes"; with `findings`, also "finding_heatmaps": {finding: a layer like "heatmap",
-    of its map} for every called finding the reading has a saliency map of, to show in the heatmap's place.
-    `pixels` as for `render_overlay`."""
+    when the reading calls nothing with a saliency map: else the first of `heat_maps`, named in the legend) and
+    "boxes"; with `findings`, also "heatmaps": {label: a layer like "heatmap"} for each of `heat_maps`, in order, for
+    the web page to show any of them in the heatmap's place. `pixels` as for `render_overlay`."""
     h, w = _input_size(pixels, reading)
     scale = display_scale(h, w)
     film_size = max(1, round(w * scale)), max(1, round(h * scale))
@@ -180,9 +192,9 @@ def overlay_layers(pixels: np.ndarray, reading: dict[str, Any], findings: bool =
         "masks": _below_banner(_mask_layer(reading.get("segmentations", []), colours, film_size), film.size, top),
         "heatmap": _below_banner(_heat_layer(reading, film_size), film.size, top),
         "boxes": _box_layer(reading.get("detections", []), colours, scale, film.size, top)}
-    if findings:  # the saliency maps besides TB's are of called findings (`tasks.saliency`)
-        layers["finding_heatmaps"] = {s["label"]: _below_banner(_heat(s, film_size), film.size, top)
-                                      for s in reading.get("saliency", []) if s.get("label") != TB}
+    if findings:
+        layers["heatmaps"] = {s["label"]: _below_banner(_heat(s, film_size), film.size, top)
+                              for s in heat_maps(reading)}
     return layers
 
 

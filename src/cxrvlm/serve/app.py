@@ -12,7 +12,7 @@
   separated or repeated; default all), `question` (repeatable), `overlay=true` to add the overlay PNG as base64
   (`overlay_png`), `overlay_layers=true` to add its layers (`cxrvlm.infer.overlay.overlay_layers`) as
   {"film", "masks", "heatmap", "boxes"}: base64 PNGs of the overlay's size to stack in that order, null for a layer
-  with nothing on it, and "finding_heatmaps": {finding: a PNG like "heatmap"} for each called finding's map.
+  with nothing on it, and "heatmaps": {label: a PNG like "heatmap"} for each call's map, the heatmap's first.
   Neither is part of the reading (`cxrvlm.infer.schema.Reading`). Returns the reading JSON of `cxrvlm interpret`
   (`format=html`: the reading page). A refused request is
   {"image": the file's name or "", "error": reason}: 400 an unreadable file or a bad task, 413 a body over the
@@ -196,8 +196,7 @@ def _respond(interpreter: Any, uploads: list[_Upload], form: _Form, limits: Limi
         if layers:  # shown, not kept: written fast; a layer with nothing on it is null (its checkbox is disabled)
             fast = {name: png_base64(drawn[name], optimize=False) if is_drawn(drawn[name]) else None
                     for name in LAYERS}
-            fast["finding_heatmaps"] = {label: png_base64(im, optimize=False)
-                                        for label, im in drawn["finding_heatmaps"].items()}
+            fast["heatmaps"] = {label: png_base64(im, optimize=False) for label, im in drawn["heatmaps"].items()}
             reading["overlay_layers"] = fast
     return reading
 
@@ -275,7 +274,8 @@ def create_app(interpreter: Any, limits: Limits | None = None) -> Any:
                   layers: bool = Form(False, alias="overlay_layers", description="true: add `overlay_layers`, "
                                       "{film, masks, heatmap, boxes}: the overlay's layers as base64 PNGs of its size, "
                                       "to stack in that order (transparent but the film; null: nothing to draw), and "
-                                      "finding_heatmaps: {finding: a layer like heatmap, of that called finding}"),
+                                      "heatmaps: {label: a layer like heatmap} for TB (when called) and each called "
+                                      "finding, the one in heatmap first"),
                   format: str = Query("json", pattern="^(json|html)$")) -> Any:
         since = time.monotonic()
         form = _check_form(limits, tasks, question, prior_days)

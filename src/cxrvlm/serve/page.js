@@ -20,11 +20,11 @@
   const cell = (tr, text) => { const td = tr.insertCell(); td.textContent = text; return td; };
   const withoutPictures = ({overlay_png, overlay_layers, ...reading}) => reading;
 
-  // the heatmap layer shows one map at a time: TB's when TB is called, else the first called finding's; a select
-  // swaps in any called finding's (`finding_heatmaps`)
+  // the heatmap layer shows one map at a time: TB's when TB is called, else the first called finding's (the
+  // overlay's); a select swaps in any other call's (`heatmaps`, the shown one first)
   function overlay(layers) {
-    heatmaps = {...(layers.heatmap ? {tuberculosis: layers.heatmap} : {}), ...(layers.finding_heatmaps || {})};
-    const shown = {...layers, heatmap: Object.values(heatmaps)[0]};
+    heatmaps = layers.heatmaps || {};
+    const shown = layers;
     const pictures = ["film", "masks", "heatmap", "boxes"].filter((n) => shown[n]).map((n) =>
       `<img data-layer="${n}" alt="${ALT[n]}" src="data:image/png;base64,${shown[n]}">`).join("");
     const checks = Object.entries(EMPTY).map(([n, why]) => shown[n]
