@@ -153,12 +153,12 @@ def test_the_overlay_is_its_layers_stacked_and_the_same_picture_as_drawn_in_plac
         assert alpha[:top].max() == 0 and 0 < (alpha > 0).mean() < 0.5, name
     picture = np.asarray(render_overlay(pixels, reading)).astype(int)
     assert np.abs(picture - _drawn_in_place(layers["film"], reading, top, 512 / 64)).max() <= 2
-    assert list(overlay_layers(pixels, reading, findings=True)["heatmaps"]) == ["tuberculosis"]
+    assert list(overlay_layers(pixels, reading, all_maps=True)["heatmaps"]) == ["tuberculosis"]
     reading["tb"]["label"] = "normal"  # no map for a call not made
     assert not is_drawn(overlay_layers(pixels, reading)["heatmap"]) and is_drawn(layers["heatmap"])
     # a called finding's map, drawn as TB's would be: in the overlay when TB is not called, and on the page's choice
     reading["saliency"].append({**reading["saliency"][0], "label": "covid-19"})
-    shown = overlay_layers(pixels, reading, findings=True)
+    shown = overlay_layers(pixels, reading, all_maps=True)
     assert list(shown["heatmaps"]) == ["covid-19"]
     assert np.array_equal(np.asarray(shown["heatmaps"]["covid-19"]), np.asarray(layers["heatmap"]))
     assert np.array_equal(np.asarray(shown["heatmap"]), np.asarray(layers["heatmap"]))

@@ -176,11 +176,11 @@ def _below_banner(layer: Image.Image, size: tuple[int, int], top: int) -> Image.
     return canvas
 
 
-def overlay_layers(pixels: np.ndarray, reading: dict[str, Any], findings: bool = False) -> dict[str, Any]:
+def overlay_layers(pixels: np.ndarray, reading: dict[str, Any], all_maps: bool = False) -> dict[str, Any]:
     """The overlay's layers in `LAYERS` order, bottom to top, each an RGBA image of the overlay's size, transparent
     where it draws nothing: "film" (the banner, the legend and the grey film; opaque), "masks", "heatmap" (empty
     when the reading calls nothing with a saliency map: else the first of `heat_maps`, named in the legend) and
-    "boxes"; with `findings`, also "heatmaps": {label: a layer like "heatmap"} for each of `heat_maps`, in order, for
+    "boxes"; with `all_maps`, also "heatmaps": {label: a layer like "heatmap"} for each of `heat_maps`, in order, for
     the web page to show any of them in the heatmap's place. `pixels` as for `render_overlay`."""
     h, w = _input_size(pixels, reading)
     scale = display_scale(h, w)
@@ -192,7 +192,7 @@ def overlay_layers(pixels: np.ndarray, reading: dict[str, Any], findings: bool =
         "masks": _below_banner(_mask_layer(reading.get("segmentations", []), colours, film_size), film.size, top),
         "heatmap": _below_banner(_heat_layer(reading, film_size), film.size, top),
         "boxes": _box_layer(reading.get("detections", []), colours, scale, film.size, top)}
-    if findings:
+    if all_maps:
         layers["heatmaps"] = {s["label"]: _below_banner(_heat(s, film_size), film.size, top)
                               for s in heat_maps(reading)}
     return layers

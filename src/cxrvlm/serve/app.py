@@ -190,7 +190,7 @@ def _respond(interpreter: Any, uploads: list[_Upload], form: _Form, limits: Limi
     if page:
         return render_html(reading, render_overlay(pixels, reading))
     if overlay or layers:
-        drawn = overlay_layers(pixels, reading, findings=layers)  # drawn once for both
+        drawn = overlay_layers(pixels, reading, all_maps=layers)  # drawn once for both
         if overlay:
             reading["overlay_png"] = png_base64(compose(drawn))
         if layers:  # shown, not kept: written fast; a layer with nothing on it is null (its checkbox is disabled)
