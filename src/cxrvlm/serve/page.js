@@ -24,10 +24,9 @@
   // overlay's); a select swaps in any other call's (`heatmaps`, the shown one first)
   function overlay(layers) {
     heatmaps = layers.heatmaps || {};
-    const shown = layers;
-    const pictures = ["film", "masks", "heatmap", "boxes"].filter((n) => shown[n]).map((n) =>
-      `<img data-layer="${n}" alt="${ALT[n]}" src="data:image/png;base64,${shown[n]}">`).join("");
-    const checks = Object.entries(EMPTY).map(([n, why]) => shown[n]
+    const pictures = ["film", "masks", "heatmap", "boxes"].filter((n) => layers[n]).map((n) =>
+      `<img data-layer="${n}" alt="${ALT[n]}" src="data:image/png;base64,${layers[n]}">`).join("");
+    const checks = Object.entries(EMPTY).map(([n, why]) => layers[n]
       ? `<label><input type="checkbox" data-layer="${n}" checked>${n}</label>`
       : `<label title="${esc(why)}"><input type="checkbox" data-layer="${n}" disabled title="${esc(why)}">${n}</label>`);
     const names = Object.keys(heatmaps);
