@@ -64,7 +64,7 @@ def test_folder_and_out_dir(tiny_checkpoint: Path, phantom_png: Path, tmp_path: 
     page = (out / "chest.html").read_text()
     assert NOTICE in page and f"{lines[0]['tb']['probability']:.3f}" in page
     embedded = re.search(r"src='data:image/png;base64,([^']+)'", page)
-    assert embedded and base64.b64decode(embedded.group(1)).startswith(b"\x89PNG")
+    assert embedded and base64.b64decode(embedded.group(1)) == (out / "chest.overlay.png").read_bytes()  # one PNG
     assert "<script" not in page
 
 

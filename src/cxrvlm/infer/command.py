@@ -26,7 +26,7 @@ from cxrvlm.infer import batch, dicom_seg, dicom_sr, fhir
 from cxrvlm.infer.html import save_html
 from cxrvlm.infer.inputs import IMAGE_EXTENSIONS, collect_files
 from cxrvlm.infer.interpreter import load, parse_tasks
-from cxrvlm.infer.overlay import render_overlay
+from cxrvlm.infer.overlay import png_bytes, render_overlay
 from cxrvlm.infer.phantom import example_image
 from cxrvlm.infer.result import DETECT_LABELS, SEGMENT_LABELS, TASKS
 from cxrvlm.io import read_image
@@ -87,8 +87,8 @@ def _unique_stem(path: str, used: set[str]) -> str:
 
 
 def _write_outputs(out: Path, stem: str, reading: dict[str, Any], pixels: Any) -> None:
-    picture = render_overlay(pixels, reading)
-    picture.save(out / f"{stem}.overlay.png", format="PNG", optimize=True)
+    picture = png_bytes(render_overlay(pixels, reading))  # encoded once for the file and the page
+    (out / f"{stem}.overlay.png").write_bytes(picture)
     save_html(reading, picture, out / f"{stem}.html")
 
 

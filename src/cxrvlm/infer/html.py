@@ -138,7 +138,7 @@ def answer_record(answer: dict[str, Any]) -> str:
 
 
 def render_html(reading: dict[str, Any], overlay: Any = None) -> str:
-    """The page as a string; `overlay` is a PIL image (embedded as a base64 PNG) or None."""
+    """The page as a string; `overlay` is a PIL image or its PNG bytes (embedded as a base64 PNG), or None."""
     img = ""
     if overlay is not None:
         img = f"<img alt='overlay of the reading' src='data:image/png;base64,{png_base64(overlay)}'>"
