@@ -68,7 +68,6 @@ class _Study:
     warnings: list[str] = field(default_factory=list)
     single: Any = None
     pair: Any = None
-    model_pixels: Any = None  # the frontal view as the model was given it (resized, 8-bit levels)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -90,9 +89,8 @@ class _Study:
         return self.model.label_probs(image_features=self.single)[0]
 
     def label_maps(self) -> np.ndarray | None:
-        if not getattr(self.model, "label_names", None) or not hasattr(self.model, "label_maps"):
-            return None
-        return self.model.label_maps(self.model_pixels)
+        maps = getattr(self.single, "label_maps", None)  # from the frontal view's one pass of the encoder
+        return None if maps is None else maps[0].cpu().numpy()
 
     def score(self, prefix: str, candidates: Sequence[str], pair: bool = False) -> list[float]:
         probs = self.model.score_candidates(images=None, prefix=prefix, candidates=list(candidates),
@@ -234,19 +232,20 @@ class Interpreter:
     def _encode(self, study: _Study, use_pair: bool) -> None:
         """Encode [frontal] or, when a task reads both, [frontal, second] once; the single-view features are then
         the first view's slot."""
-        study.model_pixels = self._pixels(study.frontal)
+        frontal = self._pixels(study.frontal)
         if study.second_view is None or not use_pair:
-            study.single = self.model.encode_images([study.model_pixels])
+            study.single = self.model.encode_images([frontal])
             return
-        study.pair = self.model.encode_images([study.model_pixels, self._pixels(study.second_view)])
+        study.pair = self.model.encode_images([frontal, self._pixels(study.second_view)])
         n = getattr(self.model, "tokens_per_image", None)
         tokens, mask = getattr(study.pair, "tokens", None), getattr(study.pair, "mask", None)
         if isinstance(n, int) and tokens is not None and mask is not None:
             # views are encoded independently, each with its slot's embedding: slot 0 is the single-view input (and
             # the label head reads slot 0 too)
-            study.single = type(study.pair)(tokens[:, :n], mask[:, :n], getattr(study.pair, "label_probs", None))
+            study.single = type(study.pair)(tokens[:, :n], mask[:, :n], getattr(study.pair, "label_probs", None),
+                                            getattr(study.pair, "label_maps", None))
         else:
-            study.single = self.model.encode_images([study.model_pixels])
+            study.single = self.model.encode_images([frontal])
 
 
 def _read_into(reading: dict[str, Any], task: Task, study: _Study) -> None:

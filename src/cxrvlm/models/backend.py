@@ -38,11 +38,13 @@ LOC_TOLERANCE = 10  # bins either side (about 1% of the image side) counted in a
 @dataclass
 class ImageFeatures:
     """Encoded views, reusable across prompts: tokens (B, N, C) in decoder width, mask (B, N) False = padded slot,
-    and (models with a label head) the first view's label probabilities (B, L)."""
+    and (models with a label head) the first view's label probabilities (B, L) and class activation maps
+    (B, L, g, g), from the same pass of the encoder."""
 
     tokens: torch.Tensor
     mask: torch.Tensor
     label_probs: torch.Tensor | None = None
+    label_maps: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.tokens.size(0)
@@ -54,7 +56,8 @@ class ImageFeatures:
         if len(self) != 1:
             raise ValueError(f"image features hold {len(self)} examples, but {n} prompts were given (need 1 or {n})")
         probs = None if self.label_probs is None else self.label_probs.expand(n, -1)
-        return ImageFeatures(self.tokens.expand(n, -1, -1), self.mask.expand(n, -1), probs)
+        maps = None if self.label_maps is None else self.label_maps.expand(n, -1, -1, -1)
+        return ImageFeatures(self.tokens.expand(n, -1, -1), self.mask.expand(n, -1), probs, maps)
 
 
 def answer_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

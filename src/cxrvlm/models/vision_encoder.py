@@ -178,13 +178,13 @@ class VisionTower(nn.Module):
         self.grid = grids[0] // math.isqrt(cfg.merge_k) if cfg.has_grid else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_pooled(x)[0]
+        return self.forward_with_first(x)[0]
 
-    def forward_pooled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (the tower's tokens, the first encoder's tokens mean-pooled (B, its out_dim)): what a label head
-        reads, as `cxrvlm train-probe` trained it."""
+    def forward_with_first(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (the tower's tokens, the first encoder's own tokens (B, its tokens, its out_dim)): a label head reads
+        their mean, as `cxrvlm train-probe` trained it, and its class activation maps read them one by one."""
         raw = [enc(x) for enc in self.encoders]
-        return self._fuse([align(f) for f, align in zip(raw, self.align)]), raw[0].mean(1)
+        return self._fuse([align(f) for f, align in zip(raw, self.align)]), raw[0]
 
     def _fuse(self, feats: list[torch.Tensor]) -> torch.Tensor:
         if len(feats) == 1:

@@ -110,38 +110,54 @@ class CompactVLM(BackendMixin, nn.Module):
         n, C = self.tokens_per_image, self.config.n_embd
         image_mask = image_mask.to(self.device, torch.bool)
         out = torch.zeros(B, M, n, C, device=self.device, dtype=self.dtype)
-        probs = None
+        probs = maps = None
         if image_mask.any():
             views = pixel_values.to(self.device, self.dtype)[image_mask]  # (K, 1, S, S)
-            tokens, pooled = self.vision.forward_pooled(views)
+            tokens, first = self.vision.forward_with_first(views)
             out[image_mask] = self.projector(tokens)  # (K, n, C)
             if self.label_head is not None:  # the first view of each example (an example without one reads NaN)
-                logits = self.label_head(pooled.float())  # (K, L)
-                if self.config.label_temperatures:  # calibrated on validation (`cxrvlm calibrate`)
-                    logits = logits / torch.tensor(self.config.label_temperatures, device=logits.device)
-                per_view = torch.sigmoid(logits)
-                probs = torch.full((B, M, per_view.size(1)), float("nan"), device=self.device)
-                probs[image_mask] = per_view
-                probs = probs[:, 0]
+                probs = self._first_views(torch.sigmoid(self._head_logits(first.mean(1))), image_mask)
+                maps = self._label_maps(first, image_mask)
         out = out + self.view_embed.weight[:M][None, :, None, :]
         return ImageFeatures(out.reshape(B, M * n, C), image_mask[:, :, None].expand(B, M, n).reshape(B, M * n),
-                             probs)
+                             probs, maps)
 
-    @torch.inference_mode()
-    def label_maps(self, pixels: np.ndarray) -> np.ndarray:
-        """Class activation maps of the label head for one view (float (H, W) in [0, 1]): (labels, g, g), each cell
-        the label's logit from that cell's token (the head is linear on the mean of the first encoder's g x g
-        tokens, so a map's mean is exactly the label's logit: CAM, Zhou et al. 2016); rows top to bottom."""
-        if self.label_head is None:
-            raise ValueError(f"model {self.config.name!r} has no label head (config label_names is empty)")
-        x, _ = self.pixel_batch([[pixels]])
-        encoder = self.vision.encoders[0]
-        with self._eval_mode():
-            logits = self.label_head(encoder(x[:, 0].to(self.device, self.dtype)).float())[0]  # (g * g, L)
+    def _head_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The label head's logits (..., L) of first-encoder features (..., D), divided by the label temperatures
+        when the model has them (calibrated on validation, `cxrvlm calibrate`)."""
+        logits = self.label_head(x.float())
         if self.config.label_temperatures:
             logits = logits / torch.tensor(self.config.label_temperatures, device=logits.device)
-        g = encoder.grid
-        return logits.T.reshape(len(self.config.label_names), g, g).cpu().numpy()
+        return logits
+
+    def _first_views(self, per_view: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
+        """(K, ...) values of the real views -> (B, ...) those of each example's first view (NaN without one)."""
+        B, M = image_mask.shape
+        full = torch.full((B, M, *per_view.shape[1:]), float("nan"), device=self.device)
+        full[image_mask] = per_view
+        return full[:, 0]
+
+    @torch.no_grad()
+    def _label_maps(self, first: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor | None:
+        """Class activation maps (B, L, g, g) of each example's first view from the first encoder's g x g tokens
+        (K, g * g, D): each cell the label's logit from that cell's token alone. The head is linear on their mean,
+        so a map's mean is exactly the label's logit (CAM, Zhou et al. 2016); rows top to bottom. None when the
+        encoder's tokens are not a grid. For showing, never trained: no gradient."""
+        g = self.vision.encoders[0].grid
+        if g is None or first.size(1) != g * g:
+            return None
+        cams = self._head_logits(first).transpose(1, 2).reshape(first.size(0), -1, g, g)  # (K, L, g, g)
+        return self._first_views(cams, image_mask)
+
+    def label_maps(self, pixels: np.ndarray) -> np.ndarray:
+        """Class activation maps of the label head for one view (float (H, W) in [0, 1]): (labels, g, g), as
+        `encode_images` gives them in `ImageFeatures.label_maps`."""
+        if self.label_head is None:
+            raise ValueError(f"model {self.config.name!r} has no label head (config label_names is empty)")
+        maps = self.encode_images([[pixels]]).label_maps
+        if maps is None:
+            raise ValueError(f"model {self.config.name!r}: its first encoder's tokens are not a grid")
+        return maps[0].cpu().numpy()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix_lengths: torch.Tensor,
                 pixel_values: torch.Tensor | None = None, image_mask: torch.Tensor | None = None,
