@@ -23,10 +23,10 @@ from cxrvlm.infer.overlay import (
     is_drawn,
     label_colours,
     overlay_layers,
-    png_base64,
     render_overlay,
 )
 from cxrvlm.infer.phantom import PHANTOM_PNG, example_image, render_phantom
+from cxrvlm.io.encode import png_base64
 from cxrvlm.tasks import vqa
 from cxrvlm.tasks._reading import box_tokens, geometric_mean, object_scores
 from cxrvlm.tasks.vqa import closed_candidates, make_question

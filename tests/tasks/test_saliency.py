@@ -14,7 +14,7 @@ def test_png_round_trip_and_peak_in_input_pixels():
     cam = np.zeros((8, 8))
     cam[2, 6] = 3.0
     cam[7, 0] = -1.0
-    cells = np.asarray(Image.open(io.BytesIO(base64.b64decode(saliency.png_base64(cam)))))
+    cells = np.asarray(Image.open(io.BytesIO(base64.b64decode(saliency.map_png(cam)))))
     assert cells.shape == (8, 8) and cells[2, 6] == 255 and cells[7, 0] == 0
     assert saliency.peak(cam, (400, 800)) == [650.0, 125.0]  # (x, y): column 6.5 / 8 of 800, row 2.5 / 8 of 400
     assert not saliency.normalised(np.ones((2, 2))).any()

@@ -26,10 +26,11 @@ from cxrvlm.infer import batch, dicom_seg, dicom_sr, fhir
 from cxrvlm.infer.html import save_html
 from cxrvlm.infer.inputs import IMAGE_EXTENSIONS, collect_files
 from cxrvlm.infer.interpreter import load, parse_tasks
-from cxrvlm.infer.overlay import png_bytes, render_overlay
+from cxrvlm.infer.overlay import render_overlay
 from cxrvlm.infer.phantom import example_image
 from cxrvlm.infer.result import DETECT_LABELS, SEGMENT_LABELS, TASKS
 from cxrvlm.io import read_image
+from cxrvlm.io.encode import png_bytes
 
 log = logging.getLogger(__name__)
 

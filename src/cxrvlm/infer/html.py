@@ -6,7 +6,7 @@ from html import escape
 from typing import Any
 
 from cxrvlm.about import NOTICE
-from cxrvlm.infer.overlay import png_base64
+from cxrvlm.io.encode import png_base64
 from cxrvlm.tokens.rle import rle_area
 
 _STYLE = """

@@ -217,15 +217,3 @@ def is_drawn(layer: Image.Image) -> bool:
     return layer.getchannel("A").getbbox() is not None
 
 
-def png_bytes(picture: Image.Image, optimize: bool = True) -> bytes:
-    """A picture as PNG bytes; `optimize` makes it a tenth smaller and several times slower to write."""
-    buf = io.BytesIO()
-    picture.save(buf, format="PNG", optimize=optimize)
-    return buf.getvalue()
-
-
-def png_base64(picture: Image.Image | bytes, optimize: bool = True) -> str:
-    """A picture (or its PNG bytes, encoded once elsewhere) as a base64 PNG, for JSON and data: URLs."""
-    data = picture if isinstance(picture, bytes) else png_bytes(picture, optimize)
-    return base64.b64encode(data).decode("ascii")
-

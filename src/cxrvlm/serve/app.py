@@ -51,10 +51,11 @@ from cxrvlm.infer import batch
 from cxrvlm.infer.html import render_html
 from cxrvlm.infer.inputs import IMAGE_EXTENSIONS, is_interval
 from cxrvlm.infer.interpreter import parse_tasks
-from cxrvlm.infer.overlay import LAYERS, compose, is_drawn, overlay_layers, png_base64, render_overlay
+from cxrvlm.infer.overlay import LAYERS, compose, is_drawn, overlay_layers, render_overlay
 from cxrvlm.infer.result import TASKS, check_reading
 from cxrvlm.infer.schema import Reading
 from cxrvlm.io import ImageReadError, probe_image
+from cxrvlm.io.encode import png_base64
 from cxrvlm.serve.limits import BodyLimit, Gate, Limits, UploadError
 
 log = logging.getLogger(__name__)

@@ -8,14 +8,13 @@ smoothing) and the hottest cell's centre in pixels of the input image.
 """
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from cxrvlm.io.encode import png_base64
 from cxrvlm.tasks import _text, labels
 
 METHOD = "class activation map of the label head (CAM)"
@@ -27,11 +26,9 @@ def normalised(cam: np.ndarray) -> np.ndarray:
     return (cam - low) / (high - low) if high > low else np.zeros_like(cam, dtype=np.float64)
 
 
-def png_base64(cam: np.ndarray) -> str:
+def map_png(cam: np.ndarray) -> str:
     """A map as a base64 8-bit grey PNG of its own g x g cells."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.round(normalised(cam) * 255).astype(np.uint8), mode="L").save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return png_base64(Image.fromarray(np.round(normalised(cam) * 255).astype(np.uint8), mode="L"), optimize=False)
 
 
 def peak(cam: np.ndarray, image_size: tuple[int, int]) -> list[float]:
@@ -50,5 +47,5 @@ def entries(maps: np.ndarray, names: Sequence[str], head: Mapping[str, float], t
     for k, name in enumerate(names):
         if name == labels.TB or (name in called and name != _text.NO_FINDING):
             out.append({"label": _text.phrase(name), "method": METHOD, "grid": list(maps[k].shape),
-                        "png": png_base64(maps[k]), "peak": peak(maps[k], image_size)})
+                        "png": map_png(maps[k]), "peak": peak(maps[k], image_size)})
     return out
