@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,17 @@ def clean(value: Any) -> Any:
 def dumps(obj: Any) -> str:
     """One JSON line (UTF-8 text kept as is, NaN written as null)."""
     return json.dumps(clean(obj), ensure_ascii=False, allow_nan=False)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """`obj` as indented strict JSON (`clean`), written whole or not at all: a temporary file beside `path` (its
+    folder made if need be), then renamed over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(clean(obj), indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -15,7 +15,7 @@ from cxrvlm.eval import runner
 from cxrvlm.eval.predict import box_scores_for, loc_runs
 from cxrvlm.eval.runner import EvalOptions, evaluate, reason_kind, select
 from cxrvlm.examples import Example
-from cxrvlm.jsonl import clean
+from cxrvlm.jsonl import clean, write_json
 from cxrvlm.tasks import get_task
 
 GARBAGE = ("", "   ", "\x00\x01\x02", "<loc0012><loc0300><loc05", "yes\x00no", "x" * 60_000, "<seg001> maybe",
@@ -215,6 +215,12 @@ def test_options_are_checked() -> None:
 def test_clean_makes_strict_json() -> None:
     assert clean({"a": float("nan"), "b": np.float32(0.5), "c": [np.int64(2), float("inf")]}) == {
         "a": None, "b": 0.5, "c": [2, None]}
+
+
+def test_write_json_is_strict_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    path = write_json(tmp_path / "new" / "doc.json", {"a": float("nan"), "b": np.float32(0.5)})
+    assert path.read_text() == '{\n "a": null,\n "b": 0.5\n}\n'
+    assert [p.name for p in path.parent.iterdir()] == ["doc.json"]
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ import numpy as np
 from cxrvlm.data.images import ImageCache
 from cxrvlm.eval.predict import scored
 from cxrvlm.examples import Example
+from cxrvlm.jsonl import write_json
 from cxrvlm.metrics.calibration import ece, fit_temperature, fold_of, logit
 from cxrvlm.tasks import labels
 
@@ -100,7 +101,4 @@ def write_temperatures(folder: str | os.PathLike, temperatures: dict[str, float]
     if list(config.get("label_names") or []) != list(temperatures):
         raise ValueError(f"{path}: its label_names are not the calibrated labels {list(temperatures)}")
     config["label_temperatures"] = [float(temperatures[n]) for n in config["label_names"]]
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(config, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json(path, config)

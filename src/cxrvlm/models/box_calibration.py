@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cxrvlm.jsonl import clean
+from cxrvlm.jsonl import write_json
 
 BOX_CALIBRATION_FILE = "box_calibration.json"
 
@@ -35,9 +35,4 @@ def saved_box_calibration(folder: str | os.PathLike | None) -> tuple[float, floa
 
 
 def write_box_calibration(data: dict[str, Any], path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(clean(data), indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json(path, data)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cxrvlm.jsonl import clean
+from cxrvlm.jsonl import clean, write_json
 
 OPERATING_POINT_FILE = "operating_point.json"
 # Where a threshold may sit: top level (operating_point.json), or nested in a metrics.json / a reading's "tb".
@@ -59,10 +59,6 @@ def write_operating_point(op: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write `op` (it must hold a threshold in [0, 1]) to a file (its folder made if need be), or into an existing
     folder as operating_point.json.
     Atomic (a temporary file renamed over the target), so a reader never sees half a file."""
-    path, doc = _file(path), clean(op)
-    _checked_threshold(doc.get("threshold"), path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    path = _file(path)
+    _checked_threshold(clean(op).get("threshold"), path)
+    return write_json(path, op)

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cxrvlm.jsonl import write_json
+
 QUESTION_TYPES_FILE = "question_types.json"
 
 
@@ -47,10 +49,5 @@ def saved_question_types(folder: str | os.PathLike | None) -> dict[str, dict[str
 
 
 def write_question_types(by_type: dict[str, Any], split: str, path: str | os.PathLike) -> Path:
-    """Written whole or not at all (a temporary file, then renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary(by_type, split), indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Written whole or not at all (`jsonl.write_json`)."""
+    return write_json(path, summary(by_type, split))
