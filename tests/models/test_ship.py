@@ -14,6 +14,19 @@ from cxrvlm.models.question_types import QUESTION_TYPES_FILE, saved_question_typ
 from cxrvlm.train.config import StageConfig, TrainConfig
 
 
+def _evaluation(folder, threshold: float, auroc: tuple[float, float, float]):
+    """A validation evaluation's folder as `cxrvlm eval` writes it: metrics.json (TB AUROC with its interval, on
+    two films) and operating_point.json."""
+    folder.mkdir()
+    value, low, high = auroc
+    (folder / "metrics.json").write_text(json.dumps({
+        "split": "val", "operating_point": {"threshold": threshold, "split": "val"},
+        "main": {"classify": {"key": "tb_auroc", "value": value, "ci_low": low, "ci_high": high}},
+        "tasks": {"classify": {"n": 2, "n_invalid": 0}}}))
+    (folder / "operating_point.json").write_text(json.dumps({"threshold": threshold}))
+    return folder
+
+
 def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
     run, eval_dir, dest = tmp_path / "run", tmp_path / "eval", tmp_path / "weights" / "cxrvlm-tiny"
     model = tiny()
@@ -36,12 +49,7 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
     rows = [{"step": 10, "loss": 2.0, "elapsed_s": 30.0}, {"step": 10, "split": "val", "task_loss": {"classify": 1.5}},
             {"step": 20, "loss": 1.0, "elapsed_s": 60.0}, {"step": 20, "split": "val", "task_loss": {"classify": 0.9}}]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    eval_dir.mkdir()
-    (eval_dir / "metrics.json").write_text(json.dumps({
-        "split": "val", "operating_point": {"threshold": 0.4, "split": "val"},
-        "main": {"classify": {"key": "tb_auroc", "value": 0.75, "ci_low": 0.5, "ci_high": 0.9}},
-        "tasks": {"classify": {"n": 2, "n_invalid": 0}}}))
-    (eval_dir / "operating_point.json").write_text(json.dumps({"threshold": 0.4}))
+    _evaluation(eval_dir, threshold=0.4, auroc=(0.75, 0.5, 0.9))
     filmed, moved = tmp_path / "filmed", tmp_path / "moved"
     for folder, perturb, value in ((filmed, None, 0.8), (moved, {"zoom": 0.93, "dx": 0.0, "dy": 0.0}, 0.71)):
         folder.mkdir()
@@ -68,13 +76,7 @@ def test_ship_copies_the_model_and_writes_its_card(tmp_path, tiny) -> None:
     assert sum(f.stat().st_size for f in dest.iterdir()) < sum(f.stat().st_size for f in (run / "final").iterdir())
 
     # a new evaluation of the shipped weights rewrites the validation section and the operating point only
-    again = tmp_path / "eval-again"
-    again.mkdir()
-    (again / "metrics.json").write_text(json.dumps({
-        "split": "val", "operating_point": {"threshold": 0.3, "split": "val"},
-        "main": {"classify": {"key": "tb_auroc", "value": 0.8, "ci_low": 0.6, "ci_high": 0.95}},
-        "tasks": {"classify": {"n": 2, "n_invalid": 0}}}))
-    (again / "operating_point.json").write_text(json.dumps({"threshold": 0.3}))
+    again = _evaluation(tmp_path / "eval-again", threshold=0.3, auroc=(0.8, 0.6, 0.95))
     (again / "box_calibration.json").write_text(json.dumps({"a": 2.0, "b": -1.0, "n": 40}))
     write_copy_guard(CopyGuard([7, 3]), again / COPY_GUARD_FILE)
     (again / QUESTION_TYPES_FILE).write_text(json.dumps({"tasks": {"vqa": {"types": {"view": {
