@@ -84,13 +84,14 @@ def _saliency(reading: dict[str, Any]) -> str:
 
 
 def _report_note(reading: dict[str, Any]) -> str:
-    """Where the report came from, and what a replaced generated report contradicted."""
+    """Where the report came from, and what was wrong with a replaced generated report (a call it contradicted, a
+    prior it invented, another patient's words it copied)."""
     found = (reading.get("consistency") or {}).get("contradictions") or []
     if not found:
         return f"<p><small>{escape(reading.get('report_source') or '')}</small></p>" if reading.get("report") else ""
     items = "".join(f"<li>{escape(str(c))}</li>" for c in found)
-    return (f"<p><small>{escape(reading.get('report_source') or '')}: the generated report contradicted the "
-            f"reading above</small></p><ul class='warn'>{items}</ul>")
+    return (f"<p><small>{escape(reading.get('report_source') or '')}: the generated report was replaced:"
+            f"</small></p><ul class='warn'>{items}</ul>")
 
 
 def _sections(reading: dict[str, Any]) -> str:

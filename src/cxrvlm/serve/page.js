@@ -60,7 +60,7 @@
       html += `<p class="legend">A probability is the model's estimate that the finding is on the film (a label head's are checked for calibration on validation patients); the verdict calls TB at the threshold above and other findings at 0.5.</p>`;
       const replaced = ((r.consistency || {}).contradictions || []);
       if (r.report) html += `<h3>Report</h3><p class="report">${esc(r.report)}</p><p><small>${esc(r.report_source)}` +
-        (replaced.length ? `: the generated report ${esc(replaced.join("; "))}` : "") + "</small></p>";
+        (replaced.length ? `: the generated report was replaced: ${esc(replaced.join("; "))}` : "") + "</small></p>";
       if ((r.answers || []).length) html += answers(r.answers);
       if (r.overlay_layers) html += overlay(r.overlay_layers);
     }
