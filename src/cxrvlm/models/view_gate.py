@@ -89,10 +89,9 @@ class ViewGate:
 
     def save(self, path: str | Path) -> Path:
         """Weights, widths, threshold and `info`, written atomically."""
-        tensors = {k: v.detach().contiguous() for k, v in self.net.state_dict().items()}
         meta = {"format": FORMAT, "widths": json.dumps(list(self.net.widths)), "kinds": json.dumps(list(KINDS)),
                 "threshold": str(self.threshold), "info": json.dumps(self.info)}
-        return write_tensors(path, tensors, meta)
+        return write_tensors(path, self.net.state_dict(), meta)  # it detaches and packs them
 
     @torch.no_grad()
     def probabilities_batch(self, inputs: np.ndarray) -> np.ndarray:
